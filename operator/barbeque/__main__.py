@@ -1,0 +1,96 @@
+"""Command line of Barbeque on Kubernetes: ``python -m barbeque <command>`` or ``barbeque``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+REPO_CRD_DIRS = [Path("crds"), Path("charts/barbeque/crds")]
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from barbeque.api import crdgen
+
+    directories = [Path(d) for d in args.dir] if args.dir else REPO_CRD_DIRS
+    if args.check:
+        problems = crdgen.drift(directories)
+        for problem in problems:
+            sys.stderr.write(problem + "\n")
+        if problems:
+            sys.stderr.write(
+                "CRDs drifted from the models; run `python -m barbeque crds --write`\n"
+            )
+            return 1
+        return 0
+    if args.write:
+        for path in crdgen.write(directories):
+            sys.stdout.write(f"wrote {path}\n")
+        return 0
+    for name, text in crdgen.render_all().items():
+        sys.stdout.write(f"---\n# {name}\n{text}")
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    import barbeque.handlers  # noqa: F401  (registers the handlers)
+    from barbeque.config import get_settings
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # botocore and urllib3 are chatty at INFO about connection pools and credentials.
+    for noisy in ("botocore", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = get_settings()  # fail fast on bad settings, before connecting anywhere
+    kopf.run(
+        clusterwide=True,
+        standalone=settings.standalone,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="barbeque",
+        description="Barbeque on Kubernetes: a job queue run as a Kubernetes operator.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    operator = commands.add_parser(
+        "operator",
+        help="run the operator (settings from BARBEQUE_* environment variables)",
+    )
+    operator.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz",
+    )
+    operator.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    operator.set_defaults(func=_operator)
+
+    crds = commands.add_parser("crds", help="print, write or check the generated CRD YAML")
+    mode = crds.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write crds/ and charts/barbeque/crds/")
+    mode.add_argument("--check", action="store_true", help="exit 1 if the checked-in YAML drifted")
+    crds.add_argument(
+        "--dir", action="append", help="directory to write or check (repeatable; default both)"
+    )
+    crds.set_defaults(func=_crds)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The Kubernetes API, as the few calls the operator makes.
+
+The official client is synchronous; each call runs in the event loop's thread pool so a
+slow API server never blocks the loop. Errors become the project's own exceptions:
+404 -> ``NotFound``, 409 -> ``AlreadyExists``, 429/5xx/transport -> ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from barbeque.api.models import GROUP, VERSION
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+class AlreadyExists(KubeError):
+    pass
+
+
+class Invalid(KubeError):
+    """The API server rejected the object (422 or 400): retrying will not help."""
+
+
+class TransientError(KubeError):
+    """Throttling, a server error or a broken connection: worth retrying."""
+
+
+def _translate(exc: Exception) -> KubeError:
+    if isinstance(exc, ApiException):
+        reason = exc.reason or ""
+        body = exc.body if isinstance(exc.body, str) else ""
+        message = f"{exc.status} {reason}: {body[:500]}"
+        if exc.status == 404:
+            return NotFound(message, exc.status)
+        if exc.status == 409:
+            return AlreadyExists(message, exc.status)
+        if exc.status in (400, 422):
+            return Invalid(message, exc.status)
+        return TransientError(message, exc.status)
+    return TransientError(f"{type(exc).__name__}: {exc}")
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Every Kubernetes call of the operator, awaitable."""
+
+    def __init__(self, api_client: client.ApiClient, pool_size: int = 32) -> None:
+        # urllib3 keeps one connection per concurrent call; match the thread pool.
+        api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool_size
+        self._api_client = api_client
+        self._custom = client.CustomObjectsApi(api_client)
+        self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self.calls: dict[str, int] = {}
+
+    async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        except (ApiException, HTTPError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    # -- JobExecutions ------------------------------------------------------------------------
+
+    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        result: dict[str, Any] = await self._call(
+            "create_execution",
+            self._custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "jobexecutions",
+            body,
+        )
+        return result
+
+    async def patch_execution_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "patch_execution_status",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            "jobexecutions",
+            name,
+            {"status": status},
+        )
+        return result
+
+    async def delete_execution(self, namespace: str, name: str) -> None:
+        await self._call(
+            "delete_execution",
+            self._custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "jobexecutions",
+            name,
+            propagation_policy="Background",
+        )
+
+    async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            "patch_queue_status",
+            self._custom.patch_cluster_custom_object_status,
+            GROUP,
+            VERSION,
+            "jobqueues",
+            name,
+            {"status": status},
+        )
+
+    # -- Jobs and pods ----------------------------------------------------------------------
+
+    async def create_job(self, body: dict[str, Any]) -> None:
+        await self._call(
+            "create_job",
+            self._batch.create_namespaced_job,
+            body["metadata"]["namespace"],
+            body,
+        )
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        await self._call(
+            "delete_job",
+            self._batch.delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
+        )
+
+    async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
+        result: str = await self._call(
+            "read_pod_log",
+            self._core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            limit_bytes=limit_bytes,
+            _preload_content=True,
+        )
+        return result
+
+    async def list_objects(
+        self, kind: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind the operator caches, across namespaces, page by page."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500}
+            if token:
+                kwargs["_continue"] = token
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            if kind in ("jobexecutions", "jobdefinitions", "jobqueues"):
+                page: Any = await self._call(
+                    "list_" + kind,
+                    self._custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    kind,
+                    **kwargs,
+                )
+                items.extend(page.get("items", []))
+                token = (page.get("metadata") or {}).get("continue")
+            elif kind == "jobs":
+                page = await self._call(
+                    "list_jobs", self._batch.list_job_for_all_namespaces, **kwargs
+                )
+                items.extend(self._api_client.sanitize_for_serialization(page.items))
+                token = page.metadata._continue
+            else:
+                raise ValueError(f"unknown kind {kind}")
+            if not token:
+                return items
+
+    def close(self) -> None:
+        self._api_client.close()

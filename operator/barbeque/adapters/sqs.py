@@ -1,0 +1,162 @@
+"""Amazon SQS, as the calls the operator and the Web API make.
+
+boto3 is synchronous; calls run in the event loop's thread pool. SDK errors become
+``SqsError`` so callers need not know botocore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+T = TypeVar("T")
+
+
+class SqsError(Exception):
+    """An SQS call failed."""
+
+
+class QueueMissing(SqsError):
+    """The queue does not exist."""
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    body: str
+    sent_timestamp: int | None
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+class Sqs:
+    def __init__(self, region: str, endpoint_url: str | None, max_pool: int = 32) -> None:
+        self._client = boto3.client(
+            "sqs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(
+                max_pool_connections=max_pool,
+                retries={"mode": "standard", "max_attempts": 3},
+                # A long poll lasts up to 20 s; the read timeout must outlast it.
+                read_timeout=30,
+                connect_timeout=5,
+            ),
+        )
+        self.calls: dict[str, int] = {}
+
+    async def _call(self, verb: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, functools.partial(fn, **kwargs))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                raise QueueMissing(str(exc)) from exc
+            raise SqsError(str(exc)) from exc
+        except BotoCoreError as exc:
+            raise SqsError(str(exc)) from exc
+
+    async def queue_url(self, name: str) -> str:
+        result = await self._call("get_queue_url", self._client.get_queue_url, QueueName=name)
+        return str(result["QueueUrl"])
+
+    async def ensure_queue(self, name: str, attributes: dict[str, str] | None = None) -> str:
+        result = await self._call(
+            "create_queue", self._client.create_queue, QueueName=name, Attributes=attributes or {}
+        )
+        return str(result["QueueUrl"])
+
+    async def queue_arn(self, url: str) -> str:
+        result = await self._call(
+            "get_queue_attributes",
+            self._client.get_queue_attributes,
+            QueueUrl=url,
+            AttributeNames=["QueueArn"],
+        )
+        return str(result["Attributes"]["QueueArn"])
+
+    async def receive(
+        self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[Message]:
+        result = await self._call(
+            "receive_message",
+            self._client.receive_message,
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(10, max_messages)),
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+        )
+        messages = []
+        for raw in result.get("Messages", []):
+            attributes = raw.get("Attributes", {})
+            sent = attributes.get("SentTimestamp")
+            messages.append(
+                Message(
+                    message_id=raw["MessageId"],
+                    receipt_handle=raw["ReceiptHandle"],
+                    body=raw.get("Body", ""),
+                    sent_timestamp=int(sent) if sent else None,
+                    receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+                )
+            )
+        return messages
+
+    async def delete_batch(self, url: str, receipts: Sequence[str]) -> list[str]:
+        """Delete up to ten messages in one call; returns the receipts that failed."""
+        failed: list[str] = []
+        for start in range(0, len(receipts), 10):
+            chunk = list(receipts[start : start + 10])
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
+            result = await self._call(
+                "delete_message_batch",
+                self._client.delete_message_batch,
+                QueueUrl=url,
+                Entries=entries,
+            )
+            failed.extend(chunk[int(f["Id"])] for f in result.get("Failed", []))
+        return failed
+
+    async def send(self, url: str, body: str, delay_seconds: int = 0) -> str:
+        result = await self._call(
+            "send_message",
+            self._client.send_message,
+            QueueUrl=url,
+            MessageBody=body,
+            DelaySeconds=delay_seconds,
+        )
+        return str(result["MessageId"])
+
+    async def stats(self, url: str) -> QueueStats:
+        result = await self._call(
+            "get_queue_attributes",
+            self._client.get_queue_attributes,
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )
+        attributes = result.get("Attributes", {})
+        return QueueStats(
+            visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )

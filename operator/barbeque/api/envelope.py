@@ -1,0 +1,149 @@
+"""The JSON envelope of messages on SQS, compatible with cookpad/barbeque.
+
+``{"Type": "JobExecution", "Application": ..., "Job": ..., "Message": <any JSON>}`` is what
+the Web API and barbeque_client send; ``{"Type": "JobRetry", "RetryMessageId": ...}`` asks
+to retry an execution. ``NotBefore`` (ISO 8601) is ours: it holds a message past SQS's
+900 s delay limit as a Scheduled execution.
+
+Parsing never raises for bad input: it returns an ``InvalidMessage`` that says why in
+words, because a bad message must become a visible record, not a crash or a silent drop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+MAX_NAME = 253
+RAW_KEEP = 4096
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    application: str
+    job: str
+    message: Any
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    retry_message_id: str
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InvalidMessage:
+    reason: str
+    detail: str
+    application: str | None = None
+    job: str | None = None
+    raw: str = ""
+
+
+Envelope = ExecutionRequest | RetryRequest | InvalidMessage
+
+
+def encode_execution(
+    application: str, job: str, message: Any, not_before: datetime | None = None
+) -> str:
+    body: dict[str, Any] = {
+        "Type": "JobExecution",
+        "Application": application,
+        "Job": job,
+        "Message": message,
+    }
+    if not_before is not None:
+        body["NotBefore"] = not_before.isoformat()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_retry(retry_message_id: str, not_before: datetime | None = None) -> str:
+    body: dict[str, Any] = {"Type": "JobRetry", "RetryMessageId": retry_message_id}
+    if not_before is not None:
+        body["NotBefore"] = not_before.isoformat()
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _name(value: Any, field: str) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        return None
+    return value
+
+
+def _not_before(body: dict[str, Any]) -> datetime | str | None:
+    value = body.get("NotBefore")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return "NotBefore must be an ISO 8601 string"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"NotBefore is not an ISO 8601 time: {value[:64]!r}"
+    if parsed.tzinfo is None:
+        return "NotBefore must carry a time zone"
+    return parsed
+
+
+def parse(raw: str) -> Envelope:
+    """Turn an SQS message body into what it asks for, or why it cannot be used."""
+    kept = raw[:RAW_KEEP]
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return InvalidMessage("InvalidJSON", f"the message body is not JSON: {exc}", raw=kept)
+    if not isinstance(body, dict):
+        shape = type(body).__name__
+        return InvalidMessage(
+            "InvalidEnvelope", f"the message body is a JSON {shape}, not an object", raw=kept
+        )
+
+    kind = body.get("Type")
+    not_before = _not_before(body)
+    application = _name(body.get("Application"), "Application")
+    job = _name(body.get("Job"), "Job")
+    if isinstance(not_before, str):
+        return InvalidMessage("InvalidEnvelope", not_before, application, job, kept)
+
+    if kind == "JobExecution":
+        if application is None:
+            return InvalidMessage(
+                "InvalidEnvelope",
+                "Application is missing or not a non-empty string",
+                None,
+                job,
+                kept,
+            )
+        if job is None:
+            return InvalidMessage(
+                "InvalidEnvelope",
+                "Job is missing or not a non-empty string",
+                application,
+                None,
+                kept,
+            )
+        if "Message" not in body:
+            return InvalidMessage("InvalidEnvelope", "Message is missing", application, job, kept)
+        return ExecutionRequest(application, job, body["Message"], not_before)
+    if kind == "JobRetry":
+        retry_id = _name(body.get("RetryMessageId"), "RetryMessageId")
+        if retry_id is None:
+            return InvalidMessage(
+                "InvalidEnvelope", "RetryMessageId is missing or not a non-empty string", raw=kept
+            )
+        return RetryRequest(retry_id, not_before)
+    if kind == "Notification":
+        return InvalidMessage(
+            "UnsupportedType",
+            "SNS notifications are not supported yet; send a JobExecution envelope",
+            application,
+            job,
+            kept,
+        )
+    shown: str = json.dumps(kind)[:64] if kind is not None else "missing"
+    return InvalidMessage(
+        "UnknownType", f"Type is {shown}; expected JobExecution or JobRetry", application, job, kept
+    )

@@ -1,0 +1,474 @@
+"""The custom resources of Barbeque on Kubernetes, as pydantic models.
+
+These models are the single source of truth for the CRD schemas (``crdgen`` turns them
+into ``crds/*.yaml``) and for parsing what the API server hands the operator and the
+dashboard. The package imports nothing else of ours, so every layer can depend on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "barbeque.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Labels and annotations the operator puts on the objects it creates.
+LABEL_APPLICATION = f"{GROUP}/application"
+LABEL_JOB = f"{GROUP}/job"
+LABEL_QUEUE = f"{GROUP}/queue"
+LABEL_EXECUTION = f"{GROUP}/execution"
+LABEL_MESSAGE_ID = f"{GROUP}/message-id"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "barbeque"
+
+
+class Model(BaseModel):
+    """Base of every CRD part: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+class Resource(Model):
+    """Fields every custom resource object carries; only what the code reads is modelled."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ObjectMeta(Model):
+    """The subset of Kubernetes object metadata the operator reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Condition(Model):
+    """A Kubernetes-style condition: one observed aspect of an object's state."""
+
+    type: str = Field(description="Condition type, for example Ready, JobCreated, LogsUploaded.")
+    status: str = Field(description="True, False or Unknown.", pattern="^(True|False|Unknown)$")
+    reason: str = Field(default="", description="One CamelCase word saying why.")
+    message: str = Field(default="", description="The reason in words, for people.")
+    last_transition_time: datetime | None = Field(
+        default=None, description="When status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed from."
+    )
+
+
+IntOrString = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+# ---------------------------------------------------------------------------------------------
+# JobQueue
+
+
+class DeadLetterQueue(Model):
+    """A dead-letter queue that SQS moves a message to after too many receives."""
+
+    queue_name: str = Field(
+        description="Name of the dead-letter SQS queue (created with the main queue if create).",
+        min_length=1,
+        max_length=80,
+        pattern="^[A-Za-z0-9_-]+$",
+    )
+    max_receive_count: int = Field(
+        default=5, ge=1, le=1000, description="Receives before SQS moves a message to the DLQ."
+    )
+
+
+class JobQueueSpec(Model):
+    """Which SQS queue to drain and how."""
+
+    queue_name: str | None = Field(
+        default=None,
+        description="SQS queue name; defaults to Barbeque-<metadata.name> like cookpad/barbeque.",
+        min_length=1,
+        max_length=80,
+        pattern="^[A-Za-z0-9_-]+$",
+    )
+    queue_url: str | None = Field(
+        default=None, description="Full SQS queue URL; takes precedence over queueName."
+    )
+    create: bool = Field(
+        default=False, description="Create the SQS queue (and its dead-letter queue) if missing."
+    )
+    receive_wait_seconds: int = Field(
+        default=20, ge=0, le=20, description="SQS long-poll wait per receive call (0-20 s)."
+    )
+    visibility_timeout_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=43200,
+        description="How long a received message stays hidden while its execution is recorded.",
+    )
+    max_concurrent_executions: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Cap on unfinished executions started from this queue. At the cap the poller stops "
+            "receiving, so the backlog stays in SQS. Unset means unlimited."
+        ),
+    )
+    dead_letter_queue: DeadLetterQueue | None = Field(
+        default=None, description="Redrive policy for messages the operator cannot read."
+    )
+    suspend: bool = Field(default=False, description="Stop receiving from this queue.")
+
+    def sqs_queue_name(self, resource_name: str) -> str:
+        return self.queue_name or f"Barbeque-{resource_name}"
+
+
+class JobQueueStatus(Model):
+    """What the operator observed about the queue."""
+
+    queue_url: str | None = Field(default=None, description="The resolved SQS queue URL.")
+    phase: str | None = Field(default=None, description="Ready or Error.")
+    message: str | None = Field(default=None, description="Why the queue is not ready.")
+    running_executions: int | None = Field(
+        default=None, description="Unfinished executions started from this queue."
+    )
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class JobQueue(Resource):
+    """An Amazon SQS queue drained by the operator (cluster-scoped: shared by applications)."""
+
+    kind: ClassVar[str] = "JobQueue"
+    plural: ClassVar[str] = "jobqueues"
+    singular: ClassVar[str] = "jobqueue"
+    short_names: ClassVar[list[str]] = ["queue", "queues", "jq"]
+    namespaced: ClassVar[bool] = False
+    printer_columns: ClassVar[list[dict[str, Any]]] = [
+        {"name": "SQS Queue", "type": "string", "jsonPath": ".status.queueUrl"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Max", "type": "integer", "jsonPath": ".spec.maxConcurrentExecutions"},
+        {"name": "Running", "type": "integer", "jsonPath": ".status.runningExecutions"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobQueueSpec = Field(default_factory=JobQueueSpec)
+    status: JobQueueStatus = Field(default_factory=JobQueueStatus)
+
+
+# ---------------------------------------------------------------------------------------------
+# JobDefinition
+
+
+class KeySelector(Model):
+    """A key of a Secret or ConfigMap."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class FieldSelector(Model):
+    """A field of the pod, for the downward API."""
+
+    field_path: str = Field(min_length=1)
+
+
+class EnvVarSource(Model):
+    """Where an environment variable's value comes from."""
+
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+    field_ref: FieldSelector | None = None
+
+
+class EnvVar(Model):
+    """An environment variable of the job's container."""
+
+    name: str = Field(min_length=1, pattern="^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+
+class NameRef(Model):
+    """A reference to a Secret or ConfigMap by name."""
+
+    name: str = Field(min_length=1)
+    optional: bool | None = None
+
+
+class EnvFromSource(Model):
+    """A Secret or ConfigMap whose keys become environment variables."""
+
+    prefix: str | None = None
+    secret_ref: NameRef | None = None
+    config_map_ref: NameRef | None = None
+
+
+class ResourceRequirements(Model):
+    """CPU and memory for the job's container."""
+
+    requests: dict[str, IntOrString] = Field(default_factory=dict)
+    limits: dict[str, IntOrString] = Field(default_factory=dict)
+
+
+class Toleration(Model):
+    """A Kubernetes toleration for the job's pod."""
+
+    key: str | None = None
+    operator: str | None = Field(default=None, pattern="^(Exists|Equal)$")
+    value: str | None = None
+    effect: str | None = Field(default=None, pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$")
+    toleration_seconds: int | None = None
+
+
+class ContainerSecurity(Model):
+    """Overrides of the restricted securityContext every job container gets by default."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool | None = None
+
+
+class RetryPolicy(Model):
+    """Automatic retries after a failure, as cookpad/barbeque's RetryConfig.
+
+    delay(n) = min(2^n * baseDelaySeconds, maxDelaySeconds); with jitter a uniform random
+    value in [0, delay]. There is no 900 s ceiling: long delays become Scheduled executions.
+    """
+
+    limit: int = Field(default=3, ge=0, le=100, description="Retries after the first attempt.")
+    base_delay_seconds: float = Field(default=15.0, ge=0, description="Delay of the first retry.")
+    max_delay_seconds: float | None = Field(
+        default=None, ge=0, description="Upper bound of any retry delay; unset means none."
+    )
+    jitter: bool = Field(default=True, description="Full jitter: uniform in [0, delay].")
+
+
+class SlackNotification(Model):
+    """Where and when to tell Slack, as cookpad/barbeque's SlackNotification."""
+
+    channel: str = Field(min_length=1, description="Channel name or id, e.g. #batch.")
+    notify_success: bool = Field(default=False, description="Also post on success.")
+    notify_failure_only_if_retry_limit_reached: bool = Field(
+        default=False, description="Stay silent on failures that will be retried."
+    )
+    failure_text: str = Field(
+        default="", description="Appended to failure and error texts, e.g. an @mention."
+    )
+
+
+class HistoryPolicy(Model):
+    """How long finished executions of this definition stay in the cluster."""
+
+    ttl_seconds: int | None = Field(
+        default=None, ge=0, description="Delete finished executions older than this."
+    )
+
+
+class JobDefinitionSpec(Model):
+    """A registered job of an application: what to run for each message."""
+
+    description: str = Field(default="", description="What the job does, for people.")
+    queue: str = Field(
+        default="default", min_length=1, description="Name of the JobQueue it listens on."
+    )
+    image: str = Field(
+        min_length=1,
+        pattern=r"^[^\s]+$",
+        description="Container image, e.g. registry.example.com/app:1.2.3.",
+    )
+    image_pull_policy: str | None = Field(default=None, pattern="^(Always|IfNotPresent|Never)$")
+    command: list[str] = Field(
+        default_factory=list, description="Entrypoint argv; empty keeps the image's."
+    )
+    args: list[str] = Field(default_factory=list, description="Arguments after command.")
+    env: list[EnvVar] = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
+    resources: ResourceRequirements | None = None
+    service_account_name: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod annotations."
+    )
+    security_context: ContainerSecurity | None = None
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Kill the job after this many seconds."
+    )
+    ttl_seconds_after_finished: int = Field(
+        default=3600,
+        ge=0,
+        description="Seconds a finished Job (and its pod) stays; logs are shipped to S3 first.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    slack: SlackNotification | None = None
+    history: HistoryPolicy | None = None
+
+
+class JobDefinitionStatus(Model):
+    """What the operator observed about the definition."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class JobDefinition(Resource):
+    """A job an application registers; its name is the job name used in messages."""
+
+    kind: ClassVar[str] = "JobDefinition"
+    plural: ClassVar[str] = "jobdefinitions"
+    singular: ClassVar[str] = "jobdefinition"
+    short_names: ClassVar[list[str]] = ["definition", "definitions", "jd"]
+    namespaced: ClassVar[bool] = True
+    printer_columns: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
+        {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+        {"name": "Retries", "type": "integer", "jsonPath": ".spec.retry.limit"},
+        {"name": "Slack", "type": "string", "jsonPath": ".spec.slack.channel", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobDefinitionSpec
+    status: JobDefinitionStatus = Field(default_factory=JobDefinitionStatus)
+
+
+# ---------------------------------------------------------------------------------------------
+# JobExecution
+
+
+class Phase(enum.StrEnum):
+    """Where an execution is in its life."""
+
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ERROR = "Error"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.ERROR)
+
+
+FINISHED_PHASES = frozenset(p.value for p in Phase if p.finished)
+
+
+class JobExecutionSpec(Model):
+    """The message an execution runs: immutable once recorded."""
+
+    application: str = Field(description="The application (namespace) named by the message.")
+    job: str = Field(description="The job (JobDefinition name) named by the message.")
+    queue: str = Field(default="", description="The JobQueue the message came from.")
+    message_id: str = Field(description="The SQS message id that caused this execution.")
+    original_message_id: str | None = Field(
+        default=None,
+        description="For retries: the first execution's message id (BARBEQUE_MESSAGE_ID).",
+    )
+    message: Any = Field(
+        default=None,
+        description="The message, any JSON value.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    raw_message: str | None = Field(
+        default=None, description="The undecodable body of a bad message (truncated)."
+    )
+    sent_timestamp: int | None = Field(
+        default=None, description="SQS SentTimestamp of the message, epoch milliseconds."
+    )
+    not_before: datetime | None = Field(
+        default=None, description="Do not start before this time; the execution is Scheduled."
+    )
+    attempt: int = Field(
+        default=0, ge=0, description="0 for the first run; retries count 1, 2, ..."
+    )
+    retry_of: str | None = Field(default=None, description="Name of the execution this retries.")
+    invalid_reason: str | None = Field(
+        default=None, description="Set when the message could not be used; the execution is Error."
+    )
+
+
+class LogLocation(Model):
+    """Where the execution's message and logs are kept."""
+
+    bucket: str
+    prefix: str = Field(description="Key prefix: <application>/<job>/<message-id>/.")
+    url: str = Field(description="s3://bucket/prefix")
+    uploaded: bool = Field(default=False, description="All files are in S3.")
+
+
+class JobExecutionStatus(Model):
+    """What happened to the execution."""
+
+    phase: Phase | None = Field(default=None, description="Where the execution is in its life.")
+    reason: str | None = Field(default=None, description="One CamelCase word saying why.")
+    message: str | None = Field(default=None, description="The reason in words.")
+    job_name: str | None = Field(default=None, description="The batch/v1 Job running it.")
+    pod_name: str | None = Field(default=None, description="The pod that ran it.")
+    exit_code: int | None = Field(default=None, description="The container's exit code.")
+    started_at: datetime | None = Field(default=None, description="When the pod started.")
+    finished_at: datetime | None = Field(default=None, description="When it finished.")
+    duration: str | None = Field(default=None, description="Wall time from start to finish.")
+    retried_by: str | None = Field(default=None, description="The execution that retries this one.")
+    logs: LogLocation | None = None
+    notified: bool | None = Field(default=None, description="Slack was told of the outcome.")
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class JobExecution(Resource):
+    """One run of a JobDefinition, caused by one message; named from the SQS message id."""
+
+    kind: ClassVar[str] = "JobExecution"
+    plural: ClassVar[str] = "jobexecutions"
+    singular: ClassVar[str] = "jobexecution"
+    short_names: ClassVar[list[str]] = ["execution", "executions", "jx"]
+    namespaced: ClassVar[bool] = True
+    printer_columns: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Job", "type": "string", "jsonPath": ".spec.job"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"},
+        {"name": "Exit", "type": "integer", "jsonPath": ".status.exitCode"},
+        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+        {"name": "Retried-By", "type": "string", "jsonPath": ".status.retriedBy", "priority": 1},
+        {"name": "Logs", "type": "string", "jsonPath": ".status.logs.url", "priority": 1},
+    ]
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: JobExecutionSpec
+    status: JobExecutionStatus = Field(default_factory=JobExecutionStatus)
+
+    @property
+    def phase(self) -> Phase | None:
+        return Phase(self.status.phase) if self.status.phase else None
+
+
+CUSTOM_RESOURCES: tuple[type[JobQueue] | type[JobDefinition] | type[JobExecution], ...] = (
+    JobQueue,
+    JobDefinition,
+    JobExecution,
+)

@@ -1,0 +1,59 @@
+"""All configuration of the operator and the dashboard, from environment variables.
+
+One ``Settings`` object, env prefix ``BARBEQUE_``, built once at startup so that a bad
+value stops the process with a clear message instead of failing on the first message.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of Barbeque on Kubernetes (environment variables BARBEQUE_<NAME>)."""
+
+    model_config = SettingsConfigDict(env_prefix="BARBEQUE_", extra="ignore")
+
+    # Where the operator itself runs; Error records of messages naming no valid
+    # application are kept here.
+    namespace: str = Field(default="barbeque-system", min_length=1)
+
+    # AWS. The endpoints let tests and the local demo point boto3 at moto's server.
+    aws_region: str = "us-east-1"
+    sqs_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = Field(default="barbeque", min_length=3)
+    s3_create_bucket: bool = False
+
+    # Slack. Without a token, notifications are logged and skipped.
+    slack_token: str | None = Field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_timeout_seconds: float = Field(default=10.0, gt=0)
+    slack_attempts: int = Field(default=3, ge=1, le=10)
+    console_url: str | None = Field(
+        default=None, description="Base URL of the console, for links in Slack messages."
+    )
+
+    # The operator.
+    workers: int = Field(default=16, ge=1, le=256)
+    kube_qps_threads: int = Field(default=32, ge=4, le=512)
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    resync_seconds: float = Field(default=300.0, gt=0)
+    log_tail_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    sqs_error_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    standalone: bool = True
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        # slack_sdk joins base_url and method names by plain concatenation.
+        return value if value.endswith("/") else value + "/"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,63 @@
+"""The one place that wires settings and adapters into services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from barbeque.adapters.kube import Kube, load_api_client
+from barbeque.adapters.s3 import S3
+from barbeque.adapters.slack import Slack
+from barbeque.adapters.sqs import Sqs
+from barbeque.config import Settings
+from barbeque.services.intake import Intake
+from barbeque.services.notifications import Notifier
+from barbeque.services.reconciler import Reconciler
+from barbeque.services.runtime import Runtime
+from barbeque.services.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Operator:
+    settings: Settings
+    kube: Kube
+    sqs: Sqs
+    s3: S3
+    store: Store
+    runtime: Runtime
+
+
+def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
+    kube = Kube(load_api_client(kubeconfig), pool_size=settings.kube_qps_threads)
+    sqs = Sqs(settings.aws_region, settings.sqs_endpoint_url, max_pool=settings.kube_qps_threads)
+    s3 = S3(settings.aws_region, settings.s3_endpoint_url, settings.s3_bucket)
+    slack = (
+        Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
+        if settings.slack_token
+        else None
+    )
+    if slack is None:
+        logger.info("BARBEQUE_SLACK_TOKEN is not set: Slack notifications are logged, not sent")
+    store = Store()
+    reconciler = Reconciler(
+        store,
+        kube,
+        s3,
+        Notifier(slack, settings.slack_attempts),
+        console_url=settings.console_url,
+        log_limit_bytes=settings.log_tail_bytes,
+    )
+    intake = Intake(store, kube, settings.namespace, on_created=lambda key: None)
+    runtime = Runtime(
+        store,
+        kube,
+        sqs,
+        reconciler,
+        intake,
+        workers=settings.workers,
+        resync_seconds=settings.resync_seconds,
+        sqs_error_backoff_max=settings.sqs_error_backoff_max_seconds,
+    )
+    return Operator(settings, kube, sqs, s3, store, runtime)

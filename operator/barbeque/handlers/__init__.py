@@ -1,0 +1,85 @@
+"""kopf handlers: receive watch events and lifecycle hooks, hand them to the runtime.
+
+Only event handlers are used (no on.create/on.update): they write nothing of kopf's
+own (no annotations, no finalizers, no handler-named status keys) on our objects or on
+Jobs and pods; the runtime's reconciler owns every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from barbeque import metrics
+from barbeque.api.models import GROUP, LABEL_EXECUTION, VERSION
+from barbeque.config import get_settings
+from barbeque.factory import Operator, build_operator
+
+logger = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = get_settings()
+    settings.peering.standalone = config.standalone
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    loop = asyncio.get_running_loop()
+    # Kubernetes, SQS, S3 and Slack calls are blocking SDK calls run in this pool.
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=config.kube_qps_threads, thread_name_prefix="barbeque-io")
+    )
+    if config.metrics_port:
+        server, _thread = start_http_server(config.metrics_port, registry=metrics.REGISTRY)
+        memo.metrics_server = server
+    operator = build_operator(config)
+    if config.s3_create_bucket:
+        await operator.s3.ensure_bucket()
+    await operator.runtime.prime()
+    await operator.runtime.start()
+    memo.operator = operator
+    logger.info("Barbeque operator started (namespace %s)", config.namespace)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    operator: Operator | None = memo.get("operator")
+    if operator is not None:
+        await operator.runtime.stop()
+        operator.kube.close()
+    server = memo.get("metrics_server")
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+@kopf.on.event(GROUP, VERSION, "jobexecutions", id="executions")
+async def execution_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.operator.runtime.on_execution_event(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "jobdefinitions", id="definitions")
+async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.operator.runtime.on_definition_event(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
+async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.operator.runtime.on_queue_event(event.get("type"), event["object"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_EXECUTION: kopf.PRESENT}, id="jobs")
+async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.operator.runtime.on_job_event(event.get("type"), event["object"])
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_EXECUTION: kopf.PRESENT}, id="pods")
+async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.operator.runtime.on_pod_event(event.get("type"), event["object"])

@@ -1,0 +1,1 @@
+"""Plain-Python decisions of the operator: no SDK imports, only adapters' interfaces."""

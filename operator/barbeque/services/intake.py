@@ -1,0 +1,381 @@
+"""From SQS messages to recorded JobExecutions: the commit point of the queue.
+
+One poller per JobQueue long-polls SQS in batches of up to ten. Each message becomes a
+JobExecution named from its message id; only once that object exists (created now, or
+409 because an earlier delivery created it) is the message deleted from SQS. A crash
+anywhere in between leaves the message in SQS, and its redelivery finds the execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from barbeque import metrics
+from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
+from barbeque.adapters.sqs import Message, QueueStats, SqsError
+from barbeque.api import envelope
+from barbeque.api.models import JobExecution, JobQueue
+from barbeque.services import builders, naming
+from barbeque.services.store import Key, Store
+
+logger = logging.getLogger(__name__)
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class KubeApi(Protocol):
+    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_execution_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]: ...
+    async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None: ...
+
+
+class SqsApi(Protocol):
+    async def queue_url(self, name: str) -> str: ...
+    async def ensure_queue(self, name: str, attributes: dict[str, str] | None = None) -> str: ...
+    async def queue_arn(self, url: str) -> str: ...
+    async def receive(
+        self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[Message]: ...
+    async def delete_batch(self, url: str, receipts: list[str]) -> list[str]: ...
+    async def stats(self, url: str) -> QueueStats: ...
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What happened to one message; ``delete`` says whether SQS may forget it."""
+
+    delete: bool
+    outcome: str  # created, duplicate, invalid, deferred, failed
+    key: Key | None = None
+
+
+class Intake:
+    """Turns messages into JobExecutions; shared by all pollers."""
+
+    def __init__(
+        self,
+        store: Store,
+        kube: KubeApi,
+        operator_namespace: str,
+        on_created: Callable[[Key], None],
+    ) -> None:
+        self.store = store
+        self.kube = kube
+        self.operator_namespace = operator_namespace
+        self.on_created = on_created
+
+    async def record(self, queue: JobQueue, message: Message) -> Recorded:
+        queue_name = queue.metadata.name
+        metrics.MESSAGES_RECEIVED.labels(queue=queue_name).inc()
+        parsed = envelope.parse(message.body)
+        name = naming.execution_name(message.message_id)
+        if isinstance(parsed, envelope.ExecutionRequest):
+            if not _NAMESPACE.match(parsed.application) or len(parsed.application) > 63:
+                return await self._record_invalid(
+                    queue,
+                    message,
+                    envelope.InvalidMessage(
+                        "UnknownApplication",
+                        f"application {parsed.application!r} is not a valid namespace name",
+                        parsed.application,
+                        parsed.job,
+                        message.body[: envelope.RAW_KEEP],
+                    ),
+                )
+            body = builders.build_execution(
+                name=name,
+                namespace=parsed.application,
+                application=parsed.application,
+                job=parsed.job,
+                queue=queue_name,
+                message_id=message.message_id,
+                message=parsed.message,
+                sent_timestamp=message.sent_timestamp,
+                not_before=parsed.not_before,
+            )
+            return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+        if isinstance(parsed, envelope.RetryRequest):
+            return await self._record_retry(queue, message, parsed)
+        return await self._record_invalid(queue, message, parsed)
+
+    async def _create(
+        self, queue: JobQueue, message: Message, body: dict[str, Any], fallback_reason: str
+    ) -> Recorded:
+        queue_name = queue.metadata.name
+        namespace = body["metadata"]["namespace"]
+        key = (namespace, body["metadata"]["name"])
+        try:
+            created = await self.kube.create_execution(body)
+        except AlreadyExists:
+            metrics.MESSAGES_DUPLICATE.labels(queue=queue_name).inc()
+            logger.info("Message %s was already recorded as %s/%s", message.message_id, *key)
+            return Recorded(True, "duplicate", key)
+        except NotFound:
+            # The namespace does not exist: the application is unknown.
+            spec = body["spec"]
+            return await self._record_invalid(
+                queue,
+                message,
+                envelope.InvalidMessage(
+                    fallback_reason,
+                    f"application {spec['application']!r} is unknown: no namespace {namespace!r}",
+                    spec["application"],
+                    spec["job"],
+                    message.body[: envelope.RAW_KEEP],
+                ),
+            )
+        except Invalid as exc:
+            if namespace == self.operator_namespace and body["spec"].get("invalidReason"):
+                # Even the Error record is refused; only the dead-letter queue can keep it.
+                logger.error("Cannot record message %s at all: %s", message.message_id, exc)
+                metrics.MESSAGES_DEFERRED.labels(queue=queue_name, reason="Unrecordable").inc()
+                return Recorded(False, "deferred")
+            spec = body["spec"]
+            return await self._record_invalid(
+                queue,
+                message,
+                envelope.InvalidMessage(
+                    "RejectedMessage",
+                    f"the API server refused the execution: {exc}",
+                    spec.get("application"),
+                    spec.get("job"),
+                    message.body[: envelope.RAW_KEEP],
+                ),
+            )
+        except Exception as exc:
+            # API server unavailable: keep the message; SQS redelivers it after the
+            # visibility timeout and the execution is created then.
+            logger.warning("Could not record message %s: %s", message.message_id, exc)
+            return Recorded(False, "failed")
+        self.store.put_execution(created)
+        spec = body["spec"]
+        metrics.EXECUTIONS_CREATED.labels(
+            application=spec["application"], job=spec["job"], queue=queue_name
+        ).inc()
+        self.on_created(key)
+        return Recorded(True, "created", key)
+
+    async def _record_retry(
+        self, queue: JobQueue, message: Message, request: envelope.RetryRequest
+    ) -> Recorded:
+        parent = self.store.execution_by_message_id(request.retry_message_id)
+        if parent is None:
+            return await self._record_invalid(
+                queue,
+                message,
+                envelope.InvalidMessage(
+                    "UnknownExecution",
+                    f"JobRetry names message {request.retry_message_id!r}, "
+                    "which no JobExecution has",
+                    raw=message.body[: envelope.RAW_KEEP],
+                ),
+            )
+        body = retry_body(parent, naming.execution_name(message.message_id), message.message_id)
+        if request.not_before is not None:
+            body["spec"]["notBefore"] = request.not_before.isoformat()
+        body["spec"]["queue"] = parent.spec.queue or queue.metadata.name
+        return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+
+    async def _record_invalid(
+        self, queue: JobQueue, message: Message, invalid: envelope.InvalidMessage
+    ) -> Recorded:
+        queue_name = queue.metadata.name
+        if invalid.application is None and queue.spec.dead_letter_queue is not None:
+            # Names no application: nobody's to see it here; SQS's redrive moves it to the
+            # dead-letter queue after maxReceiveCount receives.
+            metrics.MESSAGES_DEFERRED.labels(queue=queue_name, reason=invalid.reason).inc()
+            logger.warning(
+                "Leaving message %s for dead-letter redrive: %s", message.message_id, invalid.detail
+            )
+            return Recorded(False, "deferred")
+        namespace = invalid.application or self.operator_namespace
+        if invalid.reason in ("UnknownApplication", "RejectedMessage") or not _NAMESPACE.match(
+            namespace
+        ):
+            namespace = self.operator_namespace
+        logger.warning(
+            "Message %s is unusable (%s): %s", message.message_id, invalid.reason, invalid.detail
+        )
+        body = builders.build_execution(
+            name=naming.execution_name(message.message_id),
+            namespace=namespace,
+            application=invalid.application or "",
+            job=invalid.job or "",
+            queue=queue_name,
+            message_id=message.message_id,
+            message=None,
+            sent_timestamp=message.sent_timestamp,
+            invalid_reason=f"{invalid.reason}: {invalid.detail}",
+            raw_message=invalid.raw,
+        )
+        return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+
+
+def retry_body(parent: JobExecution, name: str, message_id: str) -> dict[str, Any]:
+    """A retry of ``parent``, as a JobRetry message or a manual retry asks for."""
+    return builders.build_execution(
+        name=name,
+        namespace=parent.metadata.namespace or "",
+        application=parent.spec.application,
+        job=parent.spec.job,
+        queue=parent.spec.queue,
+        message_id=message_id,
+        message=parent.spec.message,
+        sent_timestamp=parent.spec.sent_timestamp,
+        attempt=parent.spec.attempt + 1,
+        retry_of=parent.metadata.name,
+        original_message_id=parent.spec.original_message_id or parent.spec.message_id,
+        owner=parent,
+    )
+
+
+class Poller:
+    """Drains one JobQueue until stopped."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        sqs: SqsApi,
+        intake: Intake,
+        store: Store,
+        kube: KubeApi,
+        error_backoff_max: float = 60.0,
+    ) -> None:
+        self.queue = queue
+        self.sqs = sqs
+        self.intake = intake
+        self.store = store
+        self.kube = kube
+        self.error_backoff_max = error_backoff_max
+        self.url: str | None = None
+        self.capacity = asyncio.Event()
+        self._last_status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.queue.metadata.name
+
+    def free_slots(self) -> int:
+        cap = self.queue.spec.max_concurrent_executions
+        if cap is None:
+            return 10
+        return max(0, cap - self.store.active_by_queue.get(self.name, 0))
+
+    async def resolve(self) -> str:
+        spec = self.queue.spec
+        if spec.queue_url:
+            return spec.queue_url
+        name = spec.sqs_queue_name(self.name)
+        if not spec.create:
+            return await self.sqs.queue_url(name)
+        attributes: dict[str, str] = {}
+        if spec.dead_letter_queue is not None:
+            dlq_url = await self.sqs.ensure_queue(spec.dead_letter_queue.queue_name)
+            arn = await self.sqs.queue_arn(dlq_url)
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": arn,
+                    "maxReceiveCount": str(spec.dead_letter_queue.max_receive_count),
+                }
+            )
+        return await self.sqs.ensure_queue(name, attributes)
+
+    async def _set_status(self, status: dict[str, Any]) -> None:
+        if status == self._last_status:
+            return
+        try:
+            await self.kube.patch_queue_status(self.name, status)
+            self._last_status = status
+        except Exception as exc:
+            logger.warning("Could not update the status of JobQueue %s: %s", self.name, exc)
+
+    async def run(self) -> None:
+        delay = 1.0
+        while self.url is None:
+            try:
+                self.url = await self.resolve()
+            except SqsError as exc:
+                metrics.SQS_ERRORS.labels(queue=self.name, operation="resolve").inc()
+                await self._set_status(
+                    {"phase": "Error", "message": f"cannot use the SQS queue: {exc}"[:1000]}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.error_backoff_max)
+        await self._set_status({"phase": "Ready", "queueUrl": self.url, "message": ""})
+        logger.info("Draining JobQueue %s from %s", self.name, self.url)
+
+        delay = 1.0
+        while True:
+            if self.queue.spec.suspend:
+                await asyncio.sleep(5)
+                continue
+            free = self.free_slots()
+            if free <= 0:
+                # Backpressure: stop receiving; the backlog waits in SQS, where it is cheap.
+                self.capacity.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.capacity.wait(), timeout=5)
+                continue
+            try:
+                messages = await self.sqs.receive(
+                    self.url,
+                    min(10, free),
+                    self.queue.spec.receive_wait_seconds,
+                    self.queue.spec.visibility_timeout_seconds,
+                )
+            except SqsError as exc:
+                metrics.SQS_ERRORS.labels(queue=self.name, operation="receive").inc()
+                logger.warning(
+                    "Receiving from %s failed; retrying in %.0fs: %s", self.name, delay, exc
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.error_backoff_max)
+                continue
+            delay = 1.0
+            if not messages:
+                continue
+            await self.handle(messages)
+
+    async def handle(self, messages: list[Message]) -> list[Recorded]:
+        assert self.url is not None
+        results = await asyncio.gather(*(self.intake.record(self.queue, m) for m in messages))
+        receipts = [m.receipt_handle for m, r in zip(messages, results, strict=True) if r.delete]
+        if receipts:
+            try:
+                failed = await self.sqs.delete_batch(self.url, receipts)
+            except SqsError as exc:
+                # Harmless: redelivery finds the execution (409) and deletes again.
+                metrics.SQS_ERRORS.labels(queue=self.name, operation="delete").inc()
+                logger.warning(
+                    "Deleting %d messages from %s failed: %s", len(receipts), self.name, exc
+                )
+            else:
+                if failed:
+                    metrics.SQS_ERRORS.labels(queue=self.name, operation="delete").inc(len(failed))
+        return results
+
+    async def report_stats(self) -> None:
+        if self.url is None:
+            return
+        try:
+            stats = await self.sqs.stats(self.url)
+        except SqsError:
+            metrics.SQS_ERRORS.labels(queue=self.name, operation="stats").inc()
+            return
+        metrics.QUEUE_MESSAGES.labels(queue=self.name, state="visible").set(stats.visible)
+        metrics.QUEUE_MESSAGES.labels(queue=self.name, state="in_flight").set(stats.in_flight)
+        metrics.QUEUE_MESSAGES.labels(queue=self.name, state="delayed").set(stats.delayed)
+        running = self.store.active_by_queue.get(self.name, 0)
+        metrics.RUNNING_EXECUTIONS.labels(queue=self.name).set(running)
+        await self._set_status(
+            {"phase": "Ready", "queueUrl": self.url, "message": "", "runningExecutions": running}
+        )

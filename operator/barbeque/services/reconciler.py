@@ -1,0 +1,531 @@
+"""The life of a JobExecution: from recorded to a finished, logged, notified outcome.
+
+``Reconciler.reconcile`` looks at one execution, its definition, Job and pod (all from
+the watch-backed store) and takes the next step. Every step is idempotent, so a crash
+or a repeated event only repeats a step that changes nothing:
+
+- Scheduled until ``notBefore`` (a timer brings it back; restarts re-arm it);
+- the Job is created under the execution's own name (409 means it exists) -> Pending;
+- the pod runs -> Running;
+- the Job finishes -> logs and message to S3, the retry created, Slack told, and one
+  status write that makes the outcome final.
+
+Writes per execution on the happy path: create Job, Pending, Running, final status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from barbeque import metrics
+from barbeque.adapters.kube import AlreadyExists, Invalid
+from barbeque.api.models import (
+    Condition,
+    JobDefinition,
+    JobExecution,
+    LogLocation,
+    Phase,
+)
+from barbeque.services import backoff, builders
+from barbeque.services.notifications import Notifier, compose
+from barbeque.services.store import JobState, Key, PodState, Store
+
+logger = logging.getLogger(__name__)
+
+_RETRY_SUFFIX = re.compile(r"^(?P<root>.+)-retry-(?P<n>\d+)$")
+# How long to wait for the pod's final state after its Job finished before giving up on
+# the exit code (a Job killed by its deadline may leave none).
+POD_STATE_GRACE = timedelta(seconds=15)
+
+
+class KubeApi(Protocol):
+    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def patch_execution_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]: ...
+    async def create_job(self, body: dict[str, Any]) -> None: ...
+    async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
+
+
+class ObjectStore(Protocol):
+    bucket: str
+
+    async def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None: ...
+
+
+class Requeue(Exception):
+    """Come back to this execution after ``delay`` seconds; not an error."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"requeue after {delay:.1f}s")
+        self.delay = delay
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def log_prefix(execution: JobExecution) -> str:
+    spec = execution.spec
+    application = spec.application or "_unknown"
+    job = spec.job or "_unknown"
+    return f"{application}/{job}/{spec.message_id}/"
+
+
+def condition(
+    type_: str, status: bool, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    return Condition(
+        type=type_,
+        status="True" if status else "False",
+        reason=reason,
+        message=message,
+        last_transition_time=now(),
+        observed_generation=generation,
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def merge_conditions(
+    existing: list[Condition], updates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replace conditions by type; keep the transition time when the status did not change."""
+    merged = {c.type: c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in existing}
+    for update in updates:
+        old = merged.get(update["type"])
+        if old is not None and old.get("status") == update["status"]:
+            update = {**update, "lastTransitionTime": old.get("lastTransitionTime")}
+        merged[update["type"]] = update
+    return list(merged.values())
+
+
+def child_retry_name(parent: JobExecution) -> str:
+    """Automatic retries of ``x`` are ``x-retry-1``, ``x-retry-2``...: stable across crashes."""
+    attempt = parent.spec.attempt + 1
+    match = _RETRY_SUFFIX.match(parent.metadata.name)
+    root = match.group("root") if match else parent.metadata.name
+    return f"{root}-retry-{attempt}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    reason: str
+    message: str
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        kube: KubeApi,
+        s3: ObjectStore,
+        notifier: Notifier,
+        console_url: str | None = None,
+        log_limit_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self.kube = kube
+        self.s3 = s3
+        self.notifier = notifier
+        self.console_url = console_url
+        self.log_limit_bytes = log_limit_bytes
+
+    async def reconcile(self, key: Key) -> None:
+        execution = self.store.execution(key)
+        if execution is None:
+            return
+        phase = execution.phase
+        if phase is not None and phase.finished:
+            await self._follow_up(execution)
+            return
+
+        namespace, name = key
+        if execution.spec.invalid_reason is not None:
+            await self._finish_without_job(
+                execution, "InvalidMessage", execution.spec.invalid_reason
+            )
+            return
+        definition = self.store.definition(namespace, execution.spec.job)
+        if definition is None:
+            bad = self.store.bad_definitions.get((namespace, execution.spec.job))
+            if bad is not None:
+                await self._finish_without_job(
+                    execution,
+                    "InvalidDefinition",
+                    f"JobDefinition {execution.spec.job!r} is invalid: {bad}",
+                )
+            else:
+                await self._finish_without_job(
+                    execution,
+                    "UnknownJob",
+                    f"no JobDefinition named {execution.spec.job!r} in application "
+                    f"(namespace) {namespace!r}",
+                )
+            return
+
+        job = self.store.jobs.get((namespace, name))
+        if job is None:
+            await self._start(execution, definition)
+            return
+        pod = self.store.pods.get((namespace, name))
+        if job.finished is None:
+            await self._observe_running(execution, job, pod)
+            return
+        outcome = self._outcome(job, pod)
+        if outcome is None:
+            raise Requeue(1.0)
+        await self._finish(execution, definition, outcome, pod)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    async def _start(self, execution: JobExecution, definition: JobDefinition) -> None:
+        not_before = execution.spec.not_before
+        current = now()
+        if not_before is not None and not_before > current:
+            if execution.phase is not Phase.SCHEDULED:
+                await self._patch(
+                    execution,
+                    {
+                        "phase": Phase.SCHEDULED.value,
+                        "reason": "NotBefore",
+                        "message": f"starts at {not_before.isoformat()}",
+                    },
+                )
+            raise Requeue((not_before - current).total_seconds())
+
+        job = builders.build_job(execution, definition)
+        try:
+            await self.kube.create_job(job)
+        except AlreadyExists:
+            pass
+        except Invalid as exc:
+            await self._finish_without_job(
+                execution, "JobRejected", f"the API server rejected the Job: {exc}", definition
+            )
+            return
+        else:
+            self.store.put_job(job)
+            started_from = not_before or (
+                datetime.fromtimestamp(execution.spec.sent_timestamp / 1000, UTC)
+                if execution.spec.sent_timestamp
+                else None
+            )
+            if started_from is not None:
+                latency = max(0.0, (current - started_from).total_seconds())
+                metrics.START_LATENCY.labels(queue=execution.spec.queue).observe(latency)
+        if (
+            execution.status.job_name != execution.metadata.name
+            or execution.phase is None
+            or (execution.phase is Phase.SCHEDULED)
+        ):
+            await self._patch(
+                execution,
+                {
+                    "phase": Phase.PENDING.value,
+                    "reason": "JobCreated",
+                    "message": "waiting for the pod to start",
+                    "jobName": execution.metadata.name,
+                },
+            )
+
+    async def _observe_running(
+        self, execution: JobExecution, job: JobState, pod: PodState | None
+    ) -> None:
+        if execution.status.job_name is None:
+            # The Job exists but the Pending write was lost (a crash between the two).
+            await self._patch(
+                execution,
+                {"phase": Phase.PENDING.value, "reason": "JobCreated", "jobName": job.name},
+            )
+            return
+        running = (pod is not None and pod.phase == "Running") or job.ready > 0
+        if running and execution.phase is not Phase.RUNNING:
+            started = (pod.started_at if pod else None) or job.start_time or now()
+            status: dict[str, Any] = {
+                "phase": Phase.RUNNING.value,
+                "reason": "PodRunning",
+                "message": "",
+                "startedAt": started.isoformat(),
+            }
+            if pod is not None:
+                status["podName"] = pod.name
+            await self._patch(execution, status)
+        elif (
+            pod is not None and pod.waiting_reason and execution.status.reason != pod.waiting_reason
+        ):
+            # Image pull errors and the like: say why it is not starting.
+            await self._patch(
+                execution,
+                {
+                    "reason": pod.waiting_reason,
+                    "message": (pod.waiting_message or "")[:1000],
+                    "podName": pod.name,
+                },
+            )
+
+    # -- finishing ----------------------------------------------------------------------------
+
+    def _outcome(self, job: JobState, pod: PodState | None) -> Outcome | None:
+        finished_at = job.finished_at or now()
+        terminated = pod is not None and pod.terminated
+        exit_code = pod.exit_code if pod is not None and terminated else None
+        started_at = (pod.started_at if pod else None) or job.start_time
+        if job.finished == "Complete":
+            code = exit_code if exit_code is not None else 0
+            return Outcome(Phase.SUCCEEDED, "Completed", "", code, started_at, finished_at)
+        pod_settling = (
+            pod is not None and not terminated and pod.phase not in ("Failed", "Succeeded")
+        )
+        if pod_settling and now() - finished_at < POD_STATE_GRACE:
+            # The pod's last update may trail the Job's condition; give it a moment.
+            return None
+        reason = job.reason or "Failed"
+        if reason == "BackoffLimitExceeded":
+            reason = (pod.terminated_reason if pod else None) or "Failed"
+        message = job.message or ""
+        if exit_code is not None:
+            message = f"the container exited with code {exit_code}" + (
+                f"; {message}" if message else ""
+            )
+        return Outcome(Phase.FAILED, reason, message, exit_code, started_at, finished_at)
+
+    async def _finish(
+        self,
+        execution: JobExecution,
+        definition: JobDefinition,
+        outcome: Outcome,
+        pod: PodState | None,
+    ) -> None:
+        logs = await self._ship(execution, pod, outcome)
+        status: dict[str, Any] = {
+            "phase": outcome.phase.value,
+            "reason": outcome.reason,
+            "message": outcome.message,
+            "exitCode": outcome.exit_code,
+            "finishedAt": outcome.finished_at.isoformat(),
+            "logs": logs.model_dump(by_alias=True),
+        }
+        if pod is not None:
+            status["podName"] = pod.name
+        if outcome.started_at is not None:
+            status["startedAt"] = outcome.started_at.isoformat()
+            seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+            status["duration"] = format_duration(seconds)
+            metrics.EXECUTION_DURATION.labels(
+                application=execution.spec.application,
+                job=execution.spec.job,
+                phase=outcome.phase.value,
+            ).observe(max(0.0, seconds))
+
+        will_retry = (
+            outcome.phase is Phase.FAILED and execution.spec.attempt < definition.spec.retry.limit
+        )
+        if will_retry and execution.status.retried_by is None:
+            status["retriedBy"] = await self._create_retry(execution, definition)
+        await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
+
+    async def _finish_without_job(
+        self,
+        execution: JobExecution,
+        reason: str,
+        message: str,
+        definition: JobDefinition | None = None,
+    ) -> None:
+        """Error: the execution could not run at all (bad message, unknown job, rejected Job)."""
+        definition = definition or self.store.definition(
+            execution.metadata.namespace or "", execution.spec.job
+        )
+        outcome = Outcome(Phase.ERROR, reason, message, None, None, now())
+        logs = await self._ship(execution, None, outcome)
+        status = {
+            "phase": Phase.ERROR.value,
+            "reason": reason,
+            "message": message[:2000],
+            "finishedAt": outcome.finished_at.isoformat(),
+            "logs": logs.model_dump(by_alias=True),
+        }
+        metrics.MESSAGES_INVALID.labels(queue=execution.spec.queue, reason=reason).inc()
+        await self._notify_and_commit(execution, definition, Phase.ERROR, False, status)
+
+    async def _notify_and_commit(
+        self,
+        execution: JobExecution,
+        definition: JobDefinition | None,
+        phase: Phase,
+        will_retry: bool,
+        status: dict[str, Any],
+    ) -> None:
+        notification = compose(execution, definition, phase, will_retry, self.console_url)
+        if notification is not None and not execution.status.notified:
+            status["notified"] = await self.notifier.send(notification)
+        status["conditions"] = merge_conditions(
+            execution.status.conditions,
+            [
+                condition(
+                    "Finished",
+                    True,
+                    status["reason"],
+                    status.get("message") or "",
+                    execution.metadata.generation,
+                ),
+                condition(
+                    "LogsUploaded",
+                    bool(status["logs"]["uploaded"]),
+                    "Uploaded" if status["logs"]["uploaded"] else "UploadFailed",
+                    status["logs"]["url"],
+                    execution.metadata.generation,
+                ),
+            ],
+        )
+        await self._patch(execution, status)
+        metrics.EXECUTIONS_FINISHED.labels(
+            application=execution.spec.application, job=execution.spec.job, phase=phase.value
+        ).inc()
+        if not status["logs"]["uploaded"]:
+            raise Requeue(5.0)
+
+    async def _create_retry(self, execution: JobExecution, definition: JobDefinition) -> str:
+        delay = backoff.retry_delay(definition.spec.retry, execution.spec.attempt)
+        name = child_retry_name(execution)
+        body = builders.build_execution(
+            name=name,
+            namespace=execution.metadata.namespace or "",
+            application=execution.spec.application,
+            job=execution.spec.job,
+            queue=execution.spec.queue,
+            message_id=name,
+            message=execution.spec.message,
+            sent_timestamp=execution.spec.sent_timestamp,
+            not_before=now() + timedelta(seconds=delay) if delay >= 1 else None,
+            attempt=execution.spec.attempt + 1,
+            retry_of=execution.metadata.name,
+            original_message_id=execution.spec.original_message_id or execution.spec.message_id,
+            owner=execution,
+        )
+        try:
+            created = await self.kube.create_execution(body)
+        except AlreadyExists:
+            return name
+        self.store.put_execution(created)
+        metrics.EXECUTIONS_RETRIED.labels(
+            application=execution.spec.application, job=execution.spec.job
+        ).inc()
+        logger.info("Retry %s of %s scheduled in %.1fs", name, execution.metadata.name, delay)
+        return name
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    async def _ship(
+        self, execution: JobExecution, pod: PodState | None, outcome: Outcome
+    ) -> LogLocation:
+        """Upload message, logs and a summary; on failure say so, the caller retries later."""
+        prefix = log_prefix(execution)
+        location = LogLocation(
+            bucket=self.s3.bucket,
+            prefix=prefix,
+            url=f"s3://{self.s3.bucket}/{prefix}",
+            uploaded=False,
+        )
+        logs = await self._read_logs(execution, pod)
+        summary = {
+            "name": execution.metadata.name,
+            "namespace": execution.metadata.namespace,
+            "spec": execution.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
+            "phase": outcome.phase.value,
+            "reason": outcome.reason,
+            "message": outcome.message,
+            "exitCode": outcome.exit_code,
+            "startedAt": outcome.started_at.isoformat() if outcome.started_at else None,
+            "finishedAt": outcome.finished_at.isoformat(),
+        }
+        try:
+            await self.s3.put_text(
+                prefix + "message.json",
+                json.dumps(execution.spec.message, ensure_ascii=False),
+                "application/json",
+            )
+            if logs is not None:
+                await self.s3.put_text(prefix + "stdout.txt", logs)
+            await self.s3.put_text(
+                prefix + "execution.json",
+                json.dumps(summary, ensure_ascii=False),
+                "application/json",
+            )
+        except Exception as exc:
+            metrics.S3_FAILURES.inc()
+            logger.warning("Could not upload logs of %s to S3: %s", execution.metadata.name, exc)
+            return location
+        return location.model_copy(update={"uploaded": True})
+
+    async def _read_logs(self, execution: JobExecution, pod: PodState | None) -> str | None:
+        if pod is None:
+            return None
+        try:
+            return await self.kube.read_pod_log(pod.namespace, pod.name, self.log_limit_bytes)
+        except Exception as exc:
+            logger.warning("Could not read logs of pod %s: %s", pod.name, exc)
+            return f"(the operator could not read this pod's logs: {exc})\n"
+
+    async def _follow_up(self, execution: JobExecution) -> None:
+        """After the final write: finish an upload that failed (S3 was down)."""
+        logs = execution.status.logs
+        if logs is None or logs.uploaded:
+            return
+        namespace, name = execution.metadata.namespace or "", execution.metadata.name
+        pod = self.store.pods.get((namespace, name))
+        outcome = Outcome(
+            Phase(execution.status.phase or Phase.ERROR),
+            execution.status.reason or "",
+            execution.status.message or "",
+            execution.status.exit_code,
+            execution.status.started_at,
+            execution.status.finished_at or now(),
+        )
+        location = await self._ship(execution, pod, outcome)
+        if not location.uploaded:
+            raise Requeue(10.0)
+        await self._patch(
+            execution,
+            {
+                "logs": location.model_dump(by_alias=True),
+                "conditions": merge_conditions(
+                    execution.status.conditions,
+                    [
+                        condition(
+                            "LogsUploaded",
+                            True,
+                            "Uploaded",
+                            location.url,
+                            execution.metadata.generation,
+                        )
+                    ],
+                ),
+            },
+        )
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _patch(self, execution: JobExecution, status: dict[str, Any]) -> None:
+        updated = await self.kube.patch_execution_status(
+            execution.metadata.namespace or "", execution.metadata.name, status
+        )
+        self.store.put_execution(updated)

@@ -1,0 +1,280 @@
+"""The operator's watch-backed view of the cluster.
+
+Watch events (fed by the handlers) and the objects returned by the operator's own writes
+both land here, so decisions read memory instead of listing the API server. Objects are
+only replaced by newer resourceVersions, so an old watch event cannot undo a fresh write.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from barbeque.api.models import (
+    LABEL_EXECUTION,
+    JobDefinition,
+    JobExecution,
+    JobQueue,
+    Phase,
+)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def _newer(old: str | None, new: str | None) -> bool:
+    """Whether resourceVersion ``new`` is not older than ``old``.
+
+    resourceVersions are opaque by contract but are etcd revisions in practice; when they
+    do not parse, the newest event wins.
+    """
+    if not old or not new:
+        return True
+    try:
+        return int(new) >= int(old)
+    except ValueError:
+        return True
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the reconciler needs to know of a batch/v1 Job."""
+
+    namespace: str
+    name: str
+    execution: str
+    resource_version: str | None
+    active: int
+    ready: int
+    succeeded: int
+    failed: int
+    finished: str | None  # "Complete" or "Failed" once the Job controller has decided
+    reason: str | None
+    message: str | None
+    start_time: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> JobState:
+        meta = body.get("metadata", {})
+        status = body.get("status") or {}
+        finished = reason = message = None
+        finished_at = _time(status.get("completionTime"))
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") in ("Complete", "Failed")
+                and condition.get("status") == "True"
+            ):
+                finished = condition["type"]
+                reason = condition.get("reason")
+                message = condition.get("message")
+                finished_at = finished_at or _time(condition.get("lastTransitionTime"))
+        return cls(
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            execution=(meta.get("labels") or {}).get(LABEL_EXECUTION, meta.get("name", "")),
+            resource_version=meta.get("resourceVersion"),
+            active=status.get("active") or 0,
+            ready=status.get("ready") or 0,
+            succeeded=status.get("succeeded") or 0,
+            failed=status.get("failed") or 0,
+            finished=finished,
+            reason=reason,
+            message=message,
+            start_time=_time(status.get("startTime")),
+            finished_at=finished_at,
+        )
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the reconciler needs to know of a job's pod."""
+
+    namespace: str
+    name: str
+    execution: str
+    resource_version: str | None
+    phase: str
+    exit_code: int | None
+    terminated_reason: str | None
+    waiting_reason: str | None
+    waiting_message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def terminated(self) -> bool:
+        return self.exit_code is not None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> PodState:
+        meta = body.get("metadata", {})
+        status = body.get("status") or {}
+        exit_code = terminated_reason = waiting_reason = waiting_message = None
+        started_at = finished_at = None
+        for container in status.get("containerStatuses") or []:
+            state = container.get("state") or {}
+            if "terminated" in state and state["terminated"] is not None:
+                terminated = state["terminated"]
+                exit_code = terminated.get("exitCode")
+                terminated_reason = terminated.get("reason")
+                started_at = _time(terminated.get("startedAt"))
+                finished_at = _time(terminated.get("finishedAt"))
+            elif "running" in state and state["running"] is not None:
+                started_at = _time(state["running"].get("startedAt"))
+            elif "waiting" in state and state["waiting"] is not None:
+                waiting_reason = state["waiting"].get("reason")
+                waiting_message = state["waiting"].get("message")
+        return cls(
+            namespace=meta.get("namespace", ""),
+            name=meta.get("name", ""),
+            execution=(meta.get("labels") or {}).get(LABEL_EXECUTION, ""),
+            resource_version=meta.get("resourceVersion"),
+            phase=status.get("phase") or "Pending",
+            exit_code=exit_code,
+            terminated_reason=terminated_reason,
+            waiting_reason=waiting_reason,
+            waiting_message=waiting_message,
+            started_at=started_at or _time(status.get("startTime")),
+            finished_at=finished_at,
+        )
+
+
+def occupies_slot(execution: JobExecution) -> bool:
+    """Whether an execution counts against its queue's maxConcurrentExecutions."""
+    phase = execution.status.phase
+    return phase not in (Phase.SCHEDULED.value, *[p.value for p in Phase if p.finished]) and (
+        execution.spec.invalid_reason is None
+    )
+
+
+class Store:
+    """In-memory objects, indexed the ways the operator looks them up."""
+
+    def __init__(self) -> None:
+        self.executions: dict[Key, JobExecution] = {}
+        self.definitions: dict[Key, JobDefinition] = {}
+        self.queues: dict[str, JobQueue] = {}
+        self.jobs: dict[Key, JobState] = {}
+        self.pods: dict[Key, PodState] = {}  # keyed by (namespace, execution name)
+        self.by_message_id: dict[str, Key] = {}
+        self.active_by_queue: dict[str, int] = defaultdict(int)
+        self.bad_definitions: dict[Key, str] = {}
+        # Called with the queue name whenever a slot frees up, to wake that queue's poller.
+        self.on_slot_freed: Callable[[str], None] = lambda queue: None
+
+    # -- executions ---------------------------------------------------------------------------
+
+    def put_execution(self, body: dict[str, Any]) -> JobExecution | None:
+        """Store an execution; returns it, or None when the body was older than what is kept."""
+        execution = JobExecution.model_validate(body)
+        key = (execution.metadata.namespace or "", execution.metadata.name)
+        old = self.executions.get(key)
+        if old is not None and not _newer(
+            old.metadata.resource_version, execution.metadata.resource_version
+        ):
+            return None
+        self._account(old, -1)
+        self.executions[key] = execution
+        self.by_message_id[execution.spec.message_id] = key
+        self._account(execution, +1)
+        return execution
+
+    def delete_execution(self, namespace: str, name: str) -> None:
+        old = self.executions.pop((namespace, name), None)
+        if old is not None:
+            self._account(old, -1)
+            if self.by_message_id.get(old.spec.message_id) == (namespace, name):
+                del self.by_message_id[old.spec.message_id]
+
+    def _account(self, execution: JobExecution | None, delta: int) -> None:
+        if execution is None or not occupies_slot(execution):
+            return
+        queue = execution.spec.queue
+        self.active_by_queue[queue] += delta
+        if delta < 0:
+            self.on_slot_freed(queue)
+
+    def execution(self, key: Key) -> JobExecution | None:
+        return self.executions.get(key)
+
+    def execution_by_message_id(self, message_id: str) -> JobExecution | None:
+        key = self.by_message_id.get(message_id)
+        return self.executions.get(key) if key else None
+
+    def iter_executions(self) -> Iterator[JobExecution]:
+        return iter(list(self.executions.values()))
+
+    # -- definitions and queues ---------------------------------------------------------------
+
+    def put_definition(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        try:
+            self.definitions[key] = JobDefinition.model_validate(body)
+            self.bad_definitions.pop(key, None)
+        except ValidationError as exc:
+            # The CRD schema should prevent this; if it happens, executions say why.
+            self.definitions.pop(key, None)
+            self.bad_definitions[key] = str(exc).replace("\n", " ")[:500]
+
+    def delete_definition(self, namespace: str, name: str) -> None:
+        self.definitions.pop((namespace, name), None)
+        self.bad_definitions.pop((namespace, name), None)
+
+    def definition(self, namespace: str, name: str) -> JobDefinition | None:
+        return self.definitions.get((namespace, name))
+
+    def put_queue(self, body: dict[str, Any]) -> JobQueue:
+        queue = JobQueue.model_validate(body)
+        self.queues[queue.metadata.name] = queue
+        return queue
+
+    def delete_queue(self, name: str) -> None:
+        self.queues.pop(name, None)
+
+    # -- jobs and pods ------------------------------------------------------------------------
+
+    def put_job(self, body: dict[str, Any]) -> JobState | None:
+        job = JobState.from_body(body)
+        key = (job.namespace, job.name)
+        old = self.jobs.get(key)
+        if old is not None and not _newer(old.resource_version, job.resource_version):
+            return None
+        self.jobs[key] = job
+        return job
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.jobs.pop((namespace, name), None)
+
+    def put_pod(self, body: dict[str, Any]) -> PodState | None:
+        pod = PodState.from_body(body)
+        if not pod.execution:
+            return None
+        key = (pod.namespace, pod.execution)
+        old = self.pods.get(key)
+        if (
+            old is not None
+            and old.name == pod.name
+            and not _newer(old.resource_version, pod.resource_version)
+        ):
+            return None
+        self.pods[key] = pod
+        return pod
+
+    def delete_pod(self, namespace: str, execution: str, name: str) -> None:
+        old = self.pods.get((namespace, execution))
+        if old is not None and old.name == name:
+            del self.pods[(namespace, execution)]

@@ -1,0 +1,103 @@
+"""A keyed work queue, as controller-runtime's: level-based reconciling with backoff.
+
+A key queued many times before a worker takes it is reconciled once; a key is never
+reconciled by two workers at once; a failed key comes back after an exponential delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._dirty: set[K] = set()
+        self._processing: set[K] = set()
+        self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[K, int] = {}
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+    def add(self, key: K) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: K, delay: float) -> None:
+        """Queue ``key`` after ``delay`` seconds; an earlier pending timer wins."""
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        existing = self._timers.get(key)
+        if existing is not None:
+            if existing[0] <= due:
+                return
+            existing[1].cancel()
+        handle = loop.call_at(due, self._fire, key)
+        self._timers[key] = (due, handle)
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def retry(self, key: K) -> float:
+        """Queue ``key`` again after a backoff that grows with its consecutive failures."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay: float = min(self._base_delay * float(2**failures), self._max_delay)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        self._failures.pop(key, None)
+
+    async def get(self) -> K:
+        key = await self._queue.get()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: K) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.put_nowait(key)
+
+    def shutdown(self) -> None:
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+
+async def run_workers(
+    queue: WorkQueue[K],
+    reconcile: Callable[[K], Awaitable[None]],
+    count: int,
+    on_error: Callable[[K, BaseException], None],
+) -> None:
+    """Run ``count`` workers until cancelled."""
+
+    async def worker() -> None:
+        while True:
+            key = await queue.get()
+            try:
+                await reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                on_error(key, exc)
+            finally:
+                queue.done(key)
+
+    await asyncio.gather(*(worker() for _ in range(count)))
