@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", action="append", help="directory to write or check (repeatable; default both)"
     )
     crds.set_defaults(func=_crds)
+
+    from barbeque.sdk.cli import register
+
+    register(commands)
     return parser
 
 

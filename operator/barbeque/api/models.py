@@ -407,6 +407,13 @@ class JobExecutionSpec(Model):
     invalid_reason: str | None = Field(
         default=None, description="Set when the message could not be used; the execution is Error."
     )
+    cancel: bool = Field(
+        default=False,
+        description=(
+            "Set to true to stop the execution: its Job is deleted and it ends Failed with "
+            "reason Cancelled, without automatic retry."
+        ),
+    )
 
 
 class LogLocation(Model):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from barbeque import metrics
-from barbeque.adapters.kube import AlreadyExists, Invalid
+from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.api.models import (
     Condition,
     JobDefinition,
@@ -49,6 +49,7 @@ class KubeApi(Protocol):
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]: ...
     async def create_job(self, body: dict[str, Any]) -> None: ...
+    async def delete_job(self, namespace: str, name: str) -> None: ...
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
 
 
@@ -183,10 +184,13 @@ class Reconciler:
             return
 
         job = self.store.jobs.get((namespace, name))
+        pod = self.store.pods.get((namespace, name))
+        if execution.spec.cancel:
+            await self._cancel(execution, definition, job, pod)
+            return
         if job is None:
             await self._start(execution, definition)
             return
-        pod = self.store.pods.get((namespace, name))
         if job.finished is None:
             await self._observe_running(execution, job, pod)
             return
@@ -281,6 +285,36 @@ class Reconciler:
                     "podName": pod.name,
                 },
             )
+
+    async def _cancel(
+        self,
+        execution: JobExecution,
+        definition: JobDefinition,
+        job: JobState | None,
+        pod: PodState | None,
+    ) -> None:
+        if job is not None:
+            try:
+                await self.kube.delete_job(job.namespace, job.name)
+            except NotFound:
+                pass
+        outcome = Outcome(
+            Phase.FAILED,
+            "Cancelled",
+            "cancelled by request",
+            pod.exit_code if pod is not None else None,
+            (pod.started_at if pod else None) or execution.status.started_at,
+            now(),
+        )
+        logs = await self._ship(execution, pod, outcome)
+        status: dict[str, Any] = {
+            "phase": outcome.phase.value,
+            "reason": outcome.reason,
+            "message": outcome.message,
+            "finishedAt": outcome.finished_at.isoformat(),
+            "logs": logs.model_dump(by_alias=True),
+        }
+        await self._notify_and_commit(execution, definition, Phase.FAILED, False, status)
 
     # -- finishing ----------------------------------------------------------------------------
 
