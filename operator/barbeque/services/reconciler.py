@@ -15,6 +15,7 @@ Writes per execution on the happy path: create Job, Pending, Running, final stat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -294,10 +295,8 @@ class Reconciler:
         pod: PodState | None,
     ) -> None:
         if job is not None:
-            try:
+            with contextlib.suppress(NotFound):
                 await self.kube.delete_job(job.namespace, job.name)
-            except NotFound:
-                pass
         outcome = Outcome(
             Phase.FAILED,
             "Cancelled",
