@@ -1,0 +1,103 @@
+"""Reading the SQS message envelope: every input gives a request or a reason, never a crash."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from barbeque.api import envelope
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_barbeque_client_message_is_an_execution_request() -> None:
+    body = '{"Type":"JobExecution","Application":"blog","Job":"NotifyAuthor","Message":{"id":1}}'
+    assert envelope.parse(body) == envelope.ExecutionRequest("blog", "NotifyAuthor", {"id": 1})
+
+
+def test_encode_then_parse_round_trips_with_not_before() -> None:
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    parsed = envelope.parse(envelope.encode_execution("blog", "job", [1, "two"], when))
+    assert parsed == envelope.ExecutionRequest("blog", "job", [1, "two"], when)
+
+
+def test_a_retry_message_names_the_original() -> None:
+    assert envelope.parse(envelope.encode_retry("abc")) == envelope.RetryRequest("abc")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "words"),
+    [
+        ("not json", "InvalidJSON", "not JSON"),
+        ("[1, 2]", "InvalidEnvelope", "JSON list, not an object"),
+        ('{"Type":"JobExecution","Job":"j","Message":1}', "InvalidEnvelope", "Application"),
+        ('{"Type":"JobExecution","Application":"a","Message":1}', "InvalidEnvelope", "Job is"),
+        ('{"Type":"JobExecution","Application":"a","Job":"j"}', "InvalidEnvelope", "Message"),
+        (
+            '{"Type":"JobExecution","Application":7,"Job":"j","Message":1}',
+            "InvalidEnvelope",
+            "Application",
+        ),
+        ('{"Type":"Bogus","Application":"a"}', "UnknownType", '"Bogus"'),
+        ('{"Application":"a"}', "UnknownType", "missing"),
+        ('{"Type":"JobRetry"}', "InvalidEnvelope", "RetryMessageId"),
+        ('{"Type":"Notification","TopicArn":"x","Message":"{}"}', "UnsupportedType", "SNS"),
+        (
+            '{"Type":"JobExecution","Application":"a","Job":"j","Message":1,"NotBefore":"soon"}',
+            "InvalidEnvelope",
+            "ISO 8601",
+        ),
+    ],
+)
+def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
+    result = envelope.parse(body)
+    assert isinstance(result, envelope.InvalidMessage)
+    assert result.reason == reason
+    assert words in result.detail
+    assert result.raw == body
+
+
+def test_an_invalid_message_keeps_the_application_it_named() -> None:
+    result = envelope.parse('{"Type":"JobExecution","Application":"blog","Message":1}')
+    assert isinstance(result, envelope.InvalidMessage)
+    assert result.application == "blog"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(st.one_of(st.text(), json_values.map(json.dumps)))
+def test_any_body_parses_without_raising(body: str) -> None:
+    result = envelope.parse(body)
+    assert isinstance(
+        result, envelope.ExecutionRequest | envelope.RetryRequest | envelope.InvalidMessage
+    )
+
+
+@given(
+    st.fixed_dictionaries(
+        {"Type": st.sampled_from(["JobExecution", "JobRetry", "Notification", None, 3])},
+        optional={
+            "Application": json_values,
+            "Job": json_values,
+            "Message": json_values,
+            "RetryMessageId": json_values,
+            "NotBefore": json_values,
+        },
+    )
+)
+def test_structured_fuzz_never_raises_and_invalid_ones_have_reasons(
+    body: dict[str, object],
+) -> None:
+    result = envelope.parse(json.dumps(body))
+    if isinstance(result, envelope.InvalidMessage):
+        assert result.reason
+        assert result.detail

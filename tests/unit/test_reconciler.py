@@ -1,0 +1,403 @@
+"""The execution state machine, step by step, with in-memory stand-ins for the APIs.
+
+These read like the story of one execution; the integration tier runs the same code
+against the real API server, SQS, S3 and Slack.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from barbeque.adapters.kube import AlreadyExists, Invalid
+from barbeque.services.notifications import Notifier
+from barbeque.services.reconciler import Reconciler, Requeue
+from barbeque.services.store import Store
+
+pytestmark = pytest.mark.unit
+
+NS = "blog"
+_rv = itertools.count(1)
+
+
+class FakeKube:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.writes: list[str] = []
+        self.reject_jobs = False
+
+    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.executions:
+            raise AlreadyExists("exists", 409)
+        self.writes.append(f"create execution {name}")
+        created = copy.deepcopy(body)
+        created["metadata"].update(uid=f"uid-{name}", resourceVersion=str(next(_rv)))
+        self.executions[name] = created
+        return created
+
+    async def patch_execution_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.writes.append(f"status {name} {status.get('phase', '-')}")
+        current = self.store.executions[(namespace, name)].model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        current.setdefault("status", {}).update({k: v for k, v in status.items() if v is not None})
+        current["metadata"]["resourceVersion"] = str(next(_rv))
+        return current
+
+    async def create_job(self, body: dict[str, Any]) -> None:
+        if self.reject_jobs:
+            raise Invalid("422 Invalid: spec.template.spec.containers[0].image: Required", 422)
+        name = body["metadata"]["name"]
+        if name in self.jobs:
+            raise AlreadyExists("exists", 409)
+        self.writes.append(f"create job {name}")
+        self.jobs[name] = body
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        self.writes.append(f"delete job {name}")
+        self.jobs.pop(name, None)
+
+    async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
+        return f"log of {pod}\n"
+
+
+class FakeS3:
+    bucket = "logs"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, str] = {}
+        self.down = False
+
+    async def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None:
+        if self.down:
+            raise OSError("S3 is down")
+        self.objects[key] = text
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, str, str]] = []
+
+    async def post(self, channel: str, text: str, color: str) -> None:
+        self.posts.append((channel, text, color))
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = Store()
+        self.kube = FakeKube(self.store)
+        self.s3 = FakeS3()
+        self.slack = FakeSlack()
+        self.reconciler = Reconciler(
+            self.store, self.kube, self.s3, Notifier(self.slack, attempts=1), "http://console"
+        )
+
+    def define(self, name: str = "notify", **spec: Any) -> None:
+        self.store.put_definition(
+            {
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"image": "blog:1", "queue": "default", **spec},
+            }
+        )
+
+    def receive(self, name: str = "m1", job: str = "notify", **spec: Any) -> None:
+        self.store.put_execution(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": NS,
+                    "uid": f"uid-{name}",
+                    "resourceVersion": "1",
+                },
+                "spec": {
+                    "application": NS,
+                    "job": job,
+                    "queue": "default",
+                    "messageId": name,
+                    "message": {"id": 1},
+                    **spec,
+                },
+            }
+        )
+
+    async def step(self, name: str = "m1") -> None:
+        await self.reconciler.reconcile((NS, name))
+
+    def phase(self, name: str = "m1") -> str | None:
+        return self.store.executions[(NS, name)].status.phase
+
+    def status(self, name: str = "m1") -> Any:
+        return self.store.executions[(NS, name)].status
+
+    def job_event(self, name: str = "m1", **status: Any) -> None:
+        self.store.put_job(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": NS,
+                    "labels": {"barbeque.dev/execution": name},
+                    "resourceVersion": str(next(_rv)),
+                },
+                "status": status,
+            }
+        )
+
+    def pod_event(self, name: str = "m1", **state: Any) -> None:
+        self.store.put_pod(
+            {
+                "metadata": {
+                    "name": f"{name}-abcde",
+                    "namespace": NS,
+                    "labels": {"barbeque.dev/execution": name},
+                    "resourceVersion": str(next(_rv)),
+                },
+                "status": {
+                    "phase": "Running" if "running" in state else "Failed",
+                    "containerStatuses": [{"name": "job", "state": state}],
+                },
+            }
+        )
+
+
+T0 = "2030-01-01T00:00:00Z"
+T1 = "2030-01-01T00:01:05Z"
+
+
+def finished(world: World, name: str = "m1", exit_code: int = 0) -> None:
+    world.pod_event(
+        name,
+        terminated={
+            "exitCode": exit_code,
+            "reason": "Error" if exit_code else "Completed",
+            "startedAt": T0,
+            "finishedAt": T1,
+        },
+    )
+    kind = "Complete" if exit_code == 0 else "Failed"
+    world.job_event(
+        name,
+        startTime=T0,
+        conditions=[
+            {
+                "type": kind,
+                "status": "True",
+                "reason": None if exit_code == 0 else "BackoffLimitExceeded",
+                "lastTransitionTime": T1,
+            }
+        ],
+        **({"completionTime": T1} if exit_code == 0 else {}),
+    )
+
+
+async def test_the_happy_path_takes_four_writes() -> None:
+    world = World()
+    world.define(slack={"channel": "#c", "notifySuccess": True})
+    world.receive()
+
+    await world.step()
+    assert world.phase() == "Pending"
+    assert world.status().job_name == "m1"
+    await world.step()  # the same state again changes nothing
+    world.pod_event(running={"startedAt": T0})
+    world.job_event(active=1, ready=1, startTime=T0)
+    await world.step()
+    assert world.phase() == "Running"
+    finished(world)
+    await world.step()
+
+    status = world.status()
+    assert (status.phase, status.exit_code, status.duration, status.reason) == (
+        "Succeeded",
+        0,
+        "1m5s",
+        "Completed",
+    )
+    assert status.logs.uploaded is True
+    assert world.s3.objects["blog/notify/m1/stdout.txt"] == "log of m1-abcde\n"
+    assert world.s3.objects["blog/notify/m1/message.json"] == '{"id": 1}'
+    assert world.slack.posts == [
+        (
+            "#c",
+            "*[SUCCESS]* Succeeded to execute <http://console/executions/blog/m1|blog/notify #m1>",
+            "good",
+        )
+    ]
+    assert world.kube.writes == [
+        "create job m1",
+        "status m1 Pending",
+        "status m1 Running",
+        "status m1 Succeeded",
+    ]
+
+
+async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
+    world = World()
+    world.define(retry={"limit": 1, "baseDelaySeconds": 30, "jitter": False})
+    world.receive()
+    await world.step()
+    finished(world, exit_code=2)
+    await world.step()
+    assert world.status().retried_by == "m1-retry-1"
+    assert world.status().exit_code == 2
+    retry = world.store.executions[(NS, "m1-retry-1")]
+    assert retry.spec.attempt == 1
+    assert retry.spec.original_message_id == "m1"
+    assert retry.spec.not_before is not None
+    assert (
+        timedelta(seconds=29) < retry.spec.not_before - datetime.now(UTC) <= timedelta(seconds=30)
+    )
+
+    with pytest.raises(Requeue) as requeue:
+        await world.step("m1-retry-1")
+    assert world.phase("m1-retry-1") == "Scheduled"
+    assert 29 < requeue.value.delay <= 30
+    await world.step()  # the finished parent: nothing more happens
+    assert [w for w in world.kube.writes if w.startswith("create execution")] == [
+        "create execution m1-retry-1"
+    ]
+
+
+async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked() -> None:
+    world = World()
+    world.define(
+        retry={"limit": 1, "baseDelaySeconds": 0},
+        slack={
+            "channel": "#c",
+            "notifyFailureOnlyIfRetryLimitReached": True,
+            "failureText": "@oncall",
+        },
+    )
+    world.receive()
+    await world.step()
+    finished(world, exit_code=1)
+    await world.step()
+    assert world.slack.posts == []  # a retry is coming
+
+    await world.step("m1-retry-1")
+    finished(world, "m1-retry-1", exit_code=1)
+    await world.step("m1-retry-1")
+    assert world.status("m1-retry-1").retried_by is None
+    assert world.slack.posts == [
+        (
+            "#c",
+            "*[FAILURE]* Failed to retry "
+            "<http://console/executions/blog/m1-retry-1|blog/notify #m1-retry-1> @oncall",
+            "danger",
+        )
+    ]
+
+
+async def test_an_unknown_job_is_an_error_with_the_reason_in_words() -> None:
+    world = World()
+    world.receive(job="missing")
+    await world.step()
+    status = world.status()
+    assert status.phase == "Error"
+    assert status.reason == "UnknownJob"
+    assert "no JobDefinition named 'missing'" in status.message
+    assert world.kube.jobs == {}
+    assert "blog/missing/m1/message.json" in world.s3.objects
+
+
+async def test_a_job_the_api_server_rejects_is_an_error() -> None:
+    world = World()
+    world.define(slack={"channel": "#c"})
+    world.kube.reject_jobs = True
+    world.receive()
+    await world.step()
+    assert world.phase() == "Error"
+    assert world.status().reason == "JobRejected"
+    assert world.slack.posts[0][1].startswith("*[ERROR]* Failed to execute")
+
+
+async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world)
+    world.s3.down = True
+    with pytest.raises(Requeue):
+        await world.step()
+    assert world.phase() == "Succeeded"
+    assert world.status().logs.uploaded is False
+    with pytest.raises(Requeue):
+        await world.step()
+    world.s3.down = False
+    await world.step()
+    assert world.status().logs.uploaded is True
+    assert "blog/notify/m1/stdout.txt" in world.s3.objects
+
+
+async def test_a_job_that_already_exists_is_adopted_after_a_crash() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    world.kube.jobs["m1"] = {}  # created before a crash, status never written
+    await world.step()
+    assert world.phase() == "Pending"
+    assert "create job m1" not in world.kube.writes
+
+
+async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
+    world = World()
+    world.define(retry={"limit": 0})
+    world.receive()
+    await world.step()
+    world.pod_event(running={"startedAt": T0})
+    now = datetime.now(UTC).isoformat()
+    world.job_event(conditions=[{"type": "Failed", "status": "True", "lastTransitionTime": now}])
+    with pytest.raises(Requeue):
+        await world.step()
+    world.pod_event(
+        terminated={"exitCode": 137, "reason": "OOMKilled", "startedAt": T0, "finishedAt": now}
+    )
+    await world.step()
+    assert (world.phase(), world.status().exit_code, world.status().reason) == (
+        "Failed",
+        137,
+        "Failed",
+    )
+
+
+async def test_a_deadline_is_reported_as_the_reason() -> None:
+    world = World()
+    world.define(retry={"limit": 0})
+    world.receive()
+    await world.step()
+    world.job_event(
+        conditions=[
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline",
+                "lastTransitionTime": T1,
+            }
+        ]
+    )
+    await world.step()
+    assert world.status().reason == "DeadlineExceeded"
+    assert world.status().exit_code is None
+
+
+async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
+    world = World()
+    world.define(retry={"limit": 3})
+    world.receive()
+    await world.step()
+    world.store.executions[(NS, "m1")].spec.cancel = True
+    await world.step()
+    assert world.phase() == "Failed"
+    assert world.status().reason == "Cancelled"
+    assert "delete job m1" in world.kube.writes
+    assert world.status().retried_by is None
