@@ -95,7 +95,7 @@ def test_success_is_posted_to_slack_when_asked(app: App, slack: SlackRecorder) -
 
 
 def test_a_duplicate_delivery_creates_one_execution_and_one_job(app: App, aws: Aws) -> None:
-    """A message received but not deleted (crash after create) comes back: 409, delete, nothing new."""
+    """A message received, recorded, not deleted (a crash) comes back: 409, delete, nothing new."""
     app.define("hello")
     app.set_queue(suspend=True)
     time.sleep(2)  # let the poller notice the suspension before the message arrives

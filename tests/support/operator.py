@@ -78,9 +78,13 @@ def operator_env(cluster: Cluster, aws: Aws, slack: SlackRecorder, **extra: str)
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(cluster: Cluster, aws: Aws, slack: SlackRecorder, crds: None) -> Iterator[KopfRunner]:
-    """The operator, in this process, for the whole session (tests isolate by namespace)."""
+    """The operator, in this process, for one test module (tests isolate by namespace).
+
+    Module scope, so that it is gone before another module runs an operator of its own:
+    two operators would both drain every queue.
+    """
     os.environ.update(operator_env(cluster, aws, slack))
     get_settings.cache_clear()
     runner = KopfRunner(

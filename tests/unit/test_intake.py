@@ -1,0 +1,170 @@
+"""Intake decisions: which messages are recorded where, and which may leave SQS."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from barbeque.adapters.kube import AlreadyExists, NotFound, TransientError
+from barbeque.adapters.sqs import Message, QueueStats
+from barbeque.api.models import JobQueue
+from barbeque.services.intake import Intake, Poller
+from barbeque.services.store import Store
+from barbeque.services.workqueue import WorkQueue
+
+pytestmark = pytest.mark.unit
+
+
+class FakeKube:
+    def __init__(self, namespaces: set[str]) -> None:
+        self.namespaces = namespaces
+        self.created: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fail_next = 0
+
+    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TransientError("503 Service Unavailable", 503)
+        meta = body["metadata"]
+        if meta["namespace"] not in self.namespaces:
+            raise NotFound("namespace not found", 404)
+        key = (meta["namespace"], meta["name"])
+        if key in self.created:
+            raise AlreadyExists("exists", 409)
+        created = copy.deepcopy(body)
+        created["metadata"]["resourceVersion"] = str(len(self.created) + 1)
+        self.created[key] = created
+        return created
+
+    async def patch_execution_status(self, *args: Any) -> dict[str, Any]:
+        raise AssertionError("intake does not write status")
+
+    async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        pass
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def delete_batch(self, url: str, receipts: list[str]) -> list[str]:
+        self.deleted.extend(receipts)
+        return []
+
+    async def stats(self, url: str) -> QueueStats:
+        return QueueStats(0, 0, 0)
+
+
+def queue(**spec: Any) -> JobQueue:
+    return JobQueue.model_validate({"metadata": {"name": "default"}, "spec": spec})
+
+
+def message(body: str, message_id: str = "id-1") -> Message:
+    return Message(message_id, f"receipt-{message_id}", body, 1700000000000, 1)
+
+
+def setup(**spec: Any) -> tuple[Poller, FakeKube, FakeSqs, Store]:
+    store = Store()
+    kube = FakeKube({"blog", "barbeque-system"})
+    sqs = FakeSqs()
+    intake = Intake(store, kube, "barbeque-system", on_created=lambda key: None)
+    poller = Poller(queue(**spec), sqs, intake, store, kube)  # type: ignore[arg-type]
+    poller.url = "http://sqs/default"
+    return poller, kube, sqs, store
+
+
+GOOD = '{"Type":"JobExecution","Application":"blog","Job":"notify","Message":{"a":1}}'
+
+
+async def test_a_message_is_recorded_then_deleted() -> None:
+    poller, kube, sqs, store = setup()
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "created"
+    assert ("blog", "id-1") in kube.created
+    assert sqs.deleted == ["receipt-id-1"]
+    assert store.active_by_queue["default"] == 1
+
+
+async def test_a_redelivered_message_is_deleted_and_creates_nothing() -> None:
+    poller, kube, sqs, _ = setup()
+    await poller.handle([message(GOOD)])
+    [again] = await poller.handle([message(GOOD)])
+    assert again.outcome == "duplicate"
+    assert len(kube.created) == 1
+    assert sqs.deleted == ["receipt-id-1", "receipt-id-1"]
+
+
+async def test_an_api_outage_keeps_the_message_in_sqs() -> None:
+    poller, kube, sqs, _ = setup()
+    kube.fail_next = 1
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "failed"
+    assert sqs.deleted == []
+    assert kube.created == {}
+
+
+async def test_unreadable_json_becomes_an_error_record_in_the_operator_namespace() -> None:
+    poller, kube, sqs, _ = setup()
+    [result] = await poller.handle([message("{oops")])
+    assert result.outcome == "created"
+    record = kube.created[("barbeque-system", "id-1")]
+    assert record["spec"]["invalidReason"].startswith("InvalidJSON: the message body is not JSON")
+    assert record["spec"]["rawMessage"] == "{oops"
+    assert sqs.deleted == ["receipt-id-1"]
+
+
+async def test_with_a_dead_letter_queue_a_message_naming_no_application_stays_for_redrive() -> None:
+    poller, kube, sqs, _ = setup(deadLetterQueue={"queueName": "dlq", "maxReceiveCount": 3})
+    [result] = await poller.handle([message("{oops")])
+    assert result.outcome == "deferred"
+    assert kube.created == {}
+    assert sqs.deleted == []
+
+
+async def test_an_unknown_application_is_recorded_in_the_operator_namespace() -> None:
+    poller, kube, _, _ = setup()
+    body = '{"Type":"JobExecution","Application":"ghost","Job":"j","Message":1}'
+    [result] = await poller.handle([message(body)])
+    assert result.outcome == "created"
+    record = kube.created[("barbeque-system", "id-1")]
+    assert record["spec"]["application"] == "ghost"
+    assert "no namespace 'ghost'" in record["spec"]["invalidReason"]
+
+
+async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:
+    poller, kube, _, _ = setup()
+    await poller.handle([message(GOOD, "first")])
+    [result] = await poller.handle(
+        [message('{"Type":"JobRetry","RetryMessageId":"first"}', "second")]
+    )
+    assert result.outcome == "created"
+    child = kube.created[("blog", "second")]
+    assert child["spec"]["attempt"] == 1
+    assert child["spec"]["retryOf"] == "first"
+    assert child["spec"]["originalMessageId"] == "first"
+    assert child["spec"]["message"] == {"a": 1}
+
+
+async def test_at_the_cap_the_poller_has_no_free_slots() -> None:
+    poller, _, _, _ = setup(maxConcurrentExecutions=2)
+    assert poller.free_slots() == 2
+    await poller.handle([message(GOOD, "a"), message(GOOD, "b")])
+    assert poller.free_slots() == 0
+
+
+async def test_the_work_queue_coalesces_keys_and_backs_off() -> None:
+    queue: WorkQueue[str] = WorkQueue(base_delay=0.01)
+    queue.add("a")
+    queue.add("a")
+    assert len(queue) == 1
+    key = await queue.get()
+    queue.add("a")  # an event while it is being reconciled: run once more afterwards
+    queue.done(key)
+    assert await asyncio.wait_for(queue.get(), 1) == "a"
+    queue.done("a")
+    assert queue.retry("a") == pytest.approx(0.01)
+    assert queue.retry("a") == pytest.approx(0.02)
+    assert await asyncio.wait_for(queue.get(), 1) == "a"
