@@ -1,0 +1,339 @@
+"""The Web API: cookpad/barbeque's three endpoints, exactly, and our additions.
+
+barbeque's shapes (``POST /v2/job_executions``, ``GET /v1/job_executions/:message_id``,
+``POST /v1/job_executions/:message_id/retries``) are held to by barbeque_client users;
+the rest (listing, cancel, health) is ours and documented in docs/webapi.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from barbeque_dashboard.auth import COOKIE, Action, bearer
+from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, not_found
+
+router = APIRouter()
+# Only for the OpenAPI document (securitySchemes); the token is checked in ``authorize``.
+bearer_scheme = HTTPBearer(auto_error=False, description="A static token or a Kubernetes token")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+class ErrorBody(BaseModel):
+    status_code: int
+    error_code: str
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "invalid_parameter"},
+    401: {"model": ErrorBody, "description": "missing or unknown token"},
+    403: {"model": ErrorBody, "description": "the token may not do this"},
+    404: {"model": ErrorBody, "description": "record_not_found"},
+    503: {"model": ErrorBody, "description": "SQS or Kubernetes unavailable"},
+}
+READ_ERRORS = {k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)}
+
+
+class EnqueueRequest(BaseModel):
+    """barbeque's enqueue parameters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    application: str = Field(description="Application name (our namespace).")
+    job: str = Field(description="Job name (our JobDefinition name).")
+    queue: str = Field(description="JobQueue name.")
+    message: Any = Field(description="Any JSON value, handed to the job as BARBEQUE_MESSAGE.")
+    delay_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY,
+        description="Start no earlier than this; over 900 s becomes a Scheduled execution.",
+    )
+
+
+class EnqueueResponse(BaseModel):
+    message_id: str
+    status: str = "pending"
+    id: None = None
+
+
+class StatusResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message_id: str
+    status: str = Field(description="pending, running, success, failed, retried or error.")
+    id: str | None = Field(description="The JobExecution name; null while unknown.")
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    delay_seconds: int | None = Field(default=None, ge=0, le=MAX_DELAY)
+
+
+class RetryResponse(BaseModel):
+    message_id: str
+    status: str = "pending"
+
+
+class ExecutionSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message_id: str
+    id: str
+    status: str
+    phase: str
+    application: str
+    job: str
+    queue: str
+
+
+class ExecutionList(BaseModel):
+    job_executions: list[ExecutionSummary]
+    page: int
+    per_page: int
+    total: int
+
+
+def backend_of(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+async def authorize(request: Request, action: Action) -> str:
+    """Raise 401/403/503 unless the request's token may do ``action``; returns the user."""
+    token = bearer(request.headers.get("authorization"), request.cookies.get(COOKIE))
+    decision = await request.app.state.authenticator.decide(token, action)
+    if not decision.allowed:
+        raise ApiError(decision.status_code, decision.error_code, decision.reason)
+    user: str = decision.user
+    return user
+
+
+async def authorize_read(request: Request) -> None:
+    if not request.app.state.settings.public_reads:
+        await authorize(request, Action("list"))
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.post(
+    "/v2/job_executions",
+    status_code=201,
+    response_model=EnqueueResponse,
+    responses={**ERRORS, 413: {"model": ErrorBody, "description": "message too large"}},
+    tags=["barbeque"],
+    summary="Enqueue a message (barbeque's API)",
+)
+async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
+    await authorize(request, Action("create", body.application))
+    sent = await backend_of(request).enqueue(
+        body.application, body.job, body.queue, body.message, body.delay_seconds
+    )
+    return {"message_id": sent.message_id, "status": "pending", "id": None}
+
+
+@router.get(
+    "/v1/job_executions/{message_id}",
+    response_model=StatusResponse,
+    responses=READ_ERRORS,
+    tags=["barbeque"],
+    summary="Status of an execution (barbeque's API); unknown ids answer pending",
+)
+async def show(
+    message_id: str,
+    request: Request,
+    _: Credentials,
+    fields: Annotated[
+        str | None, Query(description="__default__,html_url,message adds those fields")
+    ] = None,
+) -> dict[str, Any]:
+    await authorize_read(request)
+    wanted = {f.strip() for f in (fields or "").split(",") if f.strip()}
+    return backend_of(request).status_body(message_id, wanted, base_url(request))
+
+
+@router.post(
+    "/v1/job_executions/{message_id}/retries",
+    status_code=201,
+    response_model=RetryResponse,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "not retryable"}},
+    tags=["barbeque"],
+    summary="Retry a failed execution (barbeque's API)",
+)
+async def retry(
+    message_id: str, request: Request, _: Credentials, body: RetryRequest | None = None
+) -> dict[str, Any]:
+    backend = backend_of(request)
+    execution = backend.execution(message_id)
+    await authorize(request, Action("create", execution.metadata.namespace))
+    sent = await backend.retry(message_id, body.delay_seconds if body else None)
+    return {"message_id": sent.message_id, "status": "pending"}
+
+
+@router.post(
+    "/v1/job_executions/{message_id}/cancel",
+    status_code=202,
+    response_model=StatusResponse,
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "already finished"}},
+    tags=["executions"],
+    summary="Cancel a pending or running execution (ours)",
+)
+async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str, Any]:
+    backend = backend_of(request)
+    execution = backend.execution(message_id)
+    await authorize(request, Action("patch", execution.metadata.namespace))
+    await backend.cancel(message_id)
+    return backend.status_body(message_id, set(), base_url(request))
+
+
+@router.get(
+    "/v1/job_executions",
+    response_model=ExecutionList,
+    responses=READ_ERRORS,
+    tags=["executions"],
+    summary="List executions, newest first (ours)",
+)
+async def list_executions(
+    request: Request,
+    _: Credentials,
+    application: str | None = None,
+    job: str | None = None,
+    queue: str | None = None,
+    status: Annotated[
+        str | None, Query(description="barbeque status word or phase (e.g. failed, Scheduled)")
+    ] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    found = backend.filter_executions(
+        application=application,
+        job=job,
+        queue=queue,
+        status=status,
+        page=page,
+        per_page=per_page,
+    )
+    return {
+        "job_executions": [backend.summary(e, base_url(request)) for e in found.items],
+        "page": found.page,
+        "per_page": found.per_page,
+        "total": found.total,
+    }
+
+
+@router.get("/v1/applications", responses=READ_ERRORS, tags=["definitions"], summary="Applications")
+async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    cache = backend_of(request).cache
+    definitions = cache.definitions()
+    return [
+        {
+            "name": name,
+            "job_definitions": sorted(
+                d.metadata.name for d in definitions if d.metadata.namespace == name
+            ),
+        }
+        for name in cache.applications()
+    ]
+
+
+@router.get(
+    "/v1/job_definitions", responses=READ_ERRORS, tags=["definitions"], summary="Job definitions"
+)
+async def job_definitions(
+    request: Request, _: Credentials, application: str | None = None
+) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    return [
+        backend.definition_body(d)
+        for d in backend.cache.definitions()
+        if application is None or d.metadata.namespace == application
+    ]
+
+
+@router.get(
+    "/v1/applications/{application}/job_definitions/{job}",
+    responses={**READ_ERRORS, 404: ERRORS[404]},
+    tags=["definitions"],
+    summary="One job definition",
+)
+async def job_definition(
+    application: str, job: str, request: Request, _: Credentials
+) -> dict[str, Any]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    definition = backend.cache.definition(application, job)
+    if definition is None:
+        raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
+    return backend.definition_body(definition)
+
+
+def _queue_body(view: Any) -> dict[str, Any]:
+    queue = view.queue
+    stats = view.stats
+    dlq = view.dead_letter_stats
+    return {
+        "name": queue.metadata.name,
+        "queue_url": view.url,
+        "phase": queue.status.phase,
+        "max_concurrent_executions": queue.spec.max_concurrent_executions,
+        "running_executions": view.running,
+        "scheduled_executions": len(view.scheduled),
+        "visible": stats.visible if stats else None,
+        "in_flight": stats.in_flight if stats else None,
+        "delayed": stats.delayed if stats else None,
+        "dead_letter_queue_url": view.dead_letter_url,
+        "dead_letter_visible": dlq.visible if dlq else None,
+        "error": view.error,
+    }
+
+
+@router.get("/v1/job_queues", responses=READ_ERRORS, tags=["queues"], summary="Job queues")
+async def job_queues(request: Request, _: Credentials) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    return [_queue_body(await backend.queue_view(q)) for q in backend.cache.queues()]
+
+
+@router.get(
+    "/v1/job_queues/{name}",
+    responses={**READ_ERRORS, 404: ERRORS[404]},
+    tags=["queues"],
+    summary="One job queue with SQS figures",
+)
+async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, Any]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    queue = backend.cache.queue(name)
+    if queue is None:
+        raise not_found(f"JobQueue {name!r} is not found")
+    return _queue_body(await backend.queue_view(queue))
+
+
+@router.get("/healthz", tags=["health"], summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    tags=["health"],
+    summary="The cache has listed every kind",
+    responses={503: {"description": "not synced yet"}},
+)
+async def readyz(request: Request, response: Response) -> dict[str, Any]:
+    cache = backend_of(request).cache
+    if not cache.ready:
+        response.status_code = 503
+        return {"status": "starting", "synced": sorted(cache.synced), "error": cache.last_error}
+    return {"status": "ok"}

@@ -1,0 +1,271 @@
+"""A watch-backed, in-memory view of the custom resources, for every read of the service.
+
+One background thread per kind lists the objects once, then watches from the list's
+resourceVersion; when the watch expires (410 Gone) it lists again and drops what
+vanished meanwhile. Requests never list the API server: they read this cache, which
+reuses the operator's ``Store`` (same parsing, same "newer resourceVersion wins" rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from barbeque.api.models import GROUP, VERSION, JobDefinition, JobExecution, JobQueue
+from barbeque.services.store import Store
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("jobqueues", "jobdefinitions", "jobexecutions")
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def created_at(execution: JobExecution) -> datetime:
+    return execution.metadata.creation_timestamp or _EPOCH
+
+
+class Cache:
+    """Thread-safe view of queues, definitions and executions, fed by watch events."""
+
+    def __init__(self) -> None:
+        self.store = Store()
+        self._lock = threading.RLock()
+        self.generation = 0
+        self.synced: set[str] = set()
+        self._sorted: tuple[int, list[JobExecution]] = (-1, [])
+        self._by_job: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
+        self.last_error: str | None = None
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def apply(self, kind: str, event_type: str, body: dict[str, Any]) -> None:
+        """Apply one watch event (ADDED, MODIFIED, DELETED) of ``kind``."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        with self._lock:
+            try:
+                if event_type == "DELETED":
+                    self._delete(kind, namespace, name)
+                elif kind == "jobexecutions":
+                    self.store.put_execution(body)
+                elif kind == "jobdefinitions":
+                    self.store.put_definition(body)
+                elif kind == "jobqueues":
+                    self.store.put_queue(body)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                logger.warning("Ignoring unreadable %s %s/%s: %s", kind, namespace, name, exc)
+                return
+            self.generation += 1
+
+    def _delete(self, kind: str, namespace: str, name: str) -> None:
+        if kind == "jobexecutions":
+            self.store.delete_execution(namespace, name)
+        elif kind == "jobdefinitions":
+            self.store.delete_definition(namespace, name)
+        elif kind == "jobqueues":
+            self.store.delete_queue(name)
+
+    def replace(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
+        """A fresh list of ``kind``: apply it and forget objects that are gone."""
+        items = list(items)
+        with self._lock:
+            keep = {
+                ((i.get("metadata") or {}).get("namespace") or "", i["metadata"]["name"])
+                for i in items
+            }
+            for namespace, name in self._keys(kind):
+                if (namespace, name) not in keep:
+                    self._delete(kind, namespace, name)
+            for item in items:
+                self.apply(kind, "ADDED", item)
+            self.synced.add(kind)
+            self.generation += 1
+
+    def _keys(self, kind: str) -> list[tuple[str, str]]:
+        if kind == "jobexecutions":
+            return list(self.store.executions)
+        if kind == "jobdefinitions":
+            return list(self.store.definitions)
+        return [("", name) for name in self.store.queues]
+
+    @property
+    def ready(self) -> bool:
+        return self.synced.issuperset(KINDS)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def execution(self, namespace: str, name: str) -> JobExecution | None:
+        return self.store.executions.get((namespace, name))
+
+    def execution_by_message_id(self, message_id: str) -> JobExecution | None:
+        with self._lock:
+            return self.store.execution_by_message_id(message_id)
+
+    def executions(self) -> list[JobExecution]:
+        """Every execution, newest first (memoized until the next change)."""
+        with self._lock:
+            generation, cached = self._sorted
+            if generation == self.generation:
+                return cached
+            ordered = sorted(
+                self.store.executions.values(),
+                key=lambda e: (created_at(e), e.metadata.name),
+                reverse=True,
+            )
+            self._sorted = (self.generation, ordered)
+            return ordered
+
+    def executions_of(self, application: str, job: str) -> list[JobExecution]:
+        """Executions of one job definition, newest first."""
+        with self._lock:
+            generation, index = self._by_job
+            if generation != self.generation:
+                grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
+                for execution in self.executions():
+                    grouped[(execution.spec.application, execution.spec.job)].append(execution)
+                index = dict(grouped)
+                self._by_job = (self.generation, index)
+            return index.get((application, job), [])
+
+    def definitions(self) -> list[JobDefinition]:
+        with self._lock:
+            values = list(self.store.definitions.values())
+        return sorted(values, key=lambda d: (d.metadata.namespace or "", d.metadata.name))
+
+    def definition(self, application: str, job: str) -> JobDefinition | None:
+        return self.store.definition(application, job)
+
+    def queues(self) -> list[JobQueue]:
+        with self._lock:
+            values = list(self.store.queues.values())
+        return sorted(values, key=lambda q: q.metadata.name)
+
+    def queue(self, name: str) -> JobQueue | None:
+        return self.store.queues.get(name)
+
+    def applications(self) -> list[str]:
+        with self._lock:
+            names = {ns for ns, _ in self.store.definitions}
+            names.update(e.spec.application for e in self.store.executions.values())
+        return sorted(n for n in names if n)
+
+
+ListFn = Callable[..., Any]
+
+
+class Watcher:
+    """List, then watch, one kind into the cache, in a daemon thread, until stopped."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        api_client: Any,
+        kind: str,
+        timeout_seconds: int = 60,
+        page_size: int = 500,
+    ) -> None:
+        from kubernetes import client
+
+        self.cache = cache
+        self.kind = kind
+        self.timeout_seconds = timeout_seconds
+        self.page_size = page_size
+        self._custom = client.CustomObjectsApi(api_client)
+        self._stop = threading.Event()
+        self._watch: Any = None
+        self.thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
+        self.relists = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _list(self) -> str:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        resource_version = ""
+        while True:
+            kwargs: dict[str, Any] = {"limit": self.page_size}
+            if token:
+                kwargs["_continue"] = token
+            page = self._custom.list_cluster_custom_object(GROUP, VERSION, self.kind, **kwargs)
+            items.extend(page.get("items", []))
+            meta = page.get("metadata") or {}
+            resource_version = meta.get("resourceVersion") or resource_version
+            token = meta.get("continue")
+            if not token:
+                break
+        self.cache.replace(self.kind, items)
+        self.relists += 1
+        return resource_version
+
+    def _run(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        delay = 1.0
+        resource_version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    resource_version = self._list()
+                self._watch = watch.Watch()
+                for event in self._watch.stream(
+                    self._custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.kind,
+                    resource_version=resource_version,
+                    timeout_seconds=self.timeout_seconds,
+                    allow_watch_bookmarks=True,
+                ):
+                    body = event["raw_object"]
+                    meta = body.get("metadata") or {}
+                    resource_version = meta.get("resourceVersion") or resource_version
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self.cache.apply(self.kind, event["type"], body)
+                    if self._stop.is_set():
+                        break
+                delay = 1.0
+            except ApiException as exc:
+                if exc.status == 410:
+                    # The watch fell too far behind: list again and resume from there.
+                    resource_version = None
+                    continue
+                self._failed(exc, delay)
+                resource_version = None
+                delay = min(delay * 2, 30.0)
+            except Exception as exc:  # the thread must survive any API hiccup
+                self._failed(exc, delay)
+                resource_version = None
+                delay = min(delay * 2, 30.0)
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        self.cache.last_error = f"{self.kind}: {type(exc).__name__}: {exc}"[:500]
+        logger.warning("Watching %s failed; relisting in %.0fs: %s", self.kind, delay, exc)
+        self._stop.wait(delay)
+
+
+def start_watchers(cache: Cache, api_client: Any) -> list[Watcher]:
+    watchers = [Watcher(cache, api_client, kind) for kind in KINDS]
+    for watcher in watchers:
+        watcher.start()
+    return watchers
+
+
+def wait_synced(cache: Cache, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cache.ready:
+            return True
+        time.sleep(0.05)
+    return cache.ready

@@ -1,0 +1,541 @@
+"""The web console: server-rendered pages over the same Backend as the Web API.
+
+Pages read the watch-backed cache (and SQS and S3 where a page shows them) and render
+only one page of rows, so a list of ten thousand executions stays fast. Actions (retry,
+cancel) are plain HTML forms authenticated by the login cookie; a small local script
+refreshes the live part of each page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from barbeque.api.models import JobExecution
+from barbeque_dashboard import charts
+from barbeque_dashboard import status as words
+from barbeque_dashboard.auth import COOKIE, Action, bearer
+from barbeque_dashboard.cache import created_at
+from barbeque_dashboard.services import ApiError, Backend, not_found
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+API_PREFIXES = ("/v1/", "/v2/", "/healthz", "/readyz", "/openapi", "/docs", "/static", "/redoc")
+
+
+def wants_html(request: Request) -> bool:
+    return not request.url.path.startswith(API_PREFIXES)
+
+
+def _ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return ""
+    seconds = int(((now or datetime.now(UTC)) - value).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def _time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def elapsed(execution: JobExecution) -> float | None:
+    start, end = execution.status.started_at, execution.status.finished_at
+    if start and end:
+        return max(0.0, (end - start).total_seconds())
+    return None
+
+
+templates.env.filters["ago"] = _ago
+templates.env.filters["when"] = _time
+templates.env.filters["span"] = lambda s: "" if s is None else _span(s)
+templates.env.globals["elapsed"] = elapsed
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _token(request: Request) -> str | None:
+    return bearer(request.headers.get("authorization"), request.cookies.get(COOKIE))
+
+
+async def _require_read(request: Request) -> Response | None:
+    """None when the page may be shown, else a redirect to the login page."""
+    if request.app.state.settings.public_reads:
+        return None
+    decision = await request.app.state.authenticator.decide(_token(request), Action("list"))
+    if decision.allowed:
+        return None
+    if decision.status_code == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+    raise ApiError(decision.status_code, decision.error_code, decision.reason)
+
+
+def _same_origin(request: Request) -> bool:
+    """Forms must come from our own pages (the cookie is SameSite=Strict too)."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[0] for k, v in parse_qs(raw).items()}
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    settings = request.app.state.settings
+    context.setdefault("title", "Barbeque")
+    context["request"] = request
+    context["refresh"] = settings.dashboard_refresh_seconds
+    context["logged_in"] = bool(request.cookies.get(COOKIE))
+    context["notice"] = request.query_params.get("notice")
+    context["status_word"] = _backend(request).status_word if request.app.state.backend else None
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def error_page(request: Request, exc: ApiError) -> Response:
+    return render(request, "error.html", status_code=exc.status_code, error=exc, title="Error")
+
+
+def _page_number(request: Request) -> int:
+    try:
+        return max(1, min(1_000_000, int(request.query_params.get("page", "1"))))
+    except ValueError:
+        return 1
+
+
+def _pager(request: Request, page: int, pages: int) -> dict[str, Any]:
+    params = dict(request.query_params)
+    params.pop("notice", None)
+
+    def link(number: int) -> str:
+        return "?" + urlencode({**params, "page": str(number)})
+
+    return {
+        "page": page,
+        "pages": pages,
+        "prev": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/applications", status_code=303)
+
+
+@router.get("/applications", response_class=HTMLResponse)
+async def applications(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    cache = _backend(request).cache
+    definitions = Counter(d.metadata.namespace for d in cache.definitions())
+    executions = Counter(e.spec.application for e in cache.executions())
+    rows = [
+        {"name": name, "definitions": definitions[name], "executions": executions[name]}
+        for name in cache.applications()
+    ]
+    return render(request, "applications.html", rows=rows, title="Applications")
+
+
+@router.get("/applications/{application}", response_class=HTMLResponse)
+async def application(application: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    definitions = [d for d in backend.cache.definitions() if d.metadata.namespace == application]
+    if not definitions and application not in backend.cache.applications():
+        raise not_found(f"application {application!r} is not found")
+    rows = [_definition_row(backend, d) for d in definitions]
+    return render(
+        request, "application.html", application=application, rows=rows, title=application
+    )
+
+
+def _definition_row(backend: Backend, definition: Any) -> dict[str, Any]:
+    executions = backend.cache.executions_of(
+        definition.metadata.namespace or "", definition.metadata.name
+    )
+    last = executions[0] if executions else None
+    return {
+        "definition": definition,
+        "count": len(executions),
+        "last": last,
+        "last_status": backend.status_word(last) if last else None,
+    }
+
+
+@router.get("/job_definitions", response_class=HTMLResponse)
+async def definitions(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    rows = [_definition_row(backend, d) for d in backend.cache.definitions()]
+    return render(request, "definitions.html", rows=rows, title="Job definitions")
+
+
+@router.get("/applications/{application}/job_definitions/{job}", response_class=HTMLResponse)
+async def definition(application: str, job: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    found = backend.cache.definition(application, job)
+    if found is None:
+        raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
+    status = request.query_params.get("status") or None
+    page = backend.filter_executions(
+        application=application,
+        job=job,
+        status=status,
+        page=_page_number(request),
+        per_page=request.app.state.settings.dashboard_page_size,
+    )
+    return render(
+        request,
+        "definition.html",
+        definition=found,
+        spec_yaml=json.dumps(
+            found.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2
+        ),
+        page=page,
+        paging=_pager(request, page.page, page.pages),
+        status=status,
+        statuses=words.STATUSES,
+        title=f"{application}/{job}",
+    )
+
+
+def _hours(now: datetime, count: int) -> list[datetime]:
+    top = now.replace(minute=0, second=0, microsecond=0)
+    return [top - timedelta(hours=count - 1 - i) for i in range(count)]
+
+
+@router.get(
+    "/applications/{application}/job_definitions/{job}/statistics", response_class=HTMLResponse
+)
+async def statistics(application: str, job: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    found = backend.cache.definition(application, job)
+    if found is None:
+        raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
+    try:
+        days = max(1, min(30, int(request.query_params.get("days", "3"))))
+    except ValueError:
+        days = 3
+    now = datetime.now(UTC)
+    hours = _hours(now, days * 24)
+    first = hours[0]
+    counts: Counter[datetime] = Counter()
+    durations: dict[datetime, list[float]] = defaultdict(list)
+    for execution in backend.cache.executions_of(application, job):
+        created = created_at(execution)
+        if created < first:
+            break  # newest first: the rest is older
+        hour = created.replace(minute=0, second=0, microsecond=0)
+        counts[hour] += 1
+        if (seconds := elapsed(execution)) is not None:
+            durations[hour].append(seconds)
+    label = "%m-%d %H:00"
+    count_points = [(h.strftime(label), float(counts[h])) for h in hours]
+    duration_points = [
+        (h.strftime(label), sum(durations[h]) / len(durations[h]) if durations[h] else 0.0)
+        for h in hours
+    ]
+    return render(
+        request,
+        "statistics.html",
+        definition=found,
+        days=days,
+        total=sum(counts.values()),
+        count_chart=charts.bar_chart(
+            count_points, title="Executions per hour", label_every=max(1, len(hours) // 6)
+        ),
+        duration_chart=charts.bar_chart(
+            duration_points,
+            title="Average duration per hour (seconds)",
+            unit=" s",
+            label_every=max(1, len(hours) // 6),
+            css_class="bars duration",
+        ),
+        title=f"Statistics of {application}/{job}",
+    )
+
+
+@router.get("/job_executions", response_class=HTMLResponse)
+async def executions(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    params = request.query_params
+    status = params.get("status") or None
+    page = backend.filter_executions(
+        application=params.get("application") or None,
+        job=params.get("job") or None,
+        queue=params.get("queue") or None,
+        status=status,
+        page=_page_number(request),
+        per_page=request.app.state.settings.dashboard_page_size,
+    )
+    return render(
+        request,
+        "executions.html",
+        page=page,
+        paging=_pager(request, page.page, page.pages),
+        status=status,
+        statuses=words.STATUSES,
+        filters={k: params.get(k, "") for k in ("application", "job", "queue")},
+        title="Executions",
+    )
+
+
+@router.get("/failures", response_class=HTMLResponse)
+async def failures(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    rows = backend.failures()
+    number = _page_number(request)
+    size = request.app.state.settings.dashboard_page_size
+    pages = max(1, -(-len(rows) // size))
+    return render(
+        request,
+        "failures.html",
+        rows=rows[(number - 1) * size : number * size],
+        total=len(rows),
+        paging=_pager(request, number, pages),
+        title="Failures",
+    )
+
+
+@router.get("/job_executions/{message_id}", response_class=HTMLResponse)
+async def execution(message_id: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    found = backend.execution(message_id)
+    logs = await backend.logs(found)
+    timeline: list[tuple[datetime, str, str]] = []
+    if found.metadata.creation_timestamp:
+        timeline.append((found.metadata.creation_timestamp, "Recorded", "message received"))
+    if found.spec.not_before:
+        timeline.append((found.spec.not_before, "Scheduled", "not before this time"))
+    for condition in found.status.conditions:
+        if condition.last_transition_time:
+            timeline.append(
+                (
+                    condition.last_transition_time,
+                    f"{condition.type}={condition.status}",
+                    " ".join(p for p in (condition.reason, condition.message) if p),
+                )
+            )
+    if found.status.started_at:
+        timeline.append((found.status.started_at, "Started", found.status.pod_name or ""))
+    if found.status.finished_at:
+        timeline.append(
+            (found.status.finished_at, found.status.phase or "Finished", found.status.reason or "")
+        )
+    timeline.sort(key=lambda item: item[0])
+    chain = backend.retry_chain(found)
+    target = words.last_retry(found, backend.find) or found
+    return render(
+        request,
+        "execution.html",
+        execution=found,
+        status=backend.status_word(found),
+        message_json=json.dumps(found.spec.message, indent=2, ensure_ascii=False),
+        logs=logs,
+        timeline=timeline,
+        chain=chain,
+        retryable=words.is_retryable(target),
+        cancellable=not words.is_finished(found),
+        definition=backend.cache.definition(found.spec.application, found.spec.job),
+        title=f"Execution {message_id}",
+    )
+
+
+async def _authorize_form(request: Request, verb: str, namespace: str | None) -> None:
+    if not _same_origin(request):
+        raise ApiError(403, "forbidden", "the form was not posted from this console")
+    decision = await request.app.state.authenticator.decide(
+        _token(request), Action(verb, namespace)
+    )
+    if not decision.allowed:
+        raise ApiError(decision.status_code, decision.error_code, decision.reason)
+
+
+def _back(request: Request, default: str, notice: str) -> Response:
+    referer = request.headers.get("referer")
+    target = default
+    if referer and _same_origin(request):
+        parts = urlsplit(referer)
+        query = [(k, v) for k, v in parse_qs(parts.query).items() if k != "notice"]
+        flat = [(k, v[0]) for k, v in query]
+        target = parts.path + "?" + urlencode([*flat, ("notice", notice)])
+        return RedirectResponse(target, status_code=303)
+    return RedirectResponse(f"{target}?{urlencode({'notice': notice})}", status_code=303)
+
+
+@router.post("/job_executions/{message_id}/retry")
+async def retry(message_id: str, request: Request) -> Response:
+    backend = _backend(request)
+    found = backend.execution(message_id)
+    await _authorize_form(request, "create", found.metadata.namespace)
+    form = await _form(request)
+    sent = await backend.retry(message_id, form.get("delay_seconds") or None)
+    return _back(
+        request, f"/job_executions/{message_id}", f"Retry enqueued as message {sent.message_id}"
+    )
+
+
+@router.post("/job_executions/{message_id}/cancel")
+async def cancel(message_id: str, request: Request) -> Response:
+    backend = _backend(request)
+    found = backend.execution(message_id)
+    await _authorize_form(request, "patch", found.metadata.namespace)
+    await backend.cancel(message_id)
+    return _back(request, f"/job_executions/{message_id}", "Cancel requested")
+
+
+@router.get("/job_queues", response_class=HTMLResponse)
+async def queues(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    views = [await backend.queue_view(q) for q in backend.cache.queues()]
+    return render(request, "queues.html", views=views, title="Queues")
+
+
+@router.get("/job_queues/{name}", response_class=HTMLResponse)
+async def queue(name: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    found = backend.cache.queue(name)
+    if found is None:
+        raise not_found(f"JobQueue {name!r} is not found")
+    view = await backend.queue_view(found)
+    return render(request, "queue.html", view=view, now=datetime.now(UTC), title=f"Queue {name}")
+
+
+@router.get("/monitors", response_class=HTMLResponse)
+async def monitors(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    backend = _backend(request)
+    now = datetime.now(UTC)
+    hours = _hours(now, 6)
+    first = hours[0]
+    table: dict[tuple[str, str], Counter[datetime]] = defaultdict(Counter)
+    failed: Counter[tuple[str, str]] = Counter()
+    for execution in backend.cache.executions():
+        created = created_at(execution)
+        if created < first:
+            break
+        key = (execution.spec.application, execution.spec.job)
+        table[key][created.replace(minute=0, second=0, microsecond=0)] += 1
+        if words.own_status(execution) in (words.FAILED, words.ERROR):
+            failed[key] += 1
+    rows = [
+        {
+            "application": app,
+            "job": job,
+            "counts": [table[(app, job)][h] for h in hours],
+            "failed": failed[(app, job)],
+        }
+        for app, job in sorted(table)
+    ]
+    totals = [sum(r["counts"][i] for r in rows) for i in range(len(hours))]
+    chart = charts.bar_chart(
+        [(h.strftime("%H:00"), float(t)) for h, t in zip(hours, totals, strict=True)],
+        title="Executions per hour, all applications",
+        label_every=1,
+        height=160,
+    )
+    return render(
+        request,
+        "monitors.html",
+        hours=hours,
+        rows=rows,
+        totals=totals,
+        chart=chart,
+        title="Monitor",
+    )
+
+
+# -- login --------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    return render(request, "login.html", next=request.query_params.get("next", "/"), title="Log in")
+
+
+def _safe_next(value: str | None) -> str:
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    return value
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    token = form.get("token", "").strip()
+    target = _safe_next(form.get("next"))
+    decision = await request.app.state.authenticator.decide(token or None, Action("list"))
+    if decision.status_code == 401 or decision.status_code == 503:
+        return render(
+            request,
+            "login.html",
+            status_code=401,
+            next=target,
+            error=decision.reason,
+            title="Log in",
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=12 * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response

@@ -1,0 +1,167 @@
+"""Console pages render from the cache (and fake SQS/S3) and their forms act."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from barbeque_dashboard.app import create_app
+from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.cache import Cache
+from barbeque_dashboard.services import Backend
+from barbeque_dashboard.settings import DashboardSettings
+from tests.support.webapi import (
+    TOKEN,
+    FakeKube,
+    FakeS3,
+    FakeSqs,
+    ago,
+    definition_body,
+    execution_body,
+    queue_body,
+)
+
+pytestmark = pytest.mark.unit
+
+
+class Console:
+    def __init__(self) -> None:
+        self.cache = Cache()
+        self.sqs = FakeSqs()
+        self.s3 = FakeS3()
+        self.cache.replace("jobqueues", [queue_body("default", maxConcurrentExecutions=4)])
+        self.cache.replace(
+            "jobdefinitions",
+            [
+                definition_body(
+                    "shop",
+                    "SendMail",
+                    description="Sends the mail",
+                    slack={"channel": "#mail", "notifySuccess": True},
+                    retry={"limit": 5},
+                )
+            ],
+        )
+        executions = [
+            execution_body(
+                "shop",
+                "SendMail",
+                f"msg-{i:02d}",
+                phase="Failed" if i % 4 == 0 else "Succeeded",
+                created=ago(minutes=40 - i),
+                started=ago(minutes=40 - i),
+                finished=ago(minutes=39 - i),
+            )
+            for i in range(40)
+        ]
+        executions.append(
+            execution_body(
+                "shop",
+                "SendMail",
+                "with-logs",
+                phase="Failed",
+                created=ago(seconds=5),
+                logs_prefix="shop/SendMail/with-logs/",
+                job_name="with-logs",
+                message={"to": "a@example.com"},
+            )
+        )
+        executions.append(execution_body("shop", "SendMail", "later", phase="Scheduled"))
+        executions[-1]["spec"]["notBefore"] = "2099-01-01T00:00:00Z"
+        self.cache.replace("jobexecutions", executions)
+        self.s3.objects["shop/SendMail/with-logs/stdout.txt"] = "line one\nboom: it failed\n"
+        settings = DashboardSettings(public_reads=True, api_tokens=TOKEN)
+        self.app = create_app(
+            backend=Backend(self.cache, self.sqs, self.s3, FakeKube()),
+            authenticator=Authenticator(settings.static_tokens()),
+            settings=settings,
+        )
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def client(console: Console) -> Iterator[TestClient]:
+    with TestClient(console.app) as test_client:
+        yield test_client
+
+
+def test_every_page_renders(client: TestClient) -> None:
+    for path in (
+        "/applications",
+        "/applications/shop",
+        "/job_definitions",
+        "/applications/shop/job_definitions/SendMail",
+        "/applications/shop/job_definitions/SendMail/statistics?days=1",
+        "/job_executions",
+        "/job_executions/with-logs",
+        "/failures",
+        "/job_queues",
+        "/job_queues/default",
+        "/monitors",
+        "/login",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "text/html" in response.headers["content-type"]
+        assert "cdn" not in response.text.lower()
+
+
+def test_definition_page_filters_by_status_and_shows_15_per_page(client: TestClient) -> None:
+    page = client.get("/applications/shop/job_definitions/SendMail?status=failed").text
+    assert page.count('class="execution-link"') == 11  # 10 failed + with-logs
+    assert "#mail" in page
+    assert "Sends the mail" in page
+    everything = client.get("/applications/shop/job_definitions/SendMail").text
+    assert everything.count('class="execution-link"') == 15
+    assert "Page 1 of 3" in everything
+    assert 'class="retry"' in everything
+
+
+def test_execution_page_shows_message_logs_and_job(client: TestClient) -> None:
+    page = client.get("/job_executions/with-logs").text
+    assert "boom: it failed" in page
+    assert "a@example.com" in page
+    assert 'class="job-name">with-logs' in page
+    assert 'id="retry"' in page
+
+
+def test_statistics_and_monitor_draw_svg_charts(client: TestClient) -> None:
+    stats = client.get("/applications/shop/job_definitions/SendMail/statistics?days=1").text
+    assert stats.count("<svg") == 2
+    assert "42 executions" not in stats  # the Scheduled one has no timestamp
+    monitor = client.get("/monitors").text
+    assert "<svg" in monitor
+    assert "SendMail" in monitor
+
+
+def test_queue_page_lists_scheduled_executions(client: TestClient) -> None:
+    page = client.get("/job_queues/default").text
+    assert "later" in page
+    assert "Scheduled executions <small>(1)</small>" in page
+
+
+def test_retry_button_needs_login_then_enqueues(client: TestClient, console: Console) -> None:
+    refused = client.post("/job_executions/with-logs/retry", follow_redirects=False)
+    assert refused.status_code == 401
+    client.cookies.set("barbeque_token", TOKEN)
+    response = client.post(
+        "/job_executions/with-logs/retry",
+        data={"delay_seconds": "0"},
+        headers={"Referer": "http://testserver/job_executions/with-logs"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert "Retry+enqueued" in response.headers["location"]
+    assert console.sqs.sent[-1]["body"] == {"Type": "JobRetry", "RetryMessageId": "with-logs"}
+
+
+def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
+    response = client.get("/job_executions/nope")
+    assert response.status_code == 404
+    assert "record_not_found" in response.text
