@@ -1,0 +1,446 @@
+"""The Helm chart as helm and the real apiserver judge it.
+
+helm lints and renders the chart (and refuses wrong values, naming the field); the
+rendered objects are what the image and the settings expect; ``helm install`` into a
+fresh namespace creates them on the local control plane (kwok plays the nodes, so no
+image is pulled and only the objects are checked); and the apiserver's authorizer, asked
+as each ServiceAccount, grants exactly the access docs/deploy.md promises.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.harness import Cluster
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "barbeque"
+CRD_NAMES = {
+    "jobqueues.barbeque.dev",
+    "jobdefinitions.barbeque.dev",
+    "jobexecutions.barbeque.dev",
+}
+
+
+def render(
+    cluster: Cluster, *args: str, namespace: str = "barbeque-system"
+) -> list[dict[str, Any]]:
+    result = cluster.helm("template", "bbq", str(CHART), "--namespace", namespace, *args)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def only(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name} in {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    return found[0]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    [first] = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = first
+    return result
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(deployment)["env"]}
+
+
+# -- helm lint and helm template ---------------------------------------------------------
+
+
+def test_helm_lint_passes_in_strict_mode(cluster: Cluster) -> None:
+    result = cluster.helm("lint", str(CHART), "--strict", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", ["lint", "template"])
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("operator.replicas=two", "/operator/replicas"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("opertor.replicas=1", "opertor"),
+    ],
+)
+def test_a_wrong_value_fails_and_the_message_names_the_field(
+    cluster: Cluster, command: str, setting: str, named: str
+) -> None:
+    result = cluster.helm(command, str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert named in output, output
+    assert "schema" in output, output
+
+
+def test_the_default_render_has_both_deployments_their_identities_and_the_services(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert kinds == {
+        ("ServiceAccount", "bbq-barbeque-operator"),
+        ("ServiceAccount", "bbq-barbeque-dashboard"),
+        ("ClusterRole", "bbq-barbeque-operator"),
+        ("ClusterRoleBinding", "bbq-barbeque-operator"),
+        ("Role", "bbq-barbeque-operator"),
+        ("RoleBinding", "bbq-barbeque-operator"),
+        ("ClusterRole", "bbq-barbeque-dashboard"),
+        ("ClusterRoleBinding", "bbq-barbeque-dashboard"),
+        ("Role", "bbq-barbeque-dashboard"),
+        ("RoleBinding", "bbq-barbeque-dashboard"),
+        ("Secret", "bbq-barbeque-auth-token"),
+        ("Deployment", "bbq-barbeque-operator"),
+        ("Deployment", "bbq-barbeque-dashboard"),
+        ("Service", "bbq-barbeque-metrics"),
+        ("Service", "bbq-barbeque-dashboard"),
+    }, "no ServiceMonitor, Ingress or Slack Secret unless asked for"
+
+
+def test_the_operator_runs_the_image_entry_point_with_kopf_liveness_and_metrics(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster)
+    operator = only(docs, "Deployment", "bbq-barbeque-operator")
+    main = container(operator)
+    assert "command" not in main, "the image's ENTRYPOINT (barbeque) runs"
+    assert main["args"] == ["operator", "--liveness", "http://0.0.0.0:8081/healthz"]
+    assert main["image"] == "barbeque:0.1.0"
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"http-metrics": 8080, "http-health": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "http-health"}
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    annotations = operator["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8080"
+
+    metrics = only(docs, "Service", "bbq-barbeque-metrics")
+    assert metrics["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
+    assert metrics["spec"]["selector"] == operator["spec"]["selector"]["matchLabels"]
+
+
+def test_the_dashboard_runs_from_the_same_image_on_its_port(cluster: Cluster) -> None:
+    docs = render(cluster)
+    dashboard = only(docs, "Deployment", "bbq-barbeque-dashboard")
+    operator = only(docs, "Deployment", "bbq-barbeque-operator")
+    main = container(dashboard)
+    assert main["image"] == container(operator)["image"]
+    assert main["command"] == ["python", "-m", "barbeque_dashboard"]
+    env = env_of(dashboard)
+    assert env["BARBEQUE_DASHBOARD_PORT"] == "8000"
+    assert env["BARBEQUE_DASHBOARD_HOST"] == "0.0.0.0"
+    assert env["BARBEQUE_API_TOKEN_SECRET"] == "bbq-barbeque-auth-token"
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = only(docs, "Service", "bbq-barbeque-dashboard")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in main["ports"]
+
+
+@pytest.mark.parametrize("component", ["operator", "dashboard"])
+def test_every_pod_is_non_root_read_only_and_drops_all_capabilities(
+    cluster: Cluster, component: str
+) -> None:
+    deployment = only(render(cluster), "Deployment", f"bbq-barbeque-{component}")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container(deployment)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["serviceAccountName"] == f"bbq-barbeque-{component}"
+    assert container(deployment)["resources"]["requests"]
+
+
+def test_settings_reach_both_processes_as_barbeque_environment(cluster: Cluster) -> None:
+    role_arn = "arn:aws:iam::123456789012:role/barbeque"
+    docs = render(
+        cluster,
+        "--set", "aws.region=eu-west-1",
+        "--set", "aws.sqsEndpointUrl=http://moto:5000",
+        "--set", "aws.s3EndpointUrl=http://moto:5000",
+        "--set", "aws.credentialsSecret=aws-credentials",
+        "--set", "s3.bucket=logs.example",
+        "--set", "slack.token.existingSecret=slack",
+        "--set", "slack.token.existingSecretKey=bot-token",
+        "--set", "consoleUrl=https://barbeque.example.com",
+        "--set", "operator.workers=4",
+        "--set", f"operator.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={role_arn}",
+        "--set-json", 'operator.extraEnv=[{"name":"BARBEQUE_RESYNC_SECONDS","value":"60"}]',
+        "--set-json", 'operator.envFrom=[{"configMapRef":{"name":"more"}}]',
+    )  # fmt: skip
+    operator = only(docs, "Deployment", "bbq-barbeque-operator")
+    env = env_of(operator)
+    assert env["BARBEQUE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["BARBEQUE_AWS_REGION"] == "eu-west-1"
+    assert env["BARBEQUE_SQS_ENDPOINT_URL"] == "http://moto:5000"
+    assert env["BARBEQUE_S3_ENDPOINT_URL"] == "http://moto:5000"
+    assert env["BARBEQUE_S3_BUCKET"] == "logs.example"
+    assert env["BARBEQUE_CONSOLE_URL"] == "https://barbeque.example.com"
+    assert env["BARBEQUE_WORKERS"] == "4"
+    assert env["BARBEQUE_SLACK_TOKEN"] == {"secretKeyRef": {"name": "slack", "key": "bot-token"}}
+    assert env["BARBEQUE_RESYNC_SECONDS"] == "60"
+    assert container(operator)["envFrom"] == [
+        {"secretRef": {"name": "aws-credentials"}},
+        {"configMapRef": {"name": "more"}},
+    ]
+    account = only(docs, "ServiceAccount", "bbq-barbeque-operator")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role_arn}
+    assert not [d for d in docs if d["kind"] == "Secret" and "slack" in d["metadata"]["name"]]
+
+    dashboard = env_of(only(docs, "Deployment", "bbq-barbeque-dashboard"))
+    for shared in ("BARBEQUE_AWS_REGION", "BARBEQUE_SQS_ENDPOINT_URL", "BARBEQUE_S3_BUCKET"):
+        assert dashboard[shared] == env[shared]
+    assert "BARBEQUE_SLACK_TOKEN" not in dashboard
+
+
+def test_a_slack_token_value_becomes_a_secret_the_operator_reads_as_environment(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster, "--set", "slack.token.value=xoxb-demo")
+    secret = only(docs, "Secret", "bbq-barbeque-slack")
+    assert base64.b64decode(secret["data"]["token"]) == b"xoxb-demo"
+    operator = only(docs, "Deployment", "bbq-barbeque-operator")
+    assert env_of(operator)["BARBEQUE_SLACK_TOKEN"] == {
+        "secretKeyRef": {"name": "bbq-barbeque-slack", "key": "token"}
+    }
+    assert "checksum/slack-secret" in operator["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_service_monitor_and_ingress_render_only_when_enabled(cluster: Cluster) -> None:
+    docs = render(
+        cluster,
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.serviceMonitor.labels.release=prometheus",
+        "--set", "dashboard.ingress.enabled=true",
+        "--set", "dashboard.ingress.className=nginx",
+    )  # fmt: skip
+    monitor = only(docs, "ServiceMonitor", "bbq-barbeque-operator")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
+    metrics = only(docs, "Service", "bbq-barbeque-metrics")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    )
+    ingress = only(docs, "Ingress", "bbq-barbeque-dashboard")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend == {"service": {"name": "bbq-barbeque-dashboard", "port": {"name": "http"}}}
+
+
+def test_a_service_monitor_without_the_metrics_service_is_refused(cluster: Cluster) -> None:
+    result = cluster.helm(
+        "template", str(CHART),
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.service.enabled=false",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "metrics.service.enabled" in result.stderr
+
+
+# -- against the apiserver ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster) -> Iterator[tuple[str, str, str]]:
+    """(release, namespace, helm install output) of one install into a fresh namespace."""
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace = f"bbq-{suffix}", f"barbeque-e2e-{suffix}"
+    cluster.create_namespace(namespace)
+    result = cluster.helm(
+        "install", name, str(CHART), "--namespace", namespace, "--wait=false",
+        "--set", "slack.token.value=xoxb-e2e",
+    )  # fmt: skip
+    try:
+        yield name, namespace, result.stdout
+    finally:
+        cluster.helm("uninstall", name, "--namespace", namespace, "--wait=false", check=False)
+        cluster.delete_namespace(namespace)
+
+
+def get(cluster: Cluster, *args: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+    return loaded
+
+
+def test_helm_install_creates_every_object_on_the_apiserver(
+    cluster: Cluster, release: tuple[str, str, str]
+) -> None:
+    name, namespace, _ = release
+    prefix = f"{name}-barbeque"
+    for kind, object_name in [
+        ("deployment", f"{prefix}-operator"),
+        ("deployment", f"{prefix}-dashboard"),
+        ("serviceaccount", f"{prefix}-operator"),
+        ("serviceaccount", f"{prefix}-dashboard"),
+        ("service", f"{prefix}-metrics"),
+        ("service", f"{prefix}-dashboard"),
+        ("secret", f"{prefix}-slack"),
+        ("secret", f"{prefix}-auth-token"),
+        ("role", f"{prefix}-operator"),
+        ("rolebinding", f"{prefix}-operator"),
+    ]:
+        found = get(cluster, kind, object_name, "-n", namespace)
+        assert found["metadata"]["labels"]["app.kubernetes.io/instance"] == name
+
+    stored = get(cluster, "clusterrole", f"{prefix}-operator")
+    rendered = only(render(cluster, namespace=namespace), "ClusterRole", "bbq-barbeque-operator")
+    assert stored["rules"] == [
+        {k: v for k, v in rule.items() if v} for rule in rendered["rules"]
+    ], "the apiserver kept every rule as rendered"
+    binding = get(cluster, "clusterrolebinding", f"{prefix}-operator")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{prefix}-operator", "namespace": namespace}
+    ]
+    deployment = get(cluster, "deployment", f"{prefix}-operator", "-n", namespace)
+    assert deployment["spec"]["replicas"] == 1
+
+
+def test_the_crds_are_present_and_established_after_install(
+    cluster: Cluster, release: tuple[str, str, str]
+) -> None:
+    for crd in CRD_NAMES:
+        conditions = {
+            c["type"]: c["status"] for c in get(cluster, "crd", crd)["status"]["conditions"]
+        }
+        assert conditions["Established"] == "True", crd
+    # The short names the install notes use resolve.
+    for short in ("executions", "definitions", "queues"):
+        cluster.kubectl("get", short, "--all-namespaces")
+
+
+def test_the_install_notes_say_how_to_follow_executions_and_open_the_console(
+    release: tuple[str, str, str],
+) -> None:
+    name, _, output = release
+    assert "kubectl get executions -A" in output
+    assert f"port-forward service/{name}-barbeque-dashboard 8000:80" in output
+    assert "/metrics" in output
+    assert "kubectl apply --server-side -f charts/barbeque/crds/" in output
+
+
+def test_an_upgrade_keeps_the_generated_dashboard_token(
+    cluster: Cluster, release: tuple[str, str, str]
+) -> None:
+    name, namespace, _ = release
+    secret = f"{name}-barbeque-auth-token"
+    before = get(cluster, "secret", secret, "-n", namespace)["data"]["admin"]
+    cluster.helm(
+        "upgrade", name, str(CHART), "--namespace", namespace, "--wait=false", "--reuse-values"
+    )
+    assert get(cluster, "secret", secret, "-n", namespace)["data"]["admin"] == before
+
+
+def can_i(cluster: Cluster, account: str, namespace: str, *question: str) -> bool:
+    result = cluster.kubectl(
+        "auth", "can-i", *question, f"--as=system:serviceaccount:{namespace}:{account}", check=False
+    )
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+OPERATOR_MAY = [
+    ("create", "jobs.batch", "-n", "app-a"),
+    ("delete", "jobs.batch", "-n", "app-b"),
+    ("watch", "jobs.batch", "--all-namespaces"),
+    ("list", "pods", "--all-namespaces"),
+    ("get", "pods", "--subresource=log", "-n", "app-a"),
+    ("create", "jobexecutions.barbeque.dev", "-n", "app-a"),
+    ("delete", "jobexecutions.barbeque.dev", "-n", "app-a"),
+    ("patch", "jobexecutions.barbeque.dev", "--subresource=status", "-n", "app-a"),
+    ("patch", "jobqueues.barbeque.dev", "--subresource=status"),
+    ("update", "jobexecutions.barbeque.dev", "--subresource=finalizers", "-n", "app-a"),
+    ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
+    ("list", "jobqueues.barbeque.dev"),
+    ("create", "events", "-n", "app-a"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("update", "leases.coordination.k8s.io", "-n", "{release_namespace}"),
+]
+OPERATOR_MAY_NOT = [
+    ("get", "secrets", "-n", "{release_namespace}"),
+    ("list", "secrets", "--all-namespaces"),
+    ("get", "secrets", "-n", "app-a"),
+    ("patch", "jobexecutions.barbeque.dev", "-n", "app-a"),
+    ("update", "jobdefinitions.barbeque.dev", "-n", "app-a"),
+    ("delete", "jobqueues.barbeque.dev"),
+    ("create", "pods", "-n", "app-a"),
+    ("patch", "jobs.batch", "-n", "app-a"),
+    ("list", "namespaces"),
+    ("update", "leases.coordination.k8s.io", "-n", "kube-system"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+
+
+@pytest.mark.parametrize(("allowed", "question"), [
+    *[(True, q) for q in OPERATOR_MAY],
+    *[(False, q) for q in OPERATOR_MAY_NOT],
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else ("may" if v else "may-not"))  # fmt: skip
+def test_the_operator_service_account_has_exactly_the_access_it_needs(
+    cluster: Cluster, release: tuple[str, str, str], allowed: bool, question: tuple[str, ...]
+) -> None:
+    name, namespace, _ = release
+    words = [w.replace("{release_namespace}", namespace) for w in question]
+    assert can_i(cluster, f"{name}-barbeque-operator", namespace, *words) is allowed
+
+
+def test_the_dashboard_service_account_reads_only_its_own_token_secret(
+    cluster: Cluster, release: tuple[str, str, str]
+) -> None:
+    name, namespace, _ = release
+    account = f"{name}-barbeque-dashboard"
+    token_secret = f"secret/{name}-barbeque-auth-token"
+    assert can_i(cluster, account, namespace, "get", token_secret, "-n", namespace)
+    assert not can_i(
+        cluster, account, namespace, "get", f"secret/{name}-barbeque-slack", "-n", namespace
+    )
+    assert not can_i(cluster, account, namespace, "list", "secrets", "-n", namespace)
+    assert not can_i(cluster, account, namespace, "get", token_secret, "-n", "default")
+    assert can_i(cluster, account, namespace, "create", "tokenreviews.authentication.k8s.io")
+    assert can_i(cluster, account, namespace, "create", "subjectaccessreviews.authorization.k8s.io")
+    assert can_i(cluster, account, namespace, "watch", "jobexecutions.barbeque.dev", "-A")
+    assert can_i(cluster, account, namespace, "patch", "jobexecutions.barbeque.dev", "-n", "a")
+    assert not can_i(cluster, account, namespace, "create", "jobs.batch", "-n", "a")
+    assert not can_i(
+        cluster, account, namespace, "patch", "jobexecutions.barbeque.dev",
+        "--subresource=status", "-n", "a",
+    )  # fmt: skip
+
+
+def test_every_optional_object_is_accepted_by_the_apiserver(
+    cluster: Cluster, release: tuple[str, str, str]
+) -> None:
+    """A render with the options on passes the apiserver's validation (server dry run)."""
+    _, namespace, _ = release
+    docs = render(
+        cluster,
+        "--set", "dashboard.ingress.enabled=true",
+        "--set-json", 'dashboard.ingress.tls=[{"secretName":"tls","hosts":["a.example"]}]',
+        "--set", "slack.token.existingSecret=slack",
+        "--set", "aws.credentialsSecret=aws",
+        "--set", "operator.replicas=0",
+        "--set", "fullnameOverride=dry-run",
+        "--set-json", 'operator.tolerations=[{"key":"batch","operator":"Exists"}]',
+        "--set-json", 'operator.nodeSelector={"kubernetes.io/os":"linux"}',
+        namespace=namespace,
+    )  # fmt: skip
+    manifest = "\n---\n".join(json.dumps(d) for d in docs)
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False
+    )
+    assert result.returncode == 0, result.stderr
