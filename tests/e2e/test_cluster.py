@@ -1,0 +1,231 @@
+"""Smoke tests of the local control plane itself (tests/cluster/).
+
+If these fail, every e2e test built on the ``cluster`` fixture is suspect, so
+each checks one promise the harness makes: the real version, the real Job
+controller with kwok's simulated pods, chosen exit codes, pod logs, RBAC on a
+ServiceAccount token, and owner-reference garbage collection.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster import DURATION_ANNOTATION, EXIT_CODE_ANNOTATION, ApiError, Cluster
+from tests.cluster.fixture import cluster  # noqa: F401  (the session fixture)
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def ns(cluster: Cluster) -> Iterator[str]:  # noqa: F811
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.create_namespace(name)
+    yield name
+    cluster.delete_namespace(name)
+
+
+def job_manifest(
+    name: str, annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            **spec,
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "main", "image": "example.invalid/job:1", "command": ["true"]}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def job_condition(cluster: Cluster, ns: str, name: str, kind: str) -> dict[str, Any] | None:  # noqa: F811
+    job = cluster.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/{name}")
+    for cond in job.get("status", {}).get("conditions", []):
+        if cond["type"] == kind and cond["status"] == "True":
+            return dict(cond)
+    return None
+
+
+def job_pods(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:  # noqa: F811
+    pods = cluster.api("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector=job-name%3D{name}")
+    return list(pods["items"])
+
+
+def test_apiserver_reports_the_pinned_kubernetes_version(cluster: Cluster) -> None:  # noqa: F811
+    assert cluster.api("GET", "/version")["gitVersion"] == "v1.34.4"
+    out = cluster.kubectl("version", "-o", "json").stdout
+    assert '"gitVersion": "v1.34.4"' in out
+
+
+def test_fake_node_is_ready_through_kubectl(cluster: Cluster) -> None:  # noqa: F811
+    out = cluster.kubectl("get", "nodes", "--no-headers").stdout
+    assert "kwok-node-0" in out
+    assert " Ready " in out
+
+
+def test_plain_job_completes_with_exit_code_zero(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job_manifest("ok"))
+    wait_until("Job Complete", lambda: job_condition(cluster, ns, "ok", "Complete"))
+    (pod,) = job_pods(cluster, ns, "ok")
+    assert pod["status"]["phase"] == "Succeeded"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0
+    assert terminated["reason"] == "Completed"
+
+
+def test_annotated_pod_fails_with_the_chosen_exit_code(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    manifest = job_manifest("boom", {EXIT_CODE_ANNOTATION: "3", DURATION_ANNOTATION: "200"})
+    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", manifest)
+    failed = wait_until("Job Failed", lambda: job_condition(cluster, ns, "boom", "Failed"))
+    assert failed["reason"] == "BackoffLimitExceeded"
+    (pod,) = job_pods(cluster, ns, "boom")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3
+    assert terminated["reason"] == "Error"
+
+
+def test_duration_annotation_delays_completion(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    cluster.api(
+        "POST",
+        f"/apis/batch/v1/namespaces/{ns}/jobs",
+        job_manifest("slow", {DURATION_ANNOTATION: "4000"}),
+    )
+    pod = wait_until(
+        "pod Running",
+        lambda: next(
+            (p for p in job_pods(cluster, ns, "slow") if p["status"].get("phase") == "Running"),
+            None,
+        ),
+    )
+    running_since = time.monotonic()
+    time.sleep(1.5)
+    assert job_condition(cluster, ns, "slow", "Complete") is None
+    wait_until("Job Complete", lambda: job_condition(cluster, ns, "slow", "Complete"), timeout=20)
+    assert time.monotonic() - running_since >= 3.0, pod["metadata"]["name"]
+
+
+def test_pod_log_returns_the_kwok_log_text(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job_manifest("talk"))
+    wait_until("Job Complete", lambda: job_condition(cluster, ns, "talk", "Complete"))
+    (pod,) = job_pods(cluster, ns, "talk")
+    name = pod["metadata"]["name"]
+    assert (
+        cluster.api("GET", f"/api/v1/namespaces/{ns}/pods/{name}/log", raw=True)
+        == "hello from kwok\n"
+    )
+    assert cluster.kubectl("logs", "-n", ns, name).stdout == "hello from kwok\n"
+
+    cluster.set_pod_log(name, ns, "line one\nline two\n")
+    wait_until(
+        "per-pod log text",
+        lambda: (
+            cluster.api("GET", f"/api/v1/namespaces/{ns}/pods/{name}/log", raw=True)
+            == "line one\nline two\n"
+        ),
+        timeout=10,
+    )
+
+
+def test_service_account_token_is_held_to_rbac(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    cluster.api("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "robot"}})
+    cluster.api(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    cluster.api(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": "robot-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pod-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": ns}],
+        },
+    )
+    request = cluster.api(
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts/robot/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 600},
+        },
+    )
+    token = request["status"]["token"]
+
+    assert cluster.api("GET", f"/api/v1/namespaces/{ns}/pods", token=token)["items"] == []
+    with pytest.raises(ApiError) as denied:
+        cluster.api("GET", f"/api/v1/namespaces/{ns}/secrets", token=token)
+    assert denied.value.status == 403
+
+
+def test_deleting_the_owner_garbage_collects_the_child(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    parent = cluster.api("POST", base, {"metadata": {"name": "parent"}, "data": {"k": "v"}})
+    owner = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "parent",
+        "uid": parent["metadata"]["uid"],
+    }
+    cluster.api("POST", base, {"metadata": {"name": "child", "ownerReferences": [owner]}})
+    cluster.api("DELETE", f"{base}/parent")
+
+    def child_gone() -> bool:
+        try:
+            cluster.api("GET", f"{base}/child")
+        except ApiError as err:
+            return err.status == 404
+        return False
+
+    wait_until("child ConfigMap garbage-collected", child_gone)
+
+
+def test_finished_job_with_ttl_is_deleted_with_its_pods(cluster: Cluster, ns: str) -> None:  # noqa: F811
+    cluster.api(
+        "POST",
+        f"/apis/batch/v1/namespaces/{ns}/jobs",
+        job_manifest("brief", ttlSecondsAfterFinished=0),
+    )
+
+    def job_gone() -> bool:
+        try:
+            cluster.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/brief")
+        except ApiError as err:
+            return err.status == 404
+        return False
+
+    wait_until("Job deleted by the TTL controller", job_gone)
+    wait_until("pods deleted", lambda: not job_pods(cluster, ns, "brief"))
