@@ -65,7 +65,9 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
         config.load_incluster_config()
         return client.ApiClient()
     configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # The client reads KUBECONFIG once, at import; read it now so a late setting counts.
+    config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
+    config.load_kube_config(config_file=config_file, client_configuration=configuration)
     return client.ApiClient(configuration)
 
 

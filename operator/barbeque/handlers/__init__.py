@@ -23,7 +23,18 @@ from barbeque.factory import Operator, build_operator
 logger = logging.getLogger(__name__)
 
 
-@kopf.on.startup()
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster token when in a pod, else the kubeconfig named by KUBECONFIG now.
+
+    kopf's default goes through the kubernetes client, which reads KUBECONFIG only once,
+    at import time.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup(backoff=5)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = get_settings()
     settings.peering.standalone = config.standalone
