@@ -109,6 +109,19 @@ def create_app(
     return app
 
 
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace(base: Settings) -> str:
+    """BARBEQUE_NAMESPACE if set, else the pod's own namespace, else the default."""
+    if "namespace" in base.model_fields_set:
+        return base.namespace
+    try:
+        return SA_NAMESPACE_FILE.read_text().strip() or base.namespace
+    except OSError:
+        return base.namespace
+
+
 def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authenticator, Any]:
     """The real collaborators: Kubernetes watch cache, SQS, S3, token checks."""
     from barbeque.adapters.kube import load_api_client
@@ -129,7 +142,9 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
         settings.static_tokens(),
         reviewer=kube if settings.token_review else None,
         secrets=kube,
-        secret=(base.namespace, settings.api_token_secret) if settings.api_token_secret else None,
+        secret=(_own_namespace(base), settings.api_token_secret)
+        if settings.api_token_secret
+        else None,
         secret_refresh_seconds=settings.api_token_secret_refresh_seconds,
         cache_seconds=settings.token_cache_seconds,
     )
