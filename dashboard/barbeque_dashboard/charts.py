@@ -38,6 +38,8 @@ def bar_chart(
     plot_w = width - left - right
     plot_h = height - top - bottom
     peak = _nice(max((v for _, v in points), default=0.0))
+    if all(v == int(v) for _, v in points):
+        peak = max(peak, 4.0)  # whole counts: keep the four grid steps whole numbers
     count = max(1, len(points))
     slot = plot_w / count
     bar_w = max(1.0, slot * 0.8)
