@@ -42,8 +42,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin barbeque
 
-# The chart runs the container with a read-only root filesystem and an emptyDir on /tmp.
-WORKDIR /tmp
+# A root-owned, read-only working directory: `python -m` puts the working directory first
+# on sys.path, so it must not be a writable one such as /tmp (an emptyDir in the chart).
+WORKDIR /opt/barbeque
 USER 10001:10001
 
 # 8080: operator /metrics; 8081: operator /healthz (kopf liveness); 8000: dashboard.
