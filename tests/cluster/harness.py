@@ -390,12 +390,22 @@ class Cluster:
             raise ClusterError(
                 f"a cluster is already running in {self.workdir}; stop it first (`down`)"
             )
-        try:
-            self._start(t0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(3):
+            try:
+                self._start(t0)
+            except ClusterError as err:
+                self.stop()
+                # free_port() can race with another cluster starting on this
+                # machine; pick new ports and try again.
+                if "address already in use" in str(err) and attempt < 2:
+                    self.progress(f"  port clash, retrying with new ports: {str(err)[:200]}")
+                    continue
+                raise
+            except BaseException:
+                self.stop()
+                raise
+            return self
+        raise AssertionError("unreachable")
 
     def _start(self, t0: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
