@@ -43,9 +43,11 @@ class EnqueueRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    application: str = Field(description="Application name (our namespace).")
-    job: str = Field(description="Job name (our JobDefinition name).")
-    queue: str = Field(description="JobQueue name.")
+    application: str = Field(
+        min_length=1, max_length=253, description="Application name (our namespace)."
+    )
+    job: str = Field(min_length=1, max_length=253, description="Job name (our JobDefinition name).")
+    queue: str = Field(min_length=1, max_length=253, description="JobQueue name.")
     message: Any = Field(description="Any JSON value, handed to the job as BARBEQUE_MESSAGE.")
     delay_seconds: int | None = Field(
         default=None,
