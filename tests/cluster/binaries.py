@@ -302,7 +302,7 @@ def _fetch_kubectl(b: Binary, dest: Path, progress: Progress) -> None:
             shutil.copyfileobj(src, dst)
 
 
-def ensure_binaries(progress: Progress | None = None, *, require_go: bool = True) -> Path:
+def ensure_binaries(progress: Progress | None = None) -> Path:
     """Make every binary present in :func:`bin_dir`, building what is missing.
 
     Returns the bin directory. Prints progress lines (``building kube-apiserver
