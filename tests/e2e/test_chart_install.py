@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.cluster.harness import Cluster
+from tests.cluster.harness import Cluster, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -143,6 +151,7 @@ def test_the_dashboard_runs_from_the_same_image_on_its_port(cluster: Cluster) ->
     assert env["BARBEQUE_DASHBOARD_HOST"] == "0.0.0.0"
     assert env["BARBEQUE_API_TOKEN_SECRET"] == "bbq-barbeque-auth-token"
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     service = only(docs, "Service", "bbq-barbeque-dashboard")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in main["ports"]
@@ -444,3 +453,141 @@ def test_every_optional_object_is_accepted_by_the_apiserver(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+# -- the dashboard process under the chart's ServiceAccount --------------------------------
+
+
+@dataclass
+class Dashboard:
+    url: str
+    admin_token: str
+    log: Path
+
+
+def service_account_token(cluster: Cluster, account: str, namespace: str) -> str:
+    return cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+
+
+def service_account_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": cluster.server,
+                            "certificate-authority": str(cluster.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode()
+
+
+@pytest.fixture(scope="module")
+def dashboard(
+    cluster: Cluster, release: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dashboard]:
+    """``python -m barbeque_dashboard`` with the installed Deployment's environment,
+    logged in as the chart's dashboard ServiceAccount (so the chart's RBAC authorizes it)."""
+    name, namespace, _ = release
+    deployment = get(cluster, "deployment", f"{name}-barbeque-dashboard", "-n", namespace)
+    main = container(deployment)
+    workdir = tmp_path_factory.mktemp("dashboard")
+    token = service_account_token(cluster, f"{name}-barbeque-dashboard", namespace)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BARBEQUE_")}
+    env.update({e["name"]: e["value"] for e in main["env"] if "value" in e})
+    env.update(
+        {
+            "KUBECONFIG": str(service_account_kubeconfig(cluster, token, workdir / "kubeconfig")),
+            "BARBEQUE_NAMESPACE": namespace,  # the Deployment's fieldRef
+            "BARBEQUE_DASHBOARD_HOST": "127.0.0.1",
+            "BARBEQUE_DASHBOARD_PORT": str(port),
+            # Never used by the reads below; keeps boto3 off any real endpoint.
+            "BARBEQUE_SQS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "BARBEQUE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    secret = get(cluster, "secret", env["BARBEQUE_API_TOKEN_SECRET"], "-n", namespace)
+    admin = base64.b64decode(secret["data"]["admin"]).decode()
+    log = workdir / "dashboard.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, *main["command"][1:]], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    running = Dashboard(f"http://127.0.0.1:{port}", admin, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+            try:
+                if http_get(running.url + "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.3)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_the_dashboard_gets_ready_under_the_charts_service_account(
+    dashboard: Dashboard,
+) -> None:
+    """/readyz answers 200 only after the cache listed all three kinds: list/watch works."""
+    assert http_get(dashboard.url + "/readyz")[0] == 200
+    assert http_get(dashboard.url + "/healthz")[0] == 200
+
+
+def test_the_dashboard_accepts_the_admin_token_of_the_charts_secret(
+    dashboard: Dashboard,
+) -> None:
+    status, body = http_get(dashboard.url + "/v1/job_executions", dashboard.admin_token)
+    assert status == 200, body
+    assert json.loads(body)["total"] >= 0
+    assert http_get(dashboard.url + "/v1/job_executions", "not-a-token")[0] == 401
+
+
+def test_the_dashboard_asks_the_apiserver_about_kubernetes_tokens(
+    cluster: Cluster, release: tuple[str, str, str], dashboard: Dashboard
+) -> None:
+    """TokenReview and SubjectAccessReview work with the dashboard's ClusterRole."""
+    name, namespace, _ = release
+    # The operator's ServiceAccount may list jobexecutions; the namespace's default may not.
+    allowed = service_account_token(cluster, f"{name}-barbeque-operator", namespace)
+    denied = service_account_token(cluster, "default", namespace)
+    status, body = http_get(dashboard.url + "/v1/job_executions", allowed)
+    assert status == 200, body
+    status, body = http_get(dashboard.url + "/v1/job_executions", denied)
+    assert status == 403, body
+    # No call of the dashboard itself was refused (the apiserver says "... is forbidden").
+    assert "is forbidden" not in dashboard.log.read_text(errors="replace")
