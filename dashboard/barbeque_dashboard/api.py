@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from barbeque.api.models import JobExecution
 from barbeque_dashboard.auth import COOKIE, Action, bearer
 from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, not_found
 
@@ -35,7 +36,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "record_not_found"},
     503: {"model": ErrorBody, "description": "SQS or Kubernetes unavailable"},
 }
-READ_ERRORS = {k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)}
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)
+}
 
 
 class EnqueueRequest(BaseModel):
@@ -116,6 +119,22 @@ async def authorize(request: Request, action: Action) -> str:
     return user
 
 
+async def authorized_execution(request: Request, message_id: str, verb: str) -> JobExecution:
+    """The execution named by ``message_id``; an unknown one answers 401 before 404.
+
+    Anonymous callers must not learn which message ids exist, so a missing execution is
+    only reported to a caller whose token is valid.
+    """
+    execution = backend_of(request).cache.execution_by_message_id(message_id)
+    if execution is None:
+        token = bearer(request.headers.get("authorization"), request.cookies.get(COOKIE))
+        decision = await request.app.state.authenticator.decide(token, Action(verb))
+        if decision.status_code in (401, 503):
+            raise ApiError(decision.status_code, decision.error_code, decision.reason)
+        raise not_found(f"JobExecution with message_id {message_id!r} is not found")
+    return execution
+
+
 async def authorize_read(request: Request) -> None:
     if not request.app.state.settings.public_reads:
         await authorize(request, Action("list"))
@@ -173,7 +192,7 @@ async def retry(
     message_id: str, request: Request, _: Credentials, body: RetryRequest | None = None
 ) -> dict[str, Any]:
     backend = backend_of(request)
-    execution = backend.execution(message_id)
+    execution = await authorized_execution(request, message_id, "create")
     await authorize(request, Action("create", execution.metadata.namespace))
     sent = await backend.retry(message_id, body.delay_seconds if body else None)
     return {"message_id": sent.message_id, "status": "pending"}
@@ -189,7 +208,7 @@ async def retry(
 )
 async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str, Any]:
     backend = backend_of(request)
-    execution = backend.execution(message_id)
+    execution = await authorized_execution(request, message_id, "patch")
     await authorize(request, Action("patch", execution.metadata.namespace))
     await backend.cancel(message_id)
     return backend.status_body(message_id, set(), base_url(request))

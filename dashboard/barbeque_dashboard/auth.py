@@ -89,7 +89,6 @@ class Authenticator:
         secret: tuple[str, str] | None = None,
         secret_refresh_seconds: float = 30.0,
         cache_seconds: float = 30.0,
-        clock: type[time] | None = None,
     ) -> None:
         self._env_tokens = dict(static_tokens)
         self._secret_tokens: dict[str, str] = {}

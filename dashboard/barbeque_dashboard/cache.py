@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from barbeque.api.models import GROUP, VERSION, JobDefinition, JobExecution, JobQueue
 from barbeque.services.store import Store
@@ -197,7 +197,10 @@ class Watcher:
             kwargs: dict[str, Any] = {"limit": self.page_size}
             if token:
                 kwargs["_continue"] = token
-            page = self._custom.list_cluster_custom_object(GROUP, VERSION, self.kind, **kwargs)
+            page = cast(
+                dict[str, Any],
+                self._custom.list_cluster_custom_object(GROUP, VERSION, self.kind, **kwargs),
+            )
             items.extend(page.get("items", []))
             meta = page.get("metadata") or {}
             resource_version = meta.get("resourceVersion") or resource_version
@@ -218,7 +221,7 @@ class Watcher:
             try:
                 if resource_version is None:
                     resource_version = self._list()
-                self._watch = watch.Watch()
+                self._watch = watch.Watch()  # type: ignore[no-untyped-call]
                 for event in self._watch.stream(
                     self._custom.list_cluster_custom_object,
                     GROUP,

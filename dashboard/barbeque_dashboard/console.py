@@ -475,7 +475,7 @@ async def monitors(request: Request) -> Response:
         }
         for app, job in sorted(table)
     ]
-    totals = [sum(r["counts"][i] for r in rows) for i in range(len(hours))]
+    totals = [sum(table[key][hour] for key in table) for hour in hours]
     chart = charts.bar_chart(
         [(h.strftime("%H:00"), float(t)) for h, t in zip(hours, totals, strict=True)],
         title="Executions per hour, all applications",

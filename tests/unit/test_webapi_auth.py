@@ -199,3 +199,12 @@ async def test_a_failing_token_review_is_503_not_a_grant() -> None:
     decision = await Authenticator({}, reviewer=Broken()).decide("t", Action("create", "a"))
     assert not decision.allowed
     assert decision.status_code == 503
+
+
+def test_unknown_execution_is_401_before_404_for_anonymous_callers(client: TestClient) -> None:
+    assert client.post("/v1/job_executions/ghost/retries").status_code == 401
+    assert client.post("/v1/job_executions/ghost/cancel").status_code == 401
+    known = client.post(
+        "/v1/job_executions/ghost/retries", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert known.status_code == 404
