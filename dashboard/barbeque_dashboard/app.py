@@ -77,6 +77,10 @@ def create_app(
             "plus listing, cancel and health endpoints."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their assets from a CDN; the console serves nothing
+        # from elsewhere, so only the OpenAPI document itself is published.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.backend = backend
     app.state.authenticator = authenticator or Authenticator(dashboard_settings.static_tokens())
