@@ -165,3 +165,29 @@ def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
     response = client.get("/job_executions/nope")
     assert response.status_code == 404
     assert "record_not_found" in response.text
+
+
+def test_cancel_button_patches_the_running_execution(console: Console) -> None:
+    kube = FakeKube()
+    console.app.state.backend.kube = kube
+    console.cache.apply(
+        "jobexecutions", "ADDED", execution_body("shop", "SendMail", "busy", phase="Running")
+    )
+    with TestClient(console.app) as client:
+        page = client.get("/job_executions/busy").text
+        assert 'id="cancel"' in page
+        client.cookies.set("barbeque_token", TOKEN)
+        response = client.post("/job_executions/busy/cancel", follow_redirects=False)
+    assert response.status_code == 303
+    assert kube.cancelled == [("shop", "busy")]
+
+
+def test_messages_are_escaped(client: TestClient, console: Console) -> None:
+    console.cache.apply(
+        "jobexecutions",
+        "ADDED",
+        execution_body("shop", "SendMail", "xss", message={"html": "<script>alert(1)</script>"}),
+    )
+    page = client.get("/job_executions/xss").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;" in page
