@@ -1,7 +1,8 @@
 """Every Prometheus metric of the operator, prefix ``barbeque_``, fixed label sets.
 
-Labels are application, job, queue and phase names only: bounded by what users register,
-never message ids or message content.
+Labels are application, definition, queue and phase names only: bounded by what users
+register, never message ids or message content. The JobDefinition label is ``definition``,
+not ``job``: Prometheus owns ``job`` (the scrape job) and would rename ours ``exported_job``.
 """
 
 from __future__ import annotations
@@ -37,25 +38,25 @@ MESSAGES_DEFERRED = Counter(
 EXECUTIONS_CREATED = Counter(
     "barbeque_executions_created",
     "JobExecutions recorded.",
-    ["application", "job", "queue"],
+    ["application", "definition", "queue"],
     registry=REGISTRY,
 )
 EXECUTIONS_FINISHED = Counter(
     "barbeque_executions_finished",
     "JobExecutions that reached a final phase.",
-    ["application", "job", "phase"],
+    ["application", "definition", "phase"],
     registry=REGISTRY,
 )
 EXECUTIONS_RETRIED = Counter(
     "barbeque_executions_retried",
     "Automatic retries scheduled after a failure.",
-    ["application", "job"],
+    ["application", "definition"],
     registry=REGISTRY,
 )
 EXECUTIONS_BY_PHASE = Gauge(
     "barbeque_executions",
     "JobExecutions present in the cluster, by phase.",
-    ["application", "job", "phase"],
+    ["application", "definition", "phase"],
     registry=REGISTRY,
 )
 RUNNING_EXECUTIONS = Gauge(
@@ -67,7 +68,7 @@ RUNNING_EXECUTIONS = Gauge(
 EXECUTION_DURATION = Histogram(
     "barbeque_execution_duration_seconds",
     "Wall time of executions from pod start to finish.",
-    ["application", "job", "phase"],
+    ["application", "definition", "phase"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
     registry=REGISTRY,
 )

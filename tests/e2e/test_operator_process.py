@@ -258,6 +258,7 @@ def test_prometheus_scrapes_the_operator(
         )
     )
     port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
     prometheus = subprocess.Popen(
         [
             "prometheus",
@@ -266,10 +267,10 @@ def test_prometheus_scrapes_the_operator(
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("wb"),
+        stderr=log,
     )
     try:
-        selector = f'application="{e2e_app.namespace}",job="hello",phase="Succeeded"'
+        selector = f'application="{e2e_app.namespace}",definition="hello",phase="Succeeded"'
         query = "sum(barbeque_executions_finished_total{" + selector + "})"
 
         def value() -> float | None:
@@ -283,7 +284,22 @@ def test_prometheus_scrapes_the_operator(
                 return None
             return float(result[0]["value"][1]) if result else None
 
-        assert wait_until(value, 60, "Prometheus to scrape the operator") == 3.0
+        try:
+            scraped = wait_until(value, 60, "Prometheus to scrape the operator")
+        except AssertionError:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets") as response:
+                targets = json.loads(response.read())["data"]["activeTargets"]
+            with urllib.request.urlopen(deployed.metrics_url) as response:
+                exposed = [
+                    line for line in response.read().decode().splitlines() if "finished" in line
+                ]
+            names_url = f"http://127.0.0.1:{port}/api/v1/label/__name__/values"
+            with urllib.request.urlopen(names_url, timeout=5) as response:
+                names = json.loads(response.read())["data"]
+            raise AssertionError(
+                f"targets: {targets}; exposed: {exposed}; names: {names}; query: {query}"
+            ) from None
+        assert scraped == 3.0
         names_url = f"http://127.0.0.1:{port}/api/v1/label/__name__/values"
         with urllib.request.urlopen(names_url, timeout=5) as response:
             names = set(json.loads(response.read())["data"])
@@ -297,3 +313,4 @@ def test_prometheus_scrapes_the_operator(
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
+        log.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -44,6 +45,8 @@ def aws() -> Iterator[Aws]:
     for key, value in CREDENTIALS.items():
         os.environ.setdefault(key, value)
     port = free_port()
+    # Every request would otherwise be logged into the captured output of each test.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -159,7 +159,7 @@ class Intake:
         self.store.put_execution(created)
         spec = body["spec"]
         metrics.EXECUTIONS_CREATED.labels(
-            application=spec["application"], job=spec["job"], queue=queue_name
+            application=spec["application"], definition=spec["job"], queue=queue_name
         ).inc()
         self.on_created(key)
         return Recorded(True, "created", key)

@@ -365,7 +365,7 @@ class Reconciler:
             status["duration"] = format_duration(seconds)
             metrics.EXECUTION_DURATION.labels(
                 application=execution.spec.application,
-                job=execution.spec.job,
+                definition=execution.spec.job,
                 phase=outcome.phase.value,
             ).observe(max(0.0, seconds))
 
@@ -431,7 +431,7 @@ class Reconciler:
         )
         await self._patch(execution, status)
         metrics.EXECUTIONS_FINISHED.labels(
-            application=execution.spec.application, job=execution.spec.job, phase=phase.value
+            application=execution.spec.application, definition=execution.spec.job, phase=phase.value
         ).inc()
         if not status["logs"]["uploaded"]:
             raise Requeue(5.0)
@@ -460,7 +460,7 @@ class Reconciler:
             return name
         self.store.put_execution(created)
         metrics.EXECUTIONS_RETRIED.labels(
-            application=execution.spec.application, job=execution.spec.job
+            application=execution.spec.application, definition=execution.spec.job
         ).inc()
         logger.info("Retry %s of %s scheduled in %.1fs", name, execution.metadata.name, delay)
         return name
