@@ -175,7 +175,8 @@ class Watcher:
         self.kind = kind
         self.timeout_seconds = timeout_seconds
         self.page_size = page_size
-        self._custom = client.CustomObjectsApi(api_client)
+        self._custom: Any = client.CustomObjectsApi(api_client)
+        self.watch_factory: Callable[[], Any] = _kubernetes_watch
         self._stop = threading.Event()
         self._watch: Any = None
         self.thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
@@ -212,7 +213,6 @@ class Watcher:
         return resource_version
 
     def _run(self) -> None:
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         delay = 1.0
@@ -221,7 +221,7 @@ class Watcher:
             try:
                 if resource_version is None:
                     resource_version = self._list()
-                self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+                self._watch = self.watch_factory()
                 for event in self._watch.stream(
                     self._custom.list_cluster_custom_object,
                     GROUP,
@@ -256,6 +256,12 @@ class Watcher:
         self.cache.last_error = f"{self.kind}: {type(exc).__name__}: {exc}"[:500]
         logger.warning("Watching %s failed; relisting in %.0fs: %s", self.kind, delay, exc)
         self._stop.wait(delay)
+
+
+def _kubernetes_watch() -> Any:
+    from kubernetes import watch
+
+    return watch.Watch()  # type: ignore[no-untyped-call]
 
 
 def start_watchers(cache: Cache, api_client: Any) -> list[Watcher]:

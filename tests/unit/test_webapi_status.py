@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from barbeque.api.models import JobExecution
 from barbeque_dashboard import status as words
-from barbeque_dashboard.cache import Cache
+from barbeque_dashboard.cache import Cache, Watcher
 from tests.support.webapi import execution_body
 
 pytestmark = pytest.mark.unit
@@ -105,3 +111,66 @@ def test_cache_relist_forgets_deleted_objects_and_keeps_newer_versions() -> None
     cache.replace("jobqueues", [])
     cache.replace("jobdefinitions", [])
     assert cache.ready
+
+
+class FakeCustomObjects:
+    """Lists in turn from ``pages``; the API server's side of a list."""
+
+    def __init__(self, pages: list[tuple[list[dict[str, Any]], str]]) -> None:
+        self.pages = pages
+        self.lists = 0
+
+    def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        items, resource_version = self.pages[min(self.lists, len(self.pages) - 1)]
+        self.lists += 1
+        return {"items": items, "metadata": {"resourceVersion": resource_version}}
+
+
+class FakeWatch:
+    """First watch: 410 Gone. Later watches: one MODIFIED event, then idle until stopped."""
+
+    calls: ClassVar[list[str | None]] = []
+
+    def __init__(self, event: dict[str, Any], stopped: threading.Event) -> None:
+        self.event = event
+        self.stopped = stopped
+
+    def stream(self, func: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        FakeWatch.calls.append(kwargs.get("resource_version"))
+        if len(FakeWatch.calls) == 1:
+            raise ApiException(status=410, reason="Gone")
+        yield {"type": "MODIFIED", "raw_object": self.event}
+        self.stopped.wait(5)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_watcher_lists_again_after_410_gone_and_drops_what_vanished() -> None:
+    a = execution_body("a", "j", "m-a", phase="Running")
+    b = execution_body("a", "j", "m-b", phase="Running")
+    b_done = execution_body("a", "j", "m-b", phase="Succeeded")
+    cache = Cache()
+    watcher = Watcher(cache, api_client=None, kind="jobexecutions")
+    api = FakeCustomObjects([([a, b], "10"), ([b], "20")])
+    watcher._custom = api
+    stopped = threading.Event()
+    FakeWatch.calls = []
+    watcher.watch_factory = lambda: FakeWatch(b_done, stopped)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = cache.execution_by_message_id("m-b")
+            if found is not None and found.status.phase == "Succeeded":
+                break
+            time.sleep(0.01)
+    finally:
+        watcher.stop()
+        watcher.thread.join(timeout=5)
+    assert api.lists == 2
+    assert FakeWatch.calls[:2] == ["10", "20"]
+    assert cache.execution_by_message_id("m-a") is None
+    found = cache.execution_by_message_id("m-b")
+    assert found is not None
+    assert found.status.phase == "Succeeded"
