@@ -380,7 +380,18 @@ async def execution(message_id: str, request: Request) -> Response:
         retryable=words.is_retryable(target),
         cancellable=not words.is_finished(found),
         definition=backend.cache.definition(found.spec.application, found.spec.job),
+        job_url=_job_url(request, found),
         title=f"Execution {message_id}",
+    )
+
+
+def _job_url(request: Request, execution: JobExecution) -> str | None:
+    template: str | None = request.app.state.settings.dashboard_job_url
+    if not template or not execution.status.job_name:
+        return None
+    return template.format(
+        namespace=quote(execution.metadata.namespace or ""),
+        name=quote(execution.status.job_name),
     )
 
 

@@ -33,6 +33,10 @@ class DashboardSettings(BaseSettings):
     # Seconds between live refreshes of console pages (0 turns it off).
     dashboard_refresh_seconds: int = Field(default=5, ge=0)
 
+    # A link to the Kubernetes Job in your cluster UI, e.g.
+    # https://k8s.example.com/#/job/{namespace}/{name}; unset shows the name only.
+    dashboard_job_url: str | None = None
+
     def static_tokens(self) -> dict[str, str]:
         """token -> owner name, from BARBEQUE_API_TOKENS."""
         tokens = [t.strip() for t in self.api_tokens.split(",") if t.strip()]

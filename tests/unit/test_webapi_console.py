@@ -191,3 +191,10 @@ def test_messages_are_escaped(client: TestClient, console: Console) -> None:
     page = client.get("/job_executions/xss").text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_the_job_name_links_to_the_cluster_ui_when_configured(console: Console) -> None:
+    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(console.app) as client:
+        page = client.get("/job_executions/with-logs").text
+    assert 'href="https://k8s.example/#/job/shop/with-logs"' in page
