@@ -141,7 +141,14 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
     watchers = start_watchers(cache, watch_client)
     sqs = DashboardSqs(base.aws_region, base.sqs_endpoint_url)
     s3 = S3(base.aws_region, base.s3_endpoint_url, base.s3_bucket)
-    backend = Backend(cache, sqs, s3, kube, console_url=base.console_url)
+    backend = Backend(
+        cache,
+        sqs,
+        s3,
+        kube,
+        console_url=base.console_url,
+        s3_for_bucket=lambda bucket: S3(base.aws_region, base.s3_endpoint_url, bucket),
+    )
     authenticator = Authenticator(
         settings.static_tokens(),
         reviewer=kube if settings.token_review else None,

@@ -39,6 +39,7 @@ class Cache:
         self.synced: set[str] = set()
         self._sorted: tuple[int, list[JobExecution]] = (-1, [])
         self._by_job: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
+        self._children: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
         self.last_error: str | None = None
 
     # -- feeding ------------------------------------------------------------------------------
@@ -131,6 +132,32 @@ class Cache:
                 index = dict(grouped)
                 self._by_job = (self.generation, index)
             return index.get((application, job), [])
+
+    def retries_of(self, namespace: str, name: str) -> list[JobExecution]:
+        """Executions whose ``spec.retryOf`` is ``name``, newest first."""
+        with self._lock:
+            generation, index = self._children
+            if generation != self.generation:
+                grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
+                for execution in self.executions():
+                    if execution.spec.retry_of:
+                        key = (execution.metadata.namespace or "", execution.spec.retry_of)
+                        grouped[key].append(execution)
+                index = dict(grouped)
+                self._children = (self.generation, index)
+            return index.get((namespace, name), [])
+
+    def next_retry(self, execution: JobExecution) -> JobExecution | None:
+        """The retry that follows ``execution``: its ``retriedBy``, else its newest child.
+
+        Automatic retries are linked both ways by the operator; a manual retry (a JobRetry
+        message) may only be linked from the child's ``spec.retryOf``.
+        """
+        namespace = execution.metadata.namespace or ""
+        if execution.status.retried_by:
+            return self.execution(namespace, execution.status.retried_by)
+        children = self.retries_of(namespace, execution.metadata.name)
+        return children[0] if children else None
 
     def definitions(self) -> list[JobDefinition]:
         with self._lock:

@@ -367,7 +367,7 @@ async def execution(message_id: str, request: Request) -> Response:
         )
     timeline.sort(key=lambda item: item[0])
     chain = backend.retry_chain(found)
-    target = words.last_retry(found, backend.find) or found
+    target = words.last_retry(found, backend.cache.next_retry) or found
     return render(
         request,
         "execution.html",
@@ -377,7 +377,7 @@ async def execution(message_id: str, request: Request) -> Response:
         logs=logs,
         timeline=timeline,
         chain=chain,
-        retryable=words.is_retryable(target),
+        retryable=words.is_retryable(target, backend.cache.next_retry),
         cancellable=not words.is_finished(found),
         definition=backend.cache.definition(found.spec.application, found.spec.job),
         job_url=_job_url(request, found),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -139,10 +140,14 @@ class Backend:
         s3: S3Api,
         kube: KubeApi | None,
         console_url: str | None = None,
+        s3_for_bucket: Callable[[str], S3Api] | None = None,
     ) -> None:
         self.cache = cache
         self.sqs = sqs
         self.s3 = s3
+        # Executions name the bucket their logs went to; it may differ from ours.
+        self._s3_for_bucket = s3_for_bucket
+        self._buckets: dict[str, S3Api] = {s3.bucket: s3}
         self.kube = kube
         self.console_url = console_url.rstrip("/") if console_url else None
         self._urls: dict[tuple[str, str | None, str | None, str], str] = {}
@@ -159,7 +164,7 @@ class Backend:
         return execution
 
     def status_word(self, execution: JobExecution) -> str:
-        return words.barbeque_status(execution, self.find)
+        return words.barbeque_status(execution, self.cache.next_retry)
 
     def html_url(self, message_id: str, base_url: str) -> str:
         base = self.console_url or base_url.rstrip("/")
@@ -176,9 +181,10 @@ class Backend:
             seen.add(parent.metadata.name)
             first = parent
         chain = [first]
-        while chain[-1].status.retried_by and len(chain) < words.MAX_CHAIN:
-            following = self.find(first.metadata.namespace or "", chain[-1].status.retried_by)
-            if following is None or following.metadata.name in seen - {first.metadata.name}:
+        seen = {first.metadata.name}
+        while len(chain) < words.MAX_CHAIN:
+            following = self.cache.next_retry(chain[-1])
+            if following is None or following.metadata.name in seen:
                 break
             seen.add(following.metadata.name)
             chain.append(following)
@@ -272,8 +278,8 @@ class Backend:
     ) -> Sent:
         delay = check_delay(delay_seconds)
         execution = self.execution(message_id)
-        target = words.last_retry(execution, self.find) or execution
-        if not words.is_retryable(target):
+        target = words.last_retry(execution, self.cache.next_retry) or execution
+        if not words.is_retryable(target, self.cache.next_retry):
             raise ApiError(
                 409,
                 "not_retryable",
@@ -343,7 +349,8 @@ class Backend:
 
     def failures(self) -> list[JobExecution]:
         """Final failures: failed or error and not retried (the end of their chain)."""
-        return [e for e in self.cache.executions() if words.is_retryable(e)]
+        following = self.cache.next_retry
+        return [e for e in self.cache.executions() if words.is_retryable(e, following)]
 
     def summary(self, execution: JobExecution, base_url: str) -> dict[str, Any]:
         status = execution.status
@@ -396,12 +403,18 @@ class Backend:
             return {}
         prefix = location.prefix if location.prefix.endswith("/") else location.prefix + "/"
         found: dict[str, str | None] = {}
+        s3 = self._bucket(location.bucket)
         for name in LOG_FILES:
             try:
-                found[name] = await self.s3.get_text(prefix + name)
+                found[name] = await s3.get_text(prefix + name)
             except S3Error as exc:
                 found[name] = f"(cannot read s3://{location.bucket}/{prefix}{name}: {exc})"
         return found
+
+    def _bucket(self, bucket: str) -> S3Api:
+        if bucket not in self._buckets and self._s3_for_bucket is not None:
+            self._buckets[bucket] = self._s3_for_bucket(bucket)
+        return self._buckets.get(bucket, self.s3)
 
     # -- queues -------------------------------------------------------------------------------
 

@@ -45,37 +45,45 @@ def is_finished(execution: JobExecution) -> bool:
     return own_status(execution) in (SUCCESS, FAILED, ERROR)
 
 
-def is_retryable(execution: JobExecution) -> bool:
+Following = Callable[[JobExecution], "JobExecution | None"]
+"""The next execution of a retry chain (``status.retriedBy``, or the newest execution whose
+``spec.retryOf`` names it), or None when none is known yet."""
+
+
+def is_retryable(execution: JobExecution, following: Following | None = None) -> bool:
     """barbeque's ``retryable?``: failed or error, and not retried already."""
-    return own_status(execution) in (FAILED, ERROR) and not execution.status.retried_by
+    if own_status(execution) not in (FAILED, ERROR) or execution.status.retried_by:
+        return False
+    return following is None or following(execution) is None
 
 
-def last_retry(
-    execution: JobExecution, find: Callable[[str, str], JobExecution | None]
-) -> JobExecution | None:
-    """The last execution of the retry chain starting at ``execution`` (None if unknown)."""
+def last_retry(execution: JobExecution, following: Following) -> JobExecution | None:
+    """The last execution of the chain starting at ``execution``.
+
+    None when the chain names a retry that is not recorded (yet).
+    """
     current = execution
+    seen = {execution.metadata.name}
     for _ in range(MAX_CHAIN):
-        name = current.status.retried_by
-        if not name:
-            return current
-        following = find(current.metadata.namespace or "", name)
-        if following is None:
-            return None
-        current = following
+        after = following(current)
+        if after is None:
+            return None if current.status.retried_by else current
+        if after.metadata.name in seen:
+            return current  # a loop: stop where it closes
+        seen.add(after.metadata.name)
+        current = after
     return None
 
 
-def barbeque_status(
-    execution: JobExecution, find: Callable[[str, str], JobExecution | None]
-) -> str:
+def barbeque_status(execution: JobExecution, following: Following) -> str:
     """The status barbeque's API would answer for ``execution``.
 
-    ``find(namespace, name)`` looks up an execution by name (the cache's lookup).
+    An execution that was retried reads ``retried`` until the last retry of its chain has
+    finished, then that retry's status.
     """
-    if not execution.status.retried_by:
+    last = last_retry(execution, following)
+    if last is execution:
         return own_status(execution)
-    last = last_retry(execution, find)
     if last is None or not is_finished(last):
         return RETRIED
     return own_status(last)

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from barbeque.api.models import JobExecution
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, Watcher
-from tests.support.webapi import execution_body
+from tests.support.webapi import ago, execution_body
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ def chain(*phases: str | None) -> Cache:
 def word(cache: Cache, message_id: str) -> str:
     execution = cache.execution_by_message_id(message_id)
     assert execution is not None
-    return words.barbeque_status(execution, cache.execution)
+    return words.barbeque_status(execution, cache.next_retry)
 
 
 def test_a_chain_follows_its_last_retry_once_finished() -> None:
@@ -68,8 +68,25 @@ def test_only_final_failures_are_retryable() -> None:
     last = cache.execution_by_message_id("m1")
     assert isinstance(first, JobExecution)
     assert isinstance(last, JobExecution)
-    assert not words.is_retryable(first)
-    assert words.is_retryable(last)
+    assert not words.is_retryable(first, cache.next_retry)
+    assert words.is_retryable(last, cache.next_retry)
+
+
+def test_a_manual_retry_linked_only_by_retry_of_is_followed() -> None:
+    cache = Cache()
+    parent = execution_body("a", "j", "p", phase="Failed", created=ago(minutes=5))
+    child = execution_body("a", "j", "c", phase="Running", retry_of="p", attempt=1)
+    cache.apply("jobexecutions", "ADDED", parent)
+    assert word(cache, "p") == "failed"
+    cache.apply("jobexecutions", "ADDED", child)
+    assert word(cache, "p") == "retried"
+    parent_execution = cache.execution_by_message_id("p")
+    assert parent_execution is not None
+    assert not words.is_retryable(parent_execution, cache.next_retry)
+    child["status"]["phase"] = "Succeeded"
+    child["metadata"]["resourceVersion"] = "999999"
+    cache.apply("jobexecutions", "MODIFIED", child)
+    assert word(cache, "p") == "success"
 
 
 def test_an_invalid_message_without_status_reads_error() -> None:
