@@ -128,3 +128,47 @@ def test_cli_reports_refusals_in_one_line(service: Service) -> None:
     assert refused.stderr.strip().startswith("barbeque: ")
     assert "404 record_not_found" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_cli_executions_watch_prints_status_changes(service: Service, webapp: App) -> None:
+    env = {**os.environ, "BARBEQUE_URL": service.url, "BARBEQUE_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "barbeque",
+            "executions",
+            "--application",
+            webapp.name,
+            "--watch",
+            "--interval",
+            "0.3",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        created = record(service, webapp, "cli-watched", phase="Running")
+        wait_until(
+            "the running line",
+            lambda: any("cli-watched" in line and "running" in line for line in lines),
+        )
+        service.patch_status(created, {"phase": "Succeeded"})
+        wait_until(
+            "the success line",
+            lambda: any("cli-watched" in line and "success" in line for line in lines),
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        reader.join(timeout=10)
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    assert [line.split()[-1] for line in lines if "cli-watched" in line] == ["running", "success"]
