@@ -6,6 +6,8 @@ value stops the process with a clear message instead of failing on the first mes
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -46,6 +48,24 @@ class Settings(BaseSettings):
     log_tail_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     sqs_error_backoff_max_seconds: float = Field(default=60.0, gt=0)
     standalone: bool = True
+
+    # High availability: replicas elect one active operator through a Lease in
+    # ``namespace``; the others keep their caches warm and take over when it stops.
+    leader_election: bool = False
+    lease_name: str = "barbeque-operator"
+    lease_seconds: float = Field(default=15.0, ge=2)
+    identity: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This replica's name in the Lease.",
+    )
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    # History: finished executions are deleted from the cluster after this age or beyond
+    # this count per definition (their record stays in S3); a definition's history
+    # field overrides both.
+    history_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    history_keep: int = Field(default=1000, ge=0)
+    history_interval_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("slack_api_url")
     @classmethod

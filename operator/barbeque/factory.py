@@ -11,6 +11,7 @@ from barbeque.adapters.slack import Slack
 from barbeque.adapters.sqs import Sqs
 from barbeque.config import Settings
 from barbeque.services.intake import Intake
+from barbeque.services.leader import LeaderElector
 from barbeque.services.notifications import Notifier
 from barbeque.services.reconciler import Reconciler
 from barbeque.services.runtime import Runtime
@@ -50,6 +51,18 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         log_limit_bytes=settings.log_tail_bytes,
     )
     intake = Intake(store, kube, settings.namespace, on_created=lambda key: None)
+    elector = (
+        LeaderElector(
+            kube,
+            settings.namespace,
+            settings.lease_name,
+            settings.identity,
+            lease_seconds=settings.lease_seconds,
+            renew_seconds=max(1.0, settings.lease_seconds / 3),
+        )
+        if settings.leader_election
+        else None
+    )
     runtime = Runtime(
         store,
         kube,
@@ -59,5 +72,10 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         workers=settings.workers,
         resync_seconds=settings.resync_seconds,
         sqs_error_backoff_max=settings.sqs_error_backoff_max_seconds,
+        elector=elector,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        history_ttl_seconds=settings.history_ttl_seconds,
+        history_keep=settings.history_keep,
+        history_interval_seconds=settings.history_interval_seconds,
     )
     return Operator(settings, kube, sqs, s3, store, runtime)

@@ -53,6 +53,11 @@ EXECUTIONS_RETRIED = Counter(
     ["application", "definition"],
     registry=REGISTRY,
 )
+EXECUTIONS_COLLECTED = Counter(
+    "barbeque_executions_collected",
+    "Finished JobExecutions deleted by the history policy (their record stays in S3).",
+    registry=REGISTRY,
+)
 EXECUTIONS_BY_PHASE = Gauge(
     "barbeque_executions",
     "JobExecutions present in the cluster, by phase.",

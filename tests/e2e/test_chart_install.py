@@ -127,7 +127,13 @@ def test_the_operator_runs_the_image_entry_point_with_kopf_liveness_and_metrics(
     assert ports == {"http-metrics": 8080, "http-health": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
         assert main[probe]["httpGet"] == {"path": "/healthz", "port": "http-health"}
-    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert operator["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    env = {e["name"]: e for e in main["env"]}
+    assert env["BARBEQUE_LEADER_ELECTION"]["value"] == "true"
+    assert env["BARBEQUE_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     annotations = operator["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "8080"

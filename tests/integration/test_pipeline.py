@@ -325,3 +325,36 @@ def test_a_cancelled_execution_stops_its_job(app: App) -> None:
     cancelled = app.wait_phase(name, ("Failed",))
     assert cancelled["status"]["reason"] == "Cancelled"
     wait_until(lambda: not app.jobs() or None, 30, "the Job to be deleted")
+
+
+def test_history_beyond_the_definitions_policy_is_deleted_and_kept_in_s3(
+    app: App, aws: Aws
+) -> None:
+    app.define("hello", history={"keep": 1})
+    ids = [app.enqueue("hello", {"i": i}) for i in range(3)]
+    for message_id in ids:
+        wait_until(
+            lambda m=message_id: (
+                app.execution(execution_name(m)) is None
+                or (app.execution(execution_name(m)) or {}).get("status", {}).get("phase")
+                == "Succeeded"
+            ),
+            60,
+            f"{message_id} to finish",
+        )
+    remaining = wait_until(
+        lambda: (
+            [e["metadata"]["name"] for e in app.executions()]
+            if len(app.executions()) == 1
+            else None
+        ),
+        30,
+        "history collection to keep one execution",
+    )
+    assert remaining[0] in {execution_name(m) for m in ids}
+    for message_id in ids:
+        record = aws.s3().get_object(
+            Bucket=BUCKET, Key=f"{app.namespace}/hello/{message_id}/execution.json"
+        )
+        assert json.loads(record["Body"].read())["phase"] == "Succeeded"
+    assert sample("barbeque_executions_collected_total") >= 2

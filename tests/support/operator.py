@@ -74,6 +74,7 @@ def operator_env(cluster: Cluster, aws: Aws, slack: SlackRecorder, **extra: str)
         "BARBEQUE_CONSOLE_URL": "http://console.test",
         "BARBEQUE_METRICS_PORT": "0",
         "BARBEQUE_RESYNC_SECONDS": "30",
+        "BARBEQUE_HISTORY_INTERVAL_SECONDS": "2",
         **extra,
     }
 

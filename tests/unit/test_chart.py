@@ -80,7 +80,7 @@ def test_default_values_satisfy_the_schema() -> None:
     ("path", "value", "expected"),
     [
         ("operator.replicas", "two", "/operator/replicas: 'two' is not of type 'integer'"),
-        ("operator.replicas", 2, "/operator/replicas: 2 is greater than the maximum of 1"),
+        ("operator.replicas", -1, "/operator/replicas: -1 is less than the minimum of 0"),
         ("operator.workers", 0, "/operator/workers: 0 is less than the minimum of 1"),
         ("image.pullPolicy", "Sometimes", "/image/pullPolicy: 'Sometimes' is not one of"),
         ("dashboard.service.type", "Internal", "/dashboard/service/type: 'Internal' is not one"),

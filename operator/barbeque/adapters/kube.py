@@ -81,6 +81,7 @@ class Kube:
         self._custom = client.CustomObjectsApi(api_client)
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._coordination = client.CoordinationV1Api(api_client)
         self.calls: dict[str, int] = {}
 
     async def _call(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -207,6 +208,40 @@ class Kube:
                 raise ValueError(f"unknown kind {kind}")
             if not token:
                 return items
+
+    # -- leases (leader election) ----------------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease = await self._call(
+                "get_lease", self._coordination.read_namespaced_lease, name, namespace
+            )
+        except NotFound:
+            return None
+        result: dict[str, Any] = self._api_client.sanitize_for_serialization(lease)
+        return result
+
+    async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        lease = await self._call(
+            "create_lease",
+            self._coordination.create_namespaced_lease,
+            body["metadata"]["namespace"],
+            body,
+        )
+        result: dict[str, Any] = self._api_client.sanitize_for_serialization(lease)
+        return result
+
+    async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace with the body's resourceVersion: 409 (AlreadyExists) if someone else won."""
+        lease = await self._call(
+            "replace_lease",
+            self._coordination.replace_namespaced_lease,
+            body["metadata"]["name"],
+            body["metadata"]["namespace"],
+            body,
+        )
+        result: dict[str, Any] = self._api_client.sanitize_for_serialization(lease)
+        return result
 
     def close(self) -> None:
         self._api_client.close()

@@ -276,10 +276,17 @@ class SlackNotification(Model):
 
 
 class HistoryPolicy(Model):
-    """How long finished executions of this definition stay in the cluster."""
+    """How long finished executions of this definition stay in the cluster.
+
+    Deleted executions stay readable in S3 (execution.json beside the logs). Unset fields
+    fall back to the operator's BARBEQUE_HISTORY_TTL_SECONDS and BARBEQUE_HISTORY_KEEP.
+    """
 
     ttl_seconds: int | None = Field(
-        default=None, ge=0, description="Delete finished executions older than this."
+        default=None, ge=60, description="Delete finished executions older than this."
+    )
+    keep: int | None = Field(
+        default=None, ge=0, description="Keep at most this many finished executions."
     )
 
 

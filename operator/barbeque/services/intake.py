@@ -258,6 +258,7 @@ class Poller:
         self.error_backoff_max = error_backoff_max
         self.url: str | None = None
         self.capacity = asyncio.Event()
+        self.stopping = asyncio.Event()
         self._last_status: dict[str, Any] | None = None
 
     @property
@@ -314,9 +315,9 @@ class Poller:
         logger.info("Draining JobQueue %s from %s", self.name, self.url)
 
         delay = 1.0
-        while True:
+        while not self.stopping.is_set():
             if self.queue.spec.suspend:
-                await asyncio.sleep(5)
+                await self._pause(5)
                 continue
             free = self.free_slots()
             if free <= 0:
@@ -325,25 +326,41 @@ class Poller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.capacity.wait(), timeout=5)
                 continue
-            try:
-                messages = await self.sqs.receive(
+            receiving = asyncio.ensure_future(
+                self.sqs.receive(
                     self.url,
                     min(10, free),
                     self.queue.spec.receive_wait_seconds,
                     self.queue.spec.visibility_timeout_seconds,
                 )
+            )
+            stopping = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not receiving.done():
+                # Shutting down mid long poll: whatever SQS hands over now stays
+                # undeleted and comes back after the visibility timeout.
+                receiving.cancel()
+                return
+            try:
+                messages = receiving.result()
             except SqsError as exc:
                 metrics.SQS_ERRORS.labels(queue=self.name, operation="receive").inc()
                 logger.warning(
                     "Receiving from %s failed; retrying in %.0fs: %s", self.name, delay, exc
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(delay * 2, self.error_backoff_max)
                 continue
             delay = 1.0
-            if not messages:
-                continue
-            await self.handle(messages)
+            if messages:
+                # Not interrupted by shutdown: recording and deleting is the bookkeeping
+                # that must finish.
+                await self.handle(messages)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
     async def handle(self, messages: list[Message]) -> list[Recorded]:
         assert self.url is not None

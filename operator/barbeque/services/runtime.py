@@ -1,7 +1,10 @@
 """The running operator: store, work queue, reconcile workers and one poller per JobQueue.
 
-The kopf handlers feed watch events in through the ``on_*`` methods; everything else
-happens in tasks owned here, started by ``start`` and cancelled by ``stop``.
+The kopf handlers feed watch events in through the ``on_*`` methods, always, so the store
+stays warm. The active part (pollers, reconcile workers, history collection) runs only
+while this replica leads (with leader election) or always (without). ``stop`` shuts down
+gracefully: pollers stop receiving, recording of messages already received and running
+reconciles finish, then the rest is cancelled.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from barbeque import metrics
-from barbeque.adapters.kube import KubeError
+from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import LABEL_EXECUTION, JobQueue
+from barbeque.services import history
 from barbeque.services.intake import Intake, Poller, SqsApi
+from barbeque.services.leader import LeaderElector
 from barbeque.services.reconciler import Reconciler, Requeue
 from barbeque.services.store import Key, Store
 from barbeque.services.workqueue import WorkQueue, run_workers
@@ -37,6 +44,11 @@ class Runtime:
         resync_seconds: float = 300.0,
         stats_seconds: float = 15.0,
         sqs_error_backoff_max: float = 60.0,
+        elector: LeaderElector | None = None,
+        shutdown_grace_seconds: float = 20.0,
+        history_ttl_seconds: int = 7 * 24 * 3600,
+        history_keep: int = 1000,
+        history_interval_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.kube = kube
@@ -48,8 +60,16 @@ class Runtime:
         self.resync_seconds = resync_seconds
         self.stats_seconds = stats_seconds
         self.sqs_error_backoff_max = sqs_error_backoff_max
+        self.elector = elector
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.history_ttl_seconds = history_ttl_seconds
+        self.history_keep = history_keep
+        self.history_interval_seconds = history_interval_seconds
+        self.active = False
         self.pollers: dict[str, tuple[Poller, asyncio.Task[None]]] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._active_tasks: list[asyncio.Task[Any]] = []
+        self._election: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._phase_series: set[tuple[str, str, str]] = set()
         store.on_slot_freed = self._wake_poller
         intake.on_created = self.queue.add
@@ -78,25 +98,63 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        self._tasks.append(
+        if self.elector is None:
+            await self.activate()
+            return
+        self._election = asyncio.create_task(
+            self.elector.run(self.activate, self.deactivate), name="barbeque-election"
+        )
+
+    async def activate(self) -> None:
+        """Start draining queues and reconciling: this replica is the active one."""
+        if self.active:
+            return
+        self.active = True
+        self.queue.reopen()
+        self._active_tasks = [
             asyncio.create_task(
                 run_workers(self.queue, self._reconcile, self.workers, self._on_error),
                 name="barbeque-workers",
-            )
-        )
-        self._tasks.append(asyncio.create_task(self._resync_loop(), name="barbeque-resync"))
-        self._tasks.append(asyncio.create_task(self._stats_loop(), name="barbeque-stats"))
+            ),
+            asyncio.create_task(self._resync_loop(), name="barbeque-resync"),
+            asyncio.create_task(self._stats_loop(), name="barbeque-stats"),
+            asyncio.create_task(self._history_loop(), name="barbeque-history"),
+        ]
+        for queue in list(self.store.queues.values()):
+            await self._restart_poller(queue)
+        # Anything left unfinished by the previous leader gets looked at now.
+        for key in list(self.store.executions):
+            self.queue.add(key)
 
-    async def stop(self) -> None:
-        for name in list(self.pollers):
-            await self._stop_poller(name)
-        self.queue.shutdown()
-        for task in self._tasks:
+    async def deactivate(self) -> None:
+        """Stop draining and reconciling, gracefully; the store keeps following the cluster."""
+        if not self.active:
+            return
+        self.active = False
+        await asyncio.gather(*(self._stop_poller(name) for name in list(self.pollers)))
+        self.queue.close()
+        deadline = asyncio.get_running_loop().time() + self.shutdown_grace_seconds
+        # Reconciles are short; polling keeps the work queue free of shutdown plumbing.
+        while self.queue.busy and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for task in self._active_tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in self._active_tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
+        self._active_tasks = []
+
+    async def stop(self) -> None:
+        if self._election is not None:
+            self._election.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._election
+        await self.deactivate()
+        self.queue.shutdown()
+        if self.elector is not None and self.elector.leading:
+            # Hand over now instead of making the next leader wait for the lease to expire.
+            with contextlib.suppress(Exception):
+                await self.elector.release()
 
     # -- watch events -------------------------------------------------------------------------
 
@@ -144,20 +202,30 @@ class Runtime:
         name = body.get("metadata", {}).get("name", "")
         if type_ == DELETED:
             self.store.delete_queue(name)
-            asyncio.get_running_loop().create_task(self._stop_poller(name))
+            self._spawn(self._stop_poller(name))
             return
         queue = self.store.put_queue(body)
+        if not self.active:
+            return
         current = self.pollers.get(name)
         if current is not None and current[0].queue.spec == queue.spec:
             current[0].queue = queue
             return
-        asyncio.get_running_loop().create_task(self._restart_poller(queue))
+        self._spawn(self._restart_poller(queue))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # The loop keeps only weak references to tasks; hold them until they finish.
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- pollers ------------------------------------------------------------------------------
 
     async def _restart_poller(self, queue: JobQueue) -> None:
         name = queue.metadata.name
         await self._stop_poller(name)
+        if not self.active:
+            return
         poller = Poller(
             queue, self.sqs, self.intake, self.store, self.kube, self.sqs_error_backoff_max
         )
@@ -165,7 +233,7 @@ class Runtime:
         self.pollers[name] = (poller, task)
 
     async def _run_poller(self, poller: Poller) -> None:
-        while True:
+        while not poller.stopping.is_set():
             try:
                 await poller.run()
             except asyncio.CancelledError:
@@ -178,9 +246,15 @@ class Runtime:
         entry = self.pollers.pop(name, None)
         if entry is None:
             return
-        entry[1].cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await entry[1]
+        poller, task = entry
+        poller.stopping.set()
+        try:
+            # Let a batch already received be recorded and deleted.
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.shutdown_grace_seconds)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _wake_poller(self, queue: str) -> None:
         entry = self.pollers.get(queue)
@@ -224,6 +298,36 @@ class Runtime:
             for poller, _ in list(self.pollers.values()):
                 await poller.report_stats()
             await asyncio.sleep(self.stats_seconds)
+
+    async def _history_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.history_interval_seconds)
+            await self.collect_history()
+
+    async def collect_history(self) -> int:
+        """Delete finished executions past their definition's history policy."""
+        expired = history.select_expired(
+            self.store.iter_executions(),
+            self.store.definitions,
+            datetime.now(UTC),
+            self.history_ttl_seconds,
+            self.history_keep,
+        )
+        deleted = 0
+        for namespace, name in expired:
+            try:
+                await self.kube.delete_execution(namespace, name)
+            except NotFound:
+                pass
+            except KubeError as exc:
+                logger.warning("Could not delete old execution %s/%s: %s", namespace, name, exc)
+                continue
+            self.store.delete_execution(namespace, name)
+            deleted += 1
+        if deleted:
+            metrics.EXECUTIONS_COLLECTED.inc(deleted)
+            logger.info("Deleted %d finished executions past their history policy", deleted)
+        return deleted
 
     def export_phase_gauge(self) -> None:
         counts: Counter[tuple[str, str, str]] = Counter()

@@ -22,6 +22,7 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._base_delay = base_delay
         self._max_delay = max_delay
+        self.closed = False
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -74,6 +75,18 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             self._queue.put_nowait(key)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a key is being reconciled right now."""
+        return bool(self._processing)
+
+    def close(self) -> None:
+        """Workers finish the key in hand and take no more; keys stay queued."""
+        self.closed = True
+
+    def reopen(self) -> None:
+        self.closed = False
+
     def shutdown(self) -> None:
         for _, handle in self._timers.values():
             handle.cancel()
@@ -89,8 +102,13 @@ async def run_workers(
     """Run ``count`` workers until cancelled."""
 
     async def worker() -> None:
-        while True:
+        while not queue.closed:
             key = await queue.get()
+            if queue.closed:
+                # Closed while waiting: leave the key for whoever reconciles next.
+                queue.done(key)
+                queue.add(key)
+                return
             try:
                 await reconcile(key)
             except asyncio.CancelledError:
