@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,10 +30,22 @@ def created_at(execution: JobExecution) -> datetime:
     return execution.metadata.creation_timestamp or _EPOCH
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of a finished execution deleted from the cluster (its record is in S3)."""
+
+    message_id: str
+    namespace: str
+    name: str
+    status: str
+    bucket: str | None
+    prefix: str | None
+
+
 class Cache:
     """Thread-safe view of queues, definitions and executions, fed by watch events."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_gone: int = 200_000) -> None:
         self.store = Store()
         self._lock = threading.RLock()
         self.generation = 0
@@ -41,6 +54,9 @@ class Cache:
         self._by_job: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
         self._children: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
         self.last_error: str | None = None
+        # Finished executions deleted while we watched, by message id, oldest first.
+        self.gone: OrderedDict[str, Tombstone] = OrderedDict()
+        self.max_gone = max_gone
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -65,6 +81,9 @@ class Cache:
 
     def _delete(self, kind: str, namespace: str, name: str) -> None:
         if kind == "jobexecutions":
+            old = self.store.executions.get((namespace, name))
+            if old is not None:
+                self._remember(old)
             self.store.delete_execution(namespace, name)
         elif kind == "jobdefinitions":
             self.store.delete_definition(namespace, name)
@@ -93,6 +112,29 @@ class Cache:
         if kind == "jobdefinitions":
             return list(self.store.definitions)
         return [("", name) for name in self.store.queues]
+
+    def _remember(self, execution: JobExecution) -> None:
+        """Keep a line about a finished execution the operator deleted (history)."""
+        from barbeque_dashboard import status as words
+
+        if not words.is_finished(execution):
+            return
+        logs = execution.status.logs
+        self.gone[execution.spec.message_id] = Tombstone(
+            message_id=execution.spec.message_id,
+            namespace=execution.metadata.namespace or "",
+            name=execution.metadata.name,
+            status=words.barbeque_status(execution, self.next_retry),
+            bucket=logs.bucket if logs else None,
+            prefix=logs.prefix if logs else None,
+        )
+        self.gone.move_to_end(execution.spec.message_id)
+        while len(self.gone) > self.max_gone:
+            self.gone.popitem(last=False)
+
+    def tombstone(self, message_id: str) -> Tombstone | None:
+        with self._lock:
+            return self.gone.get(message_id)
 
     @property
     def ready(self) -> bool:

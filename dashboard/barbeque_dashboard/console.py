@@ -343,7 +343,14 @@ async def execution(message_id: str, request: Request) -> Response:
     if (redirect := await _require_read(request)) is not None:
         return redirect
     backend = _backend(request)
-    found = backend.execution(message_id)
+    archived = False
+    try:
+        found = backend.execution(message_id)
+    except ApiError:
+        restored = await backend.archived(message_id)
+        if restored is None:
+            raise
+        found, archived = restored, True
     logs = await backend.logs(found)
     timeline: list[tuple[datetime, str, str]] = []
     if found.metadata.creation_timestamp:
@@ -372,13 +379,14 @@ async def execution(message_id: str, request: Request) -> Response:
         request,
         "execution.html",
         execution=found,
-        status=backend.status_word(found),
+        status=backend.status_word(found) if not archived else words.own_status(found),
         message_json=json.dumps(found.spec.message, indent=2, ensure_ascii=False),
         logs=logs,
         timeline=timeline,
         chain=chain,
-        retryable=words.is_retryable(target, backend.cache.next_retry),
-        cancellable=not words.is_finished(found),
+        retryable=not archived and words.is_retryable(target, backend.cache.next_retry),
+        cancellable=not archived and not words.is_finished(found),
+        archived=archived,
         definition=backend.cache.definition(found.spec.application, found.spec.job),
         job_url=_job_url(request, found),
         title=f"Execution {message_id}",

@@ -193,16 +193,56 @@ class Backend:
     def status_body(self, message_id: str, fields: set[str], base_url: str) -> dict[str, Any]:
         """``GET /v1/job_executions/:message_id`` as barbeque answers it."""
         execution = self.cache.execution_by_message_id(message_id)
-        body: dict[str, Any] = {
-            "message_id": message_id,
-            "status": self.status_word(execution) if execution else words.PENDING,
-            "id": execution.metadata.name if execution else None,
-        }
+        gone = None if execution else self.cache.tombstone(message_id)
+        body: dict[str, Any] = {"message_id": message_id, "status": words.PENDING, "id": None}
+        if execution is not None:
+            body.update(status=self.status_word(execution), id=execution.metadata.name)
+        elif gone is not None:
+            # Deleted from the cluster by the history policy: its final word is kept.
+            body.update(status=gone.status, id=gone.name)
         if "html_url" in fields:
-            body["html_url"] = self.html_url(message_id, base_url) if execution else None
+            known = execution is not None or gone is not None
+            body["html_url"] = self.html_url(message_id, base_url) if known else None
         if "message" in fields:
             body["message"] = execution.spec.message if execution else None
         return body
+
+    async def archived(self, message_id: str) -> JobExecution | None:
+        """A finished execution deleted from the cluster, rebuilt from its execution.json."""
+        gone = self.cache.tombstone(message_id)
+        if gone is None or not gone.bucket or not gone.prefix:
+            return None
+        prefix = gone.prefix if gone.prefix.endswith("/") else gone.prefix + "/"
+        try:
+            text = await self._bucket(gone.bucket).get_text(prefix + "execution.json")
+        except S3Error:
+            return None
+        if not text:
+            return None
+        try:
+            summary = json.loads(text)
+            return JobExecution.model_validate(
+                {
+                    "metadata": {"name": gone.name, "namespace": gone.namespace},
+                    "spec": summary["spec"],
+                    "status": {
+                        "phase": summary.get("phase"),
+                        "reason": summary.get("reason"),
+                        "message": summary.get("message"),
+                        "exitCode": summary.get("exitCode"),
+                        "startedAt": summary.get("startedAt"),
+                        "finishedAt": summary.get("finishedAt"),
+                        "logs": {
+                            "bucket": gone.bucket,
+                            "prefix": prefix,
+                            "url": f"s3://{gone.bucket}/{prefix}",
+                            "uploaded": True,
+                        },
+                    },
+                }
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
 
     # -- SQS ----------------------------------------------------------------------------------
 

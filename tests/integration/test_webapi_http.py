@@ -154,10 +154,23 @@ def test_status_follows_the_execution_through_the_watch(service: Service, webapp
     wait_until(
         "success", lambda: status_of(service, "watched-1")["status"] == "success", timeout=10
     )
+    # Deleted by the history policy: the final status is remembered.
     service.delete(created)
     wait_until(
+        "the deleted execution to leave the list",
+        lambda: (
+            not service.client()
+            .get("/v1/job_executions", params={"application": webapp.name})
+            .json()["job_executions"]
+        ),
+    )
+    assert status_of(service, "watched-1")["status"] == "success"
+    # An unfinished execution that vanishes is unknown again.
+    running = record(service, webapp, "watched-2", phase="Running")
+    service.delete(running)
+    wait_until(
         "the deleted execution to be forgotten",
-        lambda: status_of(service, "watched-1")["id"] is None,
+        lambda: status_of(service, "watched-2")["id"] is None,
     )
 
 

@@ -354,3 +354,39 @@ def test_openapi_documents_the_barbeque_endpoints(client: TestClient) -> None:
     assert "/v1/job_executions/{message_id}" in paths
     assert "/v1/job_executions/{message_id}/retries" in paths
     assert "/applications" not in paths
+
+
+def test_a_finished_execution_deleted_by_history_keeps_its_status(
+    client: TestClient, world: World
+) -> None:
+    body = world.add(
+        execution_body(
+            "shop", "SendMail", "old-one", phase="Succeeded", logs_prefix="shop/SendMail/old-one/"
+        )
+    )
+    world.s3.objects["shop/SendMail/old-one/execution.json"] = json.dumps(
+        {
+            "name": "old-one",
+            "namespace": "shop",
+            "spec": body["spec"],
+            "phase": "Succeeded",
+            "exitCode": 0,
+            "startedAt": "2026-01-01T00:00:00+00:00",
+            "finishedAt": "2026-01-01T00:00:05+00:00",
+        }
+    )
+    world.s3.objects["shop/SendMail/old-one/stdout.txt"] = "archived output"
+    world.cache.apply("jobexecutions", "DELETED", body)
+    assert client.get("/v1/job_executions/old-one").json() == {
+        "message_id": "old-one",
+        "status": "success",
+        "id": "old-one",
+    }
+    page = client.get("/job_executions/old-one", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "archived output" in page.text
+    assert "deleted from the cluster" in page.text
+    # Unfinished executions that vanish are simply unknown again.
+    running = world.add(execution_body("shop", "SendMail", "vanished", phase="Running"))
+    world.cache.apply("jobexecutions", "DELETED", running)
+    assert client.get("/v1/job_executions/vanished").json()["id"] is None
