@@ -401,3 +401,21 @@ async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
     assert world.status().reason == "Cancelled"
     assert "delete job m1" in world.kube.writes
     assert world.status().retried_by is None
+
+
+async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> None:
+    world = World()
+    world.define(retry={"limit": 3}, slack={"channel": "#c"})
+    world.receive()
+    await world.step()
+    world.store.delete_definition(NS, "notify")
+    world.pod_event(running={"startedAt": T0})
+    world.job_event(active=1, ready=1, startTime=T0)
+    await world.step()
+    assert world.phase() == "Running"
+    finished(world, exit_code=1)
+    await world.step()
+    # It ends as it ran; without its definition there is no retry policy or Slack channel.
+    assert (world.phase(), world.status().exit_code) == ("Failed", 1)
+    assert world.status().retried_by is None
+    assert world.slack.posts == []

@@ -167,7 +167,11 @@ class Reconciler:
             )
             return
         definition = self.store.definition(namespace, execution.spec.job)
-        if definition is None:
+        job = self.store.jobs.get((namespace, name))
+        pod = self.store.pods.get((namespace, name))
+        if definition is None and job is None and execution.status.job_name is None:
+            # Only an execution that has not started needs its definition; one already
+            # running finishes even if its definition is deleted meanwhile.
             bad = self.store.bad_definitions.get((namespace, execution.spec.job))
             if bad is not None:
                 await self._finish_without_job(
@@ -184,12 +188,16 @@ class Reconciler:
                 )
             return
 
-        job = self.store.jobs.get((namespace, name))
-        pod = self.store.pods.get((namespace, name))
         if execution.spec.cancel:
             await self._cancel(execution, definition, job, pod)
             return
         if job is None:
+            if definition is None:
+                # Started before, its Job gone (deleted by hand) and its definition too.
+                await self._finish_without_job(
+                    execution, "JobDeleted", "the Job and the JobDefinition were deleted"
+                )
+                return
             await self._start(execution, definition)
             return
         if job.finished is None:
@@ -290,7 +298,7 @@ class Reconciler:
     async def _cancel(
         self,
         execution: JobExecution,
-        definition: JobDefinition,
+        definition: JobDefinition | None,
         job: JobState | None,
         pod: PodState | None,
     ) -> None:
@@ -344,7 +352,7 @@ class Reconciler:
     async def _finish(
         self,
         execution: JobExecution,
-        definition: JobDefinition,
+        definition: JobDefinition | None,
         outcome: Outcome,
         pod: PodState | None,
     ) -> None:
@@ -370,9 +378,11 @@ class Reconciler:
             ).observe(max(0.0, seconds))
 
         will_retry = (
-            outcome.phase is Phase.FAILED and execution.spec.attempt < definition.spec.retry.limit
+            definition is not None
+            and outcome.phase is Phase.FAILED
+            and execution.spec.attempt < definition.spec.retry.limit
         )
-        if will_retry and execution.status.retried_by is None:
+        if will_retry and definition is not None and execution.status.retried_by is None:
             status["retriedBy"] = await self._create_retry(execution, definition)
         await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
 
