@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from barbeque.config import Settings
 from barbeque_dashboard import api, console
 from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.sampler import QueueSampler
 from barbeque_dashboard.services import ApiError, Backend
 from barbeque_dashboard.settings import DashboardSettings
 
@@ -62,9 +63,13 @@ def create_app(
             app.state.backend = built
             app.state.authenticator = authenticator or auth
             stoppers.append(stop)
+        sampler = QueueSampler(app.state.backend, dashboard_settings.dashboard_queue_sample_seconds)
+        app.state.sampler = sampler
+        sampler.start()
         try:
             yield
         finally:
+            await sampler.stop()
             for stop in stoppers:
                 stop()
 
@@ -85,6 +90,7 @@ def create_app(
     app.state.backend = backend
     app.state.authenticator = authenticator or Authenticator(dashboard_settings.static_tokens())
     app.state.settings = dashboard_settings
+    app.state.sampler = None
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

@@ -72,3 +72,52 @@ def bar_chart(
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float]]],
+    labels: Sequence[str],
+    *,
+    title: str,
+    width: int = 720,
+    height: int = 180,
+) -> Markup:
+    """Lines sharing one x axis (one point per label), with a legend."""
+    left, bottom, top, right = 44, 28, 22, 8
+    plot_w = width - left - right
+    plot_h = height - top - bottom
+    peak = _nice(max((v for _, values in series for v in values), default=0.0))
+    peak = max(peak, 4.0)
+    count = max(2, len(labels))
+    parts = [
+        f'<svg class="chart lines" role="img" viewBox="0 0 {width} {height}" '
+        f'width="100%" preserveAspectRatio="xMidYMid meet" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for i in range(5):
+        y = top + plot_h - plot_h * i / 4
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_fmt(peak * i / 4)}</text>"
+        )
+    every = max(1, len(labels) // 6)
+    for index, label in enumerate(labels):
+        if index % every == 0:
+            x = left + plot_w * index / (count - 1)
+            parts.append(
+                f'<text class="axis" x="{x:.1f}" y="{height - 8}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
+    for number, (name, values) in enumerate(series):
+        points = " ".join(
+            f"{left + plot_w * i / (count - 1):.1f},{top + plot_h - plot_h * v / peak:.1f}"
+            for i, v in enumerate(values)
+        )
+        parts.append(f'<polyline class="line line-{number}" fill="none" points="{points}"/>')
+        parts.append(
+            f'<text class="legend line-{number}" x="{left + 8 + 110 * number}" y="14">'
+            f"{escape(name)}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -464,7 +464,29 @@ async def queue(name: str, request: Request) -> Response:
     if found is None:
         raise not_found(f"JobQueue {name!r} is not found")
     view = await backend.queue_view(found)
-    return render(request, "queue.html", view=view, now=datetime.now(UTC), title=f"Queue {name}")
+    sampler = request.app.state.sampler
+    samples = sampler.samples(name) if sampler is not None else []
+    chart = None
+    if len(samples) >= 2:
+        chart = charts.line_chart(
+            [
+                ("visible", [float(x.visible) for x in samples]),
+                ("in flight", [float(x.in_flight) for x in samples]),
+                ("delayed", [float(x.delayed) for x in samples]),
+                ("running", [float(x.running) for x in samples]),
+            ],
+            [x.at.strftime("%H:%M") for x in samples],
+            title=f"Queue {name}: messages and running executions",
+        )
+    return render(
+        request,
+        "queue.html",
+        view=view,
+        now=datetime.now(UTC),
+        chart=chart,
+        samples=len(samples),
+        title=f"Queue {name}",
+    )
 
 
 @router.get("/monitors", response_class=HTMLResponse)

@@ -33,6 +33,9 @@ class DashboardSettings(BaseSettings):
     # Seconds between live refreshes of console pages (0 turns it off).
     dashboard_refresh_seconds: int = Field(default=5, ge=0)
 
+    # Seconds between samples of each queue's SQS counters for the queue page's 24-hour
+    # charts (0 turns sampling off).
+    dashboard_queue_sample_seconds: float = Field(default=60.0, ge=0)
     # A link to the Kubernetes Job in your cluster UI, e.g.
     # https://k8s.example.com/#/job/{namespace}/{name}; unset shows the name only.
     dashboard_job_url: str | None = None

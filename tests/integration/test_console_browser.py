@@ -179,6 +179,11 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
             finished=ago(minutes=4),
         )
     )
+    service.sqs().send_message(QueueUrl=webapp.queue_url, MessageBody="{}")
+    wait_until(
+        "two SQS samples of the queue",
+        lambda: "<polyline" in service.client().get(f"/job_queues/{webapp.queue}").text,
+    )
     page.goto(f"{service.url}/login")
     page.fill("input[name=token]", TOKEN)
     page.click("button[type=submit]")
@@ -201,3 +206,5 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
     page.goto(f"{service.url}/applications/{webapp.name}/job_definitions/{webapp.job}/statistics")
     assert page.locator("svg.chart").count() == 2
     assert page.locator("svg.chart rect.bar").count() > 0
+    page.goto(f"{service.url}/job_queues/{webapp.queue}")
+    assert page.locator("svg.chart polyline").count() == 4

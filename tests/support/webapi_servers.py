@@ -178,6 +178,7 @@ def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
         "BARBEQUE_PUBLIC_READS": "false",
         "BARBEQUE_DASHBOARD_REFRESH_SECONDS": "2",
         "BARBEQUE_TOKEN_CACHE_SECONDS": "0",
+        "BARBEQUE_DASHBOARD_QUEUE_SAMPLE_SECONDS": "1",
     }
     env.pop("KUBERNETES_SERVICE_HOST", None)
     log = workdir / "dashboard.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
 import pytest
@@ -198,3 +199,33 @@ def test_the_job_name_links_to_the_cluster_ui_when_configured(console: Console) 
     with TestClient(console.app) as client:
         page = client.get("/job_executions/with-logs").text
     assert 'href="https://k8s.example/#/job/shop/with-logs"' in page
+
+
+async def test_the_sampler_records_each_queues_counters(console: Console) -> None:
+    from barbeque_dashboard.sampler import QueueSampler
+
+    sampler = QueueSampler(console.app.state.backend, interval=60)
+    await sampler.sample_once()
+    await sampler.sample_once()
+    assert [(s.visible, s.in_flight, s.running) for s in sampler.samples("default")] == [
+        (0, 0, 0),
+        (0, 0, 0),
+    ]
+    assert sampler.samples("unknown") == []
+
+
+def test_queue_page_charts_the_sampled_counters(client: TestClient, console: Console) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from barbeque_dashboard.sampler import QueueSampler, Sample
+
+    assert "Not enough samples yet" in client.get("/job_queues/default").text
+    sampler = QueueSampler(console.app.state.backend, interval=60)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    sampler.history["default"] = deque(
+        Sample(start + timedelta(minutes=i), i, 1, 0, 2) for i in range(10)
+    )
+    console.app.state.sampler = sampler
+    page = client.get("/job_queues/default").text
+    assert page.count("<polyline") == 4
+    assert "10 samples" in page
