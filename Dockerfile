@@ -14,14 +14,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ operator/
 COPY dashboard/ dashboard/
 
 # The project's own wheel first (no dependencies), then the wheels of its dependencies,
-# the dashboard extra included, all into /wheels.
+# the dashboard extra included, all into /wheels, at the versions the tests ran with
+# (constraints.txt, the same file scripts/bootstrap installs with).
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip wheel --wheel-dir /wheels "$(ls /wheels/barbeque_k8s-*.whl)[dashboard]"
+ && pip wheel --wheel-dir /wheels -c constraints.txt "$(ls /wheels/barbeque_k8s-*.whl)[dashboard]"
 
 # ---- runtime: the same slim base, no compilers, no build tools ---------------------------
 FROM python:3.11.11-slim-bookworm
