@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -57,18 +56,23 @@ def test_sdk_enqueue_reaches_sqs_and_errors_are_typed(service: Service, webapp: 
 
 def test_sdk_wait_follows_the_execution_to_success(service: Service, webapp: App) -> None:
     created = record(service, webapp, "sdk-wait", phase="Running")
+    saw_running = threading.Event()
 
     def finish() -> None:
-        time.sleep(1.5)
+        # Finish only once the waiter has seen it running, however slow the machine.
+        saw_running.wait(30)
         service.patch_status(created, {"phase": "Succeeded"})
+
+    def progress(execution: Any, elapsed: float) -> None:
+        seen.append(execution.status)
+        if execution.status == "running":
+            saw_running.set()
 
     seen: list[str] = []
     thread = threading.Thread(target=finish)
     thread.start()
     with Client(service.url, TOKEN) as sdk:
-        result = sdk.wait(
-            "sdk-wait", timeout=30, interval=0.2, progress=lambda e, t: seen.append(e.status)
-        )
+        result = sdk.wait("sdk-wait", timeout=60, interval=0.2, progress=progress)
     thread.join()
     assert result.succeeded
     assert seen[0] == "running"
@@ -115,11 +119,22 @@ def test_cli_enqueue_status_and_executions(service: Service, webapp: App) -> Non
 
 def test_cli_wait_prints_progress_and_exits_1_on_failure(service: Service, webapp: App) -> None:
     created = record(service, webapp, "cli-wait", phase="Running")
-    threading.Timer(1.5, lambda: service.patch_status(created, {"phase": "Failed"})).start()
-    waited = cli(service, "wait", "cli-wait", "--timeout", "30", "--interval", "0.2")
-    assert waited.returncode == 1
-    assert "cli-wait: running" in waited.stderr
-    assert "cli-wait: failed" in waited.stderr
+    env = {**os.environ, "BARBEQUE_URL": service.url, "BARBEQUE_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "barbeque", "wait", "cli-wait", "--timeout=60", "--interval=0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = [process.stderr.readline()]
+    assert lines[0].startswith("cli-wait: running")
+    service.patch_status(created, {"phase": "Failed"})
+    lines.extend(process.stderr)
+    assert process.wait(timeout=60) == 1
+    process.stderr.close()
+    assert any(line.startswith("cli-wait: failed") for line in lines)
 
 
 def test_cli_reports_refusals_in_one_line(service: Service) -> None:
