@@ -1,24 +1,54 @@
 """The Web API in front of the real operator: enqueue over HTTP, the operator runs the Job
 on the local control plane (kwok pods), and the API and console report the outcome.
 
-The operator runs in-process (the root conftest's ``operator``/``app`` fixtures); the web
-service is its own process (``service``); SQS and S3 are moto's server.
+The operator and the web service each run as their own process, as they ship
+(``python -m barbeque operator``, ``python -m barbeque_dashboard``); Kubernetes is the
+local control plane; SQS and S3 are moto's server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from barbeque.services.naming import execution_name
+from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
-from tests.support.operator import App
+from tests.support.aws import Aws
+from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app
+from tests.support.reliability import OperatorProcess, operator_env
 from tests.support.webapi_servers import Service, wait_until
 
 pytestmark = pytest.mark.integration
 
 service = webapi_servers.service
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    cluster: Cluster, aws: Aws, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator as its own process, for this module only (one operator at a time)."""
+    log: Path = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, aws.endpoint_url, aws.endpoint_url)
+    process = OperatorProcess(env, log).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def app(cluster: Cluster, aws: Aws, operator_process: OperatorProcess) -> Iterator[App]:
+    made = make_app(cluster, aws)
+    try:
+        yield made
+    finally:
+        cleanup_app(made)
+
 
 FAIL = {"barbeque.dev/kwok-exit-code": "3"}
 
