@@ -323,7 +323,7 @@ def _queue_body(view: Any) -> dict[str, Any]:
 async def job_queues(request: Request, _: Credentials) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
-    return [_queue_body(await backend.queue_view(q)) for q in backend.cache.queues()]
+    return [_queue_body(view) for view in await backend.queue_views()]
 
 
 @router.get(

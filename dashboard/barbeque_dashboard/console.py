@@ -451,7 +451,7 @@ async def queues(request: Request) -> Response:
     if (redirect := await _require_read(request)) is not None:
         return redirect
     backend = _backend(request)
-    views = [await backend.queue_view(q) for q in backend.cache.queues()]
+    views = await backend.queue_views()
     return render(request, "queues.html", views=views, title="Queues")
 
 

@@ -7,6 +7,7 @@ Every refusal is an ``ApiError`` carrying barbeque's error shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Callable
@@ -457,6 +458,10 @@ class Backend:
         return self._buckets.get(bucket, self.s3)
 
     # -- queues -------------------------------------------------------------------------------
+
+    async def queue_views(self) -> list[QueueView]:
+        """Every queue's view; their SQS calls run concurrently."""
+        return list(await asyncio.gather(*(self.queue_view(q) for q in self.cache.queues())))
 
     async def queue_view(self, queue: JobQueue) -> QueueView:
         name = queue.metadata.name
