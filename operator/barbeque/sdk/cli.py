@@ -25,7 +25,12 @@ EXIT_TIMEOUT = 3
 
 def _client(args: argparse.Namespace) -> Client:
     # httpx is imported only when a client command runs, so `barbeque operator` does not need it.
-    from barbeque.sdk.client import Client
+    try:
+        from barbeque.sdk.client import Client
+    except ModuleNotFoundError as exc:
+        raise SystemExit(
+            f"barbeque: the client commands need {exc.name}: pip install 'barbeque-k8s[dashboard]'"
+        ) from None
 
     return Client(args.url, token=args.token or None)
 
