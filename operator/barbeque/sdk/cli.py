@@ -25,12 +25,7 @@ EXIT_TIMEOUT = 3
 
 def _client(args: argparse.Namespace) -> Client:
     # httpx is imported only when a client command runs, so `barbeque operator` does not need it.
-    try:
-        from barbeque.sdk.client import Client
-    except ModuleNotFoundError as exc:
-        raise SystemExit(
-            f"barbeque: the client commands need {exc.name}: pip install 'barbeque-k8s[dashboard]'"
-        ) from None
+    from barbeque.sdk.client import Client
 
     return Client(args.url, token=args.token or None)
 
@@ -201,8 +196,14 @@ def _guard(func: Any) -> Any:
     """Turn SDK errors into one line on stderr and exit status 2."""
 
     def run(args: argparse.Namespace) -> int:
-        from barbeque.sdk.client import BarbequeError
-
+        try:
+            from barbeque.sdk.client import BarbequeError
+        except ModuleNotFoundError as exc:
+            sys.stderr.write(
+                f"barbeque: the client commands need {exc.name}: "
+                "pip install 'barbeque-k8s[dashboard]'\n"
+            )
+            return EXIT_ERROR
         try:
             result: int = func(args)
         except BarbequeError as exc:
