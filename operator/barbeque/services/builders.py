@@ -88,6 +88,27 @@ def build_execution(
     return {"apiVersion": API_VERSION, "kind": "JobExecution", "metadata": metadata, "spec": spec}
 
 
+def build_retry(
+    parent: JobExecution, name: str, message_id: str, not_before: datetime | None = None
+) -> dict[str, Any]:
+    """A retry of ``parent``: the same message, the next attempt, owned by the parent."""
+    return build_execution(
+        name=name,
+        namespace=parent.metadata.namespace or "",
+        application=parent.spec.application,
+        job=parent.spec.job,
+        queue=parent.spec.queue,
+        message_id=message_id,
+        message=parent.spec.message,
+        sent_timestamp=parent.spec.sent_timestamp,
+        not_before=not_before,
+        attempt=parent.spec.attempt + 1,
+        retry_of=parent.metadata.name,
+        original_message_id=parent.spec.original_message_id or parent.spec.message_id,
+        owner=parent,
+    )
+
+
 RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,

@@ -21,7 +21,7 @@ from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message, QueueStats, SqsError
 from barbeque.api import envelope
-from barbeque.api.models import JobExecution, JobQueue
+from barbeque.api.models import JobQueue
 from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
@@ -179,7 +179,9 @@ class Intake:
                     raw=message.body[: envelope.RAW_KEEP],
                 ),
             )
-        body = retry_body(parent, naming.execution_name(message.message_id), message.message_id)
+        body = builders.build_retry(
+            parent, naming.execution_name(message.message_id), message.message_id
+        )
         if request.not_before is not None:
             body["spec"]["notBefore"] = request.not_before.isoformat()
         body["spec"]["queue"] = parent.spec.queue or queue.metadata.name
@@ -218,24 +220,6 @@ class Intake:
             raw_message=invalid.raw,
         )
         return await self._create(queue, message, body, fallback_reason="UnknownApplication")
-
-
-def retry_body(parent: JobExecution, name: str, message_id: str) -> dict[str, Any]:
-    """A retry of ``parent``, as a JobRetry message or a manual retry asks for."""
-    return builders.build_execution(
-        name=name,
-        namespace=parent.metadata.namespace or "",
-        application=parent.spec.application,
-        job=parent.spec.job,
-        queue=parent.spec.queue,
-        message_id=message_id,
-        message=parent.spec.message,
-        sent_timestamp=parent.spec.sent_timestamp,
-        attempt=parent.spec.attempt + 1,
-        retry_of=parent.metadata.name,
-        original_message_id=parent.spec.original_message_id or parent.spec.message_id,
-        owner=parent,
-    )
 
 
 class Poller:

@@ -449,21 +449,8 @@ class Reconciler:
     async def _create_retry(self, execution: JobExecution, definition: JobDefinition) -> str:
         delay = backoff.retry_delay(definition.spec.retry, execution.spec.attempt)
         name = child_retry_name(execution)
-        body = builders.build_execution(
-            name=name,
-            namespace=execution.metadata.namespace or "",
-            application=execution.spec.application,
-            job=execution.spec.job,
-            queue=execution.spec.queue,
-            message_id=name,
-            message=execution.spec.message,
-            sent_timestamp=execution.spec.sent_timestamp,
-            not_before=now() + timedelta(seconds=delay) if delay >= 1 else None,
-            attempt=execution.spec.attempt + 1,
-            retry_of=execution.metadata.name,
-            original_message_id=execution.spec.original_message_id or execution.spec.message_id,
-            owner=execution,
-        )
+        not_before = now() + timedelta(seconds=delay) if delay >= 1 else None
+        body = builders.build_retry(execution, name, name, not_before)
         try:
             created = await self.kube.create_execution(body)
         except AlreadyExists:
