@@ -419,3 +419,27 @@ async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> 
     assert (world.phase(), world.status().exit_code) == ("Failed", 1)
     assert world.status().retried_by is None
     assert world.slack.posts == []
+
+
+async def test_a_manual_retry_links_its_parent() -> None:
+    world = World()
+    world.define(retry={"limit": 0})
+    world.receive()
+    await world.step()
+    finished(world, exit_code=1)
+    await world.step()
+    assert world.status().retried_by is None
+    world.receive("manual", retryOf="m1", attempt=1, originalMessageId="m1")
+    await world.step("manual")
+    assert world.status().retried_by == "manual"
+
+
+async def test_a_barbeque_style_job_name_finds_its_definition() -> None:
+    world = World()
+    world.define("notify-author", jobName="NotifyAuthor")
+    world.receive(job="NotifyAuthor")
+    await world.step()
+    assert world.phase() == "Pending"
+    assert world.kube.jobs["m1"]["spec"]["template"]["spec"]["containers"][0]["image"] == "blog:1"
+    world.store.delete_definition(NS, "notify-author")
+    assert world.store.definition(NS, "NotifyAuthor") is None

@@ -294,6 +294,15 @@ class JobDefinitionSpec(Model):
     """A registered job of an application: what to run for each message."""
 
     description: str = Field(default="", description="What the job does, for people.")
+    job_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description=(
+            "The job's name in messages when it cannot be the resource name: cookpad/barbeque "
+            "job names are case-sensitive (e.g. NotifyAuthor). Defaults to metadata.name."
+        ),
+    )
     queue: str = Field(
         default="default", min_length=1, description="Name of the JobQueue it listens on."
     )

@@ -161,6 +161,8 @@ class Reconciler:
             return
 
         namespace, name = key
+        if execution.spec.retry_of and execution.phase is None:
+            await self._link_parent(execution)
         if execution.spec.invalid_reason is not None:
             await self._finish_without_job(
                 execution, "InvalidMessage", execution.spec.invalid_reason
@@ -207,6 +209,19 @@ class Reconciler:
         if outcome is None:
             raise Requeue(1.0)
         await self._finish(execution, definition, outcome, pod)
+
+    async def _link_parent(self, execution: JobExecution) -> None:
+        """Point the retried execution at this retry (manual retries arrive as messages)."""
+        namespace = execution.metadata.namespace or ""
+        parent = self.store.execution((namespace, execution.spec.retry_of or ""))
+        if parent is None or parent.status.retried_by == execution.metadata.name:
+            return
+        current = parent.status.retried_by
+        if current is not None:
+            linked = self.store.execution((namespace, current))
+            if linked is not None and not (linked.phase and linked.phase.finished):
+                return  # an earlier retry is still running; it stays the one shown
+        await self._patch(parent, {"retriedBy": execution.metadata.name})
 
     # -- starting -----------------------------------------------------------------------------
 

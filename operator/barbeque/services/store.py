@@ -172,6 +172,8 @@ class Store:
         self.by_message_id: dict[str, Key] = {}
         self.active_by_queue: dict[str, int] = defaultdict(int)
         self.bad_definitions: dict[Key, str] = {}
+        # (namespace, spec.jobName) -> (namespace, metadata.name)
+        self.definition_aliases: dict[Key, Key] = {}
         # Called with the queue name whenever a slot frees up, to wake that queue's poller.
         self.on_slot_freed: Callable[[str], None] = lambda queue: None
 
@@ -222,20 +224,35 @@ class Store:
     def put_definition(self, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        self._drop_alias(key)
         try:
-            self.definitions[key] = JobDefinition.model_validate(body)
+            definition = JobDefinition.model_validate(body)
+            self.definitions[key] = definition
             self.bad_definitions.pop(key, None)
+            if definition.spec.job_name:
+                self.definition_aliases[(key[0], definition.spec.job_name)] = key
         except ValidationError as exc:
             # The CRD schema should prevent this; if it happens, executions say why.
             self.definitions.pop(key, None)
             self.bad_definitions[key] = str(exc).replace("\n", " ")[:500]
 
+    def _drop_alias(self, key: Key) -> None:
+        old = self.definitions.get(key)
+        if old is not None and old.spec.job_name:
+            self.definition_aliases.pop((key[0], old.spec.job_name), None)
+
     def delete_definition(self, namespace: str, name: str) -> None:
+        self._drop_alias((namespace, name))
         self.definitions.pop((namespace, name), None)
         self.bad_definitions.pop((namespace, name), None)
 
-    def definition(self, namespace: str, name: str) -> JobDefinition | None:
-        return self.definitions.get((namespace, name))
+    def definition(self, namespace: str, job: str) -> JobDefinition | None:
+        """The definition a message's job name means: by resource name, else by spec.jobName."""
+        found = self.definitions.get((namespace, job))
+        if found is not None:
+            return found
+        alias = self.definition_aliases.get((namespace, job))
+        return self.definitions.get(alias) if alias is not None else None
 
     def put_queue(self, body: dict[str, Any]) -> JobQueue:
         queue = JobQueue.model_validate(body)
