@@ -422,6 +422,7 @@ class OperatorProcess:
     log_path: Path
     metrics_url: str
     started_at: float
+    trace_path: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -535,6 +536,7 @@ class Environment:
         keep: bool = False,
         workers: int | None = None,
         operator_env: dict[str, str] | None = None,
+        trace: bool = False,
     ) -> None:
         self.scratch = Path(tempfile.mkdtemp(prefix="barbeque-bench-"))
         self.nodes = nodes
@@ -542,6 +544,7 @@ class Environment:
         self.keep = keep
         self.workers = workers
         self.operator_env = operator_env or {}
+        self.trace = trace
         self.cluster: Cluster | None = None
         self.moto: subprocess.Popen[bytes] | None = None
         self.moto_url = ""
@@ -691,20 +694,32 @@ class Environment:
             env["BARBEQUE_WORKERS"] = str(self.workers)
         for name in ("BARBEQUE_SLACK_TOKEN", "KUBERNETES_SERVICE_HOST"):
             env.pop(name, None)
-        if self.pythonpath:
-            env["PYTHONPATH"] = os.pathsep.join([*self.pythonpath, env.get("PYTHONPATH", "")])
+        module = "barbeque"
+        trace_path = None
+        pythonpath = list(self.pythonpath)
+        if self.trace:
+            module = "bench.traced_operator"
+            trace_path = self.scratch / f"trace-{self._operators}.json"
+            env["BARBEQUE_BENCH_TRACE"] = str(trace_path)
+            pythonpath.append(str(ROOT))
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")])
         log_path = self.scratch / f"operator-{self._operators}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "barbeque", "operator",
+                    sys.executable, "-m", module, "operator",
                     "--liveness", f"http://127.0.0.1:{health_port}/healthz",
                 ],
                 env=env, cwd=self.scratch, stdout=log_file, stderr=subprocess.STDOUT,
                 preexec_fn=pdeathsig,
             )  # fmt: skip
         self.operator = OperatorProcess(
-            process, log_path, f"http://127.0.0.1:{metrics_port}/metrics", time.monotonic()
+            process,
+            log_path,
+            f"http://127.0.0.1:{metrics_port}/metrics",
+            time.monotonic(),
+            trace_path,
         )
         try:
             self.operator.wait_started()
@@ -882,6 +897,29 @@ class Window:
         return rows
 
 
+def trace_table(path: Path | None) -> list[list[str]] | None:
+    """Median and p90 (ms) of what bench.traced_operator recorded, busiest first."""
+    if path is None or not path.exists():
+        return None
+    data: dict[str, list[list[float]]] = json.loads(path.read_text())
+    rows = [["what", "count", "queued p50/p90", "call p50/p90", "resume p50/p90", "total p50/p90"]]
+
+    def pair(values: list[float]) -> str:
+        return f"{1000 * percentile(values, 50):.0f} / {1000 * percentile(values, 90):.0f}"
+
+    ordered = sorted(data.items(), key=lambda kv: -sum(sum(v) for v in kv[1]))
+    for name, samples in ordered:
+        if not samples:
+            continue
+        totals = [sum(v) for v in samples]
+        if len(samples[0]) == 3:
+            parts = [pair([v[i] for v in samples]) for i in range(3)]
+        else:
+            parts = ["", "", ""]
+        rows.append([name, str(len(samples)), *parts, pair(totals)])
+    return rows
+
+
 def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float) -> list[list[str]]:
     """CPU seconds per process over a window, and the share of one core."""
     rows = [["process", "CPU s", "% of one core"]]
@@ -907,8 +945,12 @@ def message_body(app: App, job: str, payload: Any) -> str:
 
 
 @contextlib.contextmanager
-def py_spy(pid: int, output: Path | None, rate: int = 100) -> Iterator[None]:
-    """``py-spy record`` of ``pid`` while the block runs (nothing when ``output`` is None)."""
+def py_spy(pid: int, output: Path | None, rate: int = 50) -> Iterator[None]:
+    """``py-spy record`` of ``pid`` while the block runs (nothing when ``output`` is None).
+
+    ``--nonblocking``: the operator is not paused for each sample (py-spy's default pauses
+    it, which on two busy cores slowed the operator down several times).
+    """
     if output is None:
         yield
         return
@@ -919,7 +961,7 @@ def py_spy(pid: int, output: Path | None, rate: int = 100) -> Iterator[None]:
     process = subprocess.Popen(
         [
             exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "speedscope",
-            "--threads", "--output", str(output),
+            "--nonblocking", "--threads", "--output", str(output),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pdeathsig,
     )  # fmt: skip
@@ -956,6 +998,11 @@ def common_arguments(parser: Any) -> None:
         help="extra environment of the operator (repeatable)",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="run the operator under bench.traced_operator (adapter call and loop timings)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs)")
     parser.add_argument(
         "--wait-load",
@@ -967,6 +1014,8 @@ def common_arguments(parser: Any) -> None:
 
 def run_scenarios(args: Any, scenarios: list[tuple[str, Callable[[Environment], Result]]]) -> int:
     """Start an environment, run the scenarios in order, print tables and machine info."""
+    # SIGTERM unwinds like Ctrl-C, so that everything started is stopped by pid.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.wait_load:
         log(f"waiting for the load average to fall below {args.wait_load}: {loadavg()}")
         wait_for_quiet_machine(args.wait_load, 600)
@@ -982,6 +1031,7 @@ def run_scenarios(args: Any, scenarios: list[tuple[str, Callable[[Environment], 
         keep=args.keep,
         workers=args.workers,
         operator_env=operator_env,
+        trace=args.trace,
     ) as env:
         info["operator source"] = env.source
         for name, scenario in scenarios:

@@ -12,6 +12,13 @@ benchmark's (and the operator's) GIL.
   ``messages`` is the number of messages a ReceiveMessage returned; ``first``/``last`` are
   wall-clock times of the first and last call (and ``first_with_messages`` for receives).
 - ``POST /_bench/reset``: zero the counters.
+
+moto's ReceiveMessage looks at every message of the queue and asks each, twice, for the
+time as a ``datetime`` (``unix_time_millis()``): with 1,000 queued messages one receive
+took ~640 ms of moto's CPU here, and a plain boto3 loop needed 80 s to drain 1,000
+messages, with four parallel receivers no faster. Real SQS does not behave like that, so
+unless ``--plain`` is given the SQS models' ``unix_time``/``unix_time_millis`` called
+without an argument use ``time.time()`` (the same value, computed without datetimes).
 """
 
 from __future__ import annotations
@@ -106,6 +113,23 @@ class Counting:
         return [body]
 
 
+def speed_up_sqs_clock() -> None:
+    """Same results, fewer datetimes: see the module's docstring."""
+    import moto.sqs.models as sqs_models
+
+    slow_seconds = sqs_models.unix_time
+    slow_millis = sqs_models.unix_time_millis
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(slow_seconds(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(slow_millis(dt))
+
+    sqs_models.unix_time = unix_time  # type: ignore[assignment]
+    sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+
+
 class CountingMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer whose application is wrapped in :class:`Counting`."""
 
@@ -125,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.moto_server", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--plain", action="store_true", help="moto exactly as released")
     args = parser.parse_args(argv)
+    if not args.plain:
+        speed_up_sqs_clock()
     server = CountingMotoServer(args.host, args.port)
     server.start()
     sys.stderr.write(f"moto listening on http://{args.host}:{args.port}\n")

@@ -37,6 +37,7 @@ from bench.env import (
     log,
     message_body,
     py_spy,
+    trace_table,
     wait_until,
 )
 from bench.env import run_scenarios as _run
@@ -104,6 +105,7 @@ def run(
     log(f"throughput: baseline, {concurrency} connections")
     timing = asyncio.run(_baseline(env, base, definition, messages, concurrency, baseline_status))
     wait_until("the baseline's Jobs to settle", lambda: _jobs_done(env, base, messages), 300)
+    drain = _sqs_floor(env, base, messages)
 
     exec_rate, job_rate = messages / recorded, messages / created
     base_exec_rate = messages / timing["executions"]
@@ -132,11 +134,20 @@ def run(
             note="create execution, create Job, PATCH status (the operator's 3 intake writes)",
         )
     result.add(
+        "SQS alone: receive + delete",
+        messages / drain,
+        "msg/s",
+        note="one boto3 loop draining as many messages from moto (no Kubernetes)",
+    )
+    result.add(
         "SQS ReceiveMessage per message",
         receive.get("count", 0) / messages,
         note=f"{receive.get('messages', 0)} messages in {receive.get('count', 0)} receives",
     )
     result.tables["CPU from JobQueue created to the last Job"] = window.cpu
+    traced = trace_table(operator.trace_path)
+    if traced:
+        result.tables["operator timings in ms (bench.traced_operator, whole run)"] = traced
     result.tables["API requests from JobQueue created to the last Job"] = window.request_rows(
         per=messages
     )
@@ -190,6 +201,29 @@ async def _baseline(
         started = time.time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {k: v - started for k, v in done.items()}
+
+
+def _sqs_floor(env: Environment, app: App, messages: int) -> float:
+    """Seconds one sequential ReceiveMessage(10) + DeleteMessageBatch loop needs for N."""
+    env.send_batch(app, [message_body(app, "hello", {"i": i}) for i in range(messages)])
+    sqs = env.sqs()
+    got = 0
+    started = time.monotonic()
+    while got < messages:
+        received = sqs.receive_message(
+            QueueUrl=app.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=60,
+            MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if received:
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
+            ]
+            sqs.delete_message_batch(QueueUrl=app.queue_url, Entries=entries)
+        got += len(received)
+    return time.monotonic() - started
 
 
 def _jobs_done(env: Environment, app: App, messages: int) -> bool:
