@@ -101,3 +101,20 @@ def test_structured_fuzz_never_raises_and_invalid_ones_have_reasons(
     if isinstance(result, envelope.InvalidMessage):
         assert result.reason
         assert result.detail
+
+
+def test_a_message_nested_too_deep_is_refused_in_words() -> None:
+    deep: object = 1
+    for _ in range(700):
+        deep = [deep]
+    body = json.dumps({"Type": "JobExecution", "Application": "a", "Job": "j", "Message": deep})
+    result = envelope.parse(body)
+    assert isinstance(result, envelope.InvalidMessage)
+    assert result.detail == "Message nests 700 levels deep; at most 64 are accepted"
+    assert result.application == "a"
+    ok: object = 1
+    for _ in range(64):
+        ok = {"k": ok}
+    assert isinstance(
+        envelope.parse(envelope.encode_execution("a", "j", ok)), envelope.ExecutionRequest
+    )

@@ -18,6 +18,9 @@ from typing import Any
 
 MAX_NAME = 253
 RAW_KEEP = 4096
+# Deeper messages cannot be stored and read back: pydantic serializes at most 255 levels,
+# the Kubernetes client recurses per level. 64 is far beyond any real job message.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,21 @@ def _not_before(body: dict[str, Any]) -> datetime | str | None:
     return parsed
 
 
+def depth(value: Any) -> int:
+    """How deep a JSON value nests, without recursion (it may be deeper than the stack)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
 def parse(raw: str) -> Envelope:
     """Turn an SQS message body into what it asks for, or why it cannot be used."""
     kept = raw[:RAW_KEEP]
@@ -127,6 +145,15 @@ def parse(raw: str) -> Envelope:
             )
         if "Message" not in body:
             return InvalidMessage("InvalidEnvelope", "Message is missing", application, job, kept)
+        levels = depth(body["Message"])
+        if levels > MAX_DEPTH:
+            return InvalidMessage(
+                "InvalidEnvelope",
+                f"Message nests {levels} levels deep; at most {MAX_DEPTH} are accepted",
+                application,
+                job,
+                kept,
+            )
         return ExecutionRequest(application, job, body["Message"], not_before)
     if kind == "JobRetry":
         retry_id = _name(body.get("RetryMessageId"), "RetryMessageId")
