@@ -15,6 +15,7 @@ to absorb), and after a restart every sent message is exactly one execution.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -220,6 +221,68 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         assert code == 0, standby.tail()
         assert handover <= 5, "a released Lease is taken at the next retry"
     finally:
+        first.stop()
+        second.stop()
+        delete_lease(cluster)
+
+
+@needs_leader_election
+@pytest.mark.timeout(300)
+def test_a_frozen_leader_that_wakes_up_steps_down_without_doubling_anything(
+    cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
+) -> None:
+    """SIGSTOP the leader past its lease (a long GC pause, a frozen VM), then SIGCONT it: the
+    standby has taken over meanwhile, and the old leader must notice and stand down."""
+    delete_lease(cluster)
+    env = operator_env(
+        cluster.kubeconfig,
+        OPERATOR_NAMESPACE,
+        moto.url,
+        moto.url,
+        BARBEQUE_LEADER_ELECTION="true",
+        BARBEQUE_RESYNC_SECONDS="30",
+    )
+    first = OperatorProcess(env, tmp_path / "first.log")
+    second = OperatorProcess(env, tmp_path / "second.log")
+    try:
+        app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
+        first.start()
+        wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
+        second.start()
+        thread, ids = sender(app, moto, bodies(app, "ha", 120, "z"), 40)
+        wait_until(
+            lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
+            90,
+            "messages flowing",
+        )
+        assert first.process is not None
+        first.process.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            wait_until(lambda: holder(cluster) == identity(second), 60, "the standby to take over")
+            takeover = time.monotonic() - frozen
+            time.sleep(3)
+        finally:
+            first.process.send_signal(signal.SIGCONT)
+        woke = time.monotonic()
+        wait_until(lambda: "Lost the leadership" in first.log_text(), 30, "the old leader to yield")
+        stood_down = time.monotonic() - woke
+        thread.join(120)
+        converge(cluster, app, moto, ids, 240)
+        figures = exactly_once(cluster, app, ids)
+        assert holder(cluster) == identity(second)
+        record_figures(
+            "ha-frozen-leader",
+            {
+                **figures,
+                "takeover_seconds_after_sigstop": round(takeover, 1),
+                "old_leader_stood_down_seconds_after_sigcont": round(stood_down, 1),
+            },
+        )
+        assert takeover <= TAKEOVER_LIMIT, takeover
+    finally:
+        if first.process is not None and first.alive():
+            first.process.send_signal(signal.SIGCONT)
         first.stop()
         second.stop()
         delete_lease(cluster)

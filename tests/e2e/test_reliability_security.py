@@ -82,6 +82,7 @@ def deployed(
                 operator.stop()
     finally:
         cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
+        cluster.delete_namespace(NAMESPACE)
 
 
 @pytest.fixture
