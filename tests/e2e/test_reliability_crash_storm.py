@@ -134,6 +134,7 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         assert len(sent) == MESSAGES == len(set(sent))
         storm_seconds = time.monotonic() - started
 
+        final_life_wall = time.time()
         operator.start(wait=True)
         sqs = moto.aws.sqs()
         deadline = time.monotonic() + CONVERGE_SECONDS
@@ -173,6 +174,13 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         }
         pods_per_execution = Counter(p["metadata"]["labels"][LABEL_EXECUTION] for p in pods)
         log = operator.log_text()
+        created_at = sorted(
+            datetime.fromisoformat(
+                e["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+            ).timestamp()
+            for e in executions
+        )
+        created_in_final_life = [t for t in created_at if t >= final_life_wall - 1]
         finished_at = sorted(
             datetime.fromisoformat(e["status"]["finishedAt"]).timestamp()
             for e in executions
@@ -197,6 +205,17 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
             if finished_at
             else None,
             "converged": converged,
+            "final_life": {
+                "executions_created": len(created_in_final_life),
+                "all_created_after_seconds": (
+                    round(created_in_final_life[-1] - final_life_wall, 1)
+                    if created_in_final_life
+                    else None
+                ),
+                "all_finished_after_seconds": (
+                    round(finished_at[-1] - final_life_wall, 1) if finished_at else None
+                ),
+            },
             "wall_seconds": round(converged_seconds, 1),
             "kill_log": kills,
         }
