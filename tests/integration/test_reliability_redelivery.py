@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -56,9 +57,16 @@ def receive_all(app: App, ids: list[str], visibility: int) -> dict[str, dict[str
     return got
 
 
-def record_as_the_operator_would(app: App, job: str, message: dict[str, Any]) -> dict[str, Any]:
-    """The JobExecution the intake creates for ``message`` (same builder, same name)."""
+def record_as_the_operator_would(
+    app: App, job: str, message: dict[str, Any], hold: float = 0
+) -> dict[str, Any]:
+    """The JobExecution the intake creates for ``message`` (same builder, same name).
+
+    ``hold`` > 0 gives it a notBefore that many seconds ahead, so the live reconciler
+    leaves it Scheduled while the test lays down what else the crashed operator had made.
+    """
     body = builders.build_execution(
+        not_before=datetime.now(UTC) + timedelta(seconds=hold) if hold else None,
         name=execution_name(message["MessageId"]),
         namespace=app.namespace,
         application=app.namespace,
@@ -133,10 +141,10 @@ def test_a_crash_after_the_job_was_created_leaves_one_job(app: App) -> None:
     suspend(app)
     message_id = app.enqueue("hello", {"n": 1})
     received = receive_all(app, [message_id], visibility=3)
-    created = record_as_the_operator_would(app, "hello", received[message_id])
+    created = record_as_the_operator_would(app, "hello", received[message_id], hold=15)
     execution = JobExecution.model_validate(created)
     job = builders.build_job(execution, JobDefinition.model_validate(definition))
-    client.BatchV1Api(app.api).create_namespaced_job(app.namespace, job)
+    made = client.BatchV1Api(app.api).create_namespaced_job(app.namespace, job)
     app.set_queue(suspend=False)
 
     finished = app.wait_phase(execution_name(message_id), ("Succeeded",), timeout=60)
@@ -146,12 +154,7 @@ def test_a_crash_after_the_job_was_created_leaves_one_job(app: App) -> None:
     assert [e["metadata"]["name"] for e in app.executions()] == [execution_name(message_id)]
     jobs = app.jobs()
     assert [j.metadata.name for j in jobs] == [execution_name(message_id)]
-    assert jobs[0].metadata.uid == job_uid(app, execution_name(message_id))
-
-
-def job_uid(app: App, name: str) -> str:
-    uid: str = client.BatchV1Api(app.api).read_namespaced_job(name, app.namespace).metadata.uid
-    return uid
+    assert jobs[0].metadata.uid == made.metadata.uid, "the Job left behind was adopted"
 
 
 def test_a_crash_after_the_retry_was_created_keeps_one_retry(app: App) -> None:
@@ -165,7 +168,7 @@ def test_a_crash_after_the_retry_was_created_keeps_one_retry(app: App) -> None:
     message_id = app.enqueue("flaky", {"n": 1})
     received = receive_all(app, [message_id], visibility=3)
     parent = JobExecution.model_validate(
-        record_as_the_operator_would(app, "flaky", received[message_id])
+        record_as_the_operator_would(app, "flaky", received[message_id], hold=8)
     )
     root = execution_name(message_id)
     retry = builders.build_execution(
