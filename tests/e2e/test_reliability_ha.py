@@ -168,7 +168,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         second.start()
         operators = {identity(first): first, identity(second): second}
 
-        thread, ids = sender(app, moto, bodies(app, "ha", 200, "a"), 30)
+        thread, ids = sender(app, moto, bodies(app, "ha", 150, "a"), 25)
         wait_until(
             lambda: count(cluster, executions_path(app.namespace)) >= 30 or None,
             90,
@@ -185,7 +185,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         )
         takeover = time.monotonic() - killed
         thread.join(120)
-        assert len(ids) == 200
+        assert len(ids) == 150
         converge(cluster, app, moto, ids, 240)
         after_kill = exactly_once(cluster, app, ids)
 
@@ -193,7 +193,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         leader.start()
         time.sleep(3)
         assert holder(cluster) == identity(standby), "no flapping back"
-        thread, more = sender(app, moto, bodies(app, "ha", 50, "b"), 10)
+        thread, more = sender(app, moto, bodies(app, "ha", 30, "b"), 8)
         time.sleep(4)
         code, took = standby.terminate(30)
         stopped = time.monotonic()
@@ -249,7 +249,7 @@ def test_a_frozen_leader_that_wakes_up_steps_down_without_doubling_anything(
         first.start()
         wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
         second.start()
-        thread, ids = sender(app, moto, bodies(app, "ha", 120, "z"), 40)
+        thread, ids = sender(app, moto, bodies(app, "ha", 80, "z"), 30)
         wait_until(
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
@@ -316,7 +316,7 @@ def test_sigterm_in_a_burst_exits_in_time_and_loses_nothing(
     try:
         app.define("burst", podAnnotations={DURATION_ANNOTATION: "2000"})
         operator.start()
-        ids = send_batch(moto.aws.sqs(), app.queue_url, bodies(app, "burst", 300, "burst"))
+        ids = send_batch(moto.aws.sqs(), app.queue_url, bodies(app, "burst", 200, "burst"))
         wait_until(
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
