@@ -62,6 +62,8 @@ def run(
         jobs.wait_names(set(sent), 120 + messages / 5, "every Job")
         executions.wait_names(set(sent), 30, "every JobExecution")
         window.close()
+        # Not measured: leave nothing unfinished for the next scenario's operator.
+        executions.wait_phase(set(sent) | warm, {"Succeeded"}, 120, "every execution Succeeded")
     finally:
         jobs.stop()
         executions.stop()

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from barbeque.services import builders
@@ -30,6 +33,7 @@ from bench.env import (
     Result,
     common_arguments,
     log,
+    wait_until,
 )
 from bench.env import run_scenarios as _run
 
@@ -132,12 +136,18 @@ def settle(operator: OperatorProcess, timeout: float = 180.0) -> float:
     return time.monotonic() - started
 
 
-def measure(env: Environment) -> dict[str, float]:
-    operator = env.start_operator()
+def measure(env: Environment, tracemalloc: Path | None = None) -> dict[str, Any]:
+    if tracemalloc is not None:
+        operator = env.start_operator(launcher=True, BARBEQUE_BENCH_TRACEMALLOC=str(tracemalloc))
+    else:
+        operator = env.start_operator()
     primed = time.monotonic() - operator.started_at
     at_start = operator.memory()
     waited = settle(operator)
     settled = operator.memory()
+    if tracemalloc is not None:
+        os.kill(operator.pid, signal.SIGUSR1)
+        wait_until("the tracemalloc report", tracemalloc.exists, 120)
     return {
         "primed_s": primed,
         "settle_s": waited,
@@ -164,7 +174,11 @@ def ensure_executions(
 
 
 def run(
-    env: Environment, executions: int = 10_000, definitions: int = 10, concurrency: int = 32
+    env: Environment,
+    executions: int = 10_000,
+    definitions: int = 10,
+    concurrency: int = 32,
+    tracemalloc: bool = False,
 ) -> Result:
     result = Result(
         "memory",
@@ -176,7 +190,14 @@ def run(
     before, after, seconds = ensure_executions(env, executions, definitions, concurrency)
     loaded = measure(env)
     env.stop_operator()
-
+    if tracemalloc:
+        report = env.scratch / "tracemalloc.txt"
+        measure(env, report)
+        env.stop_operator()
+        result.tables["tracemalloc (a separate run: RSS under tracemalloc is not comparable)"] = [
+            ["allocations"],
+            *[[line] for line in report.read_text().splitlines() if line.strip()],
+        ]
     rss = loaded["rss_mb"]
     result.add(
         f"VmRSS with {after} executions",
@@ -207,11 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--definitions", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="a third operator start under tracemalloc, reporting the biggest allocations",
+    )
     common_arguments(parser)
     args = parser.parse_args(argv)
     return _run(
         args,
-        [("memory", lambda env: run(env, args.executions, args.definitions, args.concurrency))],
+        [
+            (
+                "memory",
+                lambda env: run(
+                    env, args.executions, args.definitions, args.concurrency, args.tracemalloc
+                ),
+            )
+        ],
     )
 
 

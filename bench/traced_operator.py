@@ -10,7 +10,9 @@ command line after wrapping, at run time (no source edited):
   ``Reconciler.reconcile``: wall time per call;
 - the event loop's lag: a task sleeping 50 ms measures how late it wakes.
 
-Figures are written as JSON to ``$BARBEQUE_BENCH_TRACE`` every 2 s and at exit.
+Figures are written as JSON to ``$BARBEQUE_BENCH_TRACE`` every 2 s and at exit (no
+timers without it). ``$BARBEQUE_BENCH_EXPERIMENTS`` applies ``bench.experiments``.
+``$BARBEQUE_BENCH_TRACEMALLOC=path``: tracemalloc on; SIGUSR1 writes the top allocations.
 """
 
 from __future__ import annotations
@@ -125,8 +127,44 @@ def install() -> None:
     atexit.register(dump)
 
 
+def _tracemalloc(path: str) -> None:
+    """Trace allocations; on SIGUSR1 write the biggest holders (by line and by file) to path."""
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(1)
+
+    def report(*_: Any) -> None:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        traced, peak = tracemalloc.get_traced_memory()
+        lines = [f"traced {traced / 2**20:.1f} MiB (peak {peak / 2**20:.1f} MiB)", ""]
+        for key in ("filename", "lineno"):
+            lines.append(f"top by {key}:")
+            for stat in snapshot.statistics(key)[:25]:
+                frame = stat.traceback[0]
+                where = frame.filename.split("site-packages/")[-1].split("/barbeque/")[-1]
+                if key == "lineno":
+                    where += f":{frame.lineno}"
+                lines.append(f"  {stat.size / 2**20:8.1f} MiB {stat.count:9d} blocks  {where}")
+            lines.append("")
+        with open(path + ".tmp", "w") as handle:
+            handle.write("\n".join(lines))
+        os.replace(path + ".tmp", path)
+
+    signal.signal(signal.SIGUSR1, report)
+
+
 def main() -> int:
-    install()
+    malloc_path = os.environ.get("BARBEQUE_BENCH_TRACEMALLOC")
+    if malloc_path:
+        _tracemalloc(malloc_path)
+    if _PATH:
+        install()
+    from bench import experiments
+
+    experiments.install()  # after the timers, so that they time the real calls
     from barbeque.__main__ import main as barbeque_main
 
     return barbeque_main(sys.argv[1:])
