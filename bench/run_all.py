@@ -5,7 +5,7 @@ every scenario works in namespaces and queues of its own. Prints each scenario's
 and the machine's details (load average at start and end). ``--quick`` is the smoke
 version (tiny sizes, about a minute and a half) that tests/e2e/test_bench_smoke.py runs.
 
-    python -m bench.run_all                 # the sizes of the goals (about 10-15 min)
+    python -m bench.run_all                 # the sizes of the goals (7.5-14 min on 2 cores)
     python -m bench.run_all --quick --json /tmp/bench.json
 """
 
