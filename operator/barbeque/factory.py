@@ -9,6 +9,8 @@ from barbeque.adapters.kube import Kube, load_api_client
 from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack
 from barbeque.adapters.sqs import Sqs
+from barbeque.adapters.watch import Connection, ListWatch
+from barbeque.api.models import GROUP, UNFINISHED_SELECTOR, VERSION
 from barbeque.config import Settings
 from barbeque.services.intake import Intake
 from barbeque.services.leader import LeaderElector
@@ -31,7 +33,8 @@ class Operator:
 
 
 def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
-    kube = Kube(load_api_client(kubeconfig), pool_size=settings.kube_qps_threads)
+    api_client = load_api_client(kubeconfig)
+    kube = Kube(api_client, pool_size=settings.kube_qps_threads)
     sqs = Sqs(settings.aws_region, settings.sqs_endpoint_url, max_pool=settings.kube_qps_threads)
     s3 = S3(settings.aws_region, settings.s3_endpoint_url, settings.s3_bucket)
     slack = (
@@ -41,7 +44,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     )
     if slack is None:
         logger.info("BARBEQUE_SLACK_TOKEN is not set: Slack notifications are logged, not sent")
-    store = Store()
+    store = Store(keep_finished=False)
     reconciler = Reconciler(
         store,
         kube,
@@ -63,12 +66,19 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         if settings.leader_election
         else None
     )
+    execution_watch = ListWatch(
+        Connection.from_api_client(api_client),
+        f"/apis/{GROUP}/{VERSION}/jobexecutions",
+        on_event=lambda type_, body: None,
+        field_selector=UNFINISHED_SELECTOR,
+    )
     runtime = Runtime(
         store,
         kube,
         sqs,
         reconciler,
         intake,
+        execution_watch,
         workers=settings.workers,
         resync_seconds=settings.resync_seconds,
         sqs_error_backoff_max=settings.sqs_error_backoff_max_seconds,
@@ -78,4 +88,5 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         history_keep=settings.history_keep,
         history_interval_seconds=settings.history_interval_seconds,
     )
+    execution_watch.on_event = runtime.on_execution_event
     return Operator(settings, kube, sqs, s3, store, runtime)

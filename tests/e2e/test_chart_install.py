@@ -377,6 +377,7 @@ OPERATOR_MAY = [
     ("list", "pods", "--all-namespaces"),
     ("get", "pods", "--subresource=log", "-n", "app-a"),
     ("create", "jobexecutions.barbeque.dev", "-n", "app-a"),
+    ("get", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("delete", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("patch", "jobexecutions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("patch", "jobqueues.barbeque.dev", "--subresource=status"),

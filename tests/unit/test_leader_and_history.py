@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from barbeque.adapters.kube import AlreadyExists
-from barbeque.api.models import JobDefinition, JobExecution
-from barbeque.services.history import select_expired
+from barbeque.api.models import JobDefinition
+from barbeque.services.history import Record, select_expired
 from barbeque.services.leader import LeaderElector
 
 pytestmark = pytest.mark.unit
@@ -107,7 +107,7 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 def execution(
     name: str, finished_hours_ago: float | None, *, job: str = "notify", **status: Any
-) -> JobExecution:
+) -> Record:
     body: dict[str, Any] = {
         "metadata": {"name": name, "namespace": "blog"},
         "spec": {"application": "blog", "job": job, "messageId": name},
@@ -121,7 +121,7 @@ def execution(
             "logs": {"bucket": "b", "prefix": "p", "url": "s3://b/p", "uploaded": True},
         }
     body["status"].update(status)
-    return JobExecution.model_validate(body)
+    return Record.from_body(body)
 
 
 def definition(**history: Any) -> dict[tuple[str, str], JobDefinition]:
@@ -153,9 +153,9 @@ def test_operator_defaults_apply_without_a_policy() -> None:
 
 
 def test_an_execution_whose_record_is_not_in_s3_yet_is_kept() -> None:
-    pending_upload = execution("x", 100)
-    assert pending_upload.status.logs is not None
-    pending_upload.status.logs.uploaded = False
+    pending_upload = execution(
+        "x", 100, logs={"bucket": "b", "prefix": "p", "url": "s3://b/p", "uploaded": False}
+    )
     assert select_expired([pending_upload], {}, NOW, 3600, 0) == []
 
 

@@ -21,7 +21,7 @@ from barbeque.services.store import Store
 pytestmark = pytest.mark.unit
 
 NS = "blog"
-_rv = itertools.count(1)
+_rv = itertools.count(2)  # "1" is what World.receive stores
 
 
 class FakeKube:

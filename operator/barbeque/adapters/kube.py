@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -175,18 +175,39 @@ class Kube:
         )
         return result
 
-    async def list_objects(
-        self, kind: str, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Every object of a kind the operator caches, across namespaces, page by page."""
-        items: list[dict[str, Any]] = []
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "get_execution",
+            self._custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "jobexecutions",
+            name,
+        )
+        return result
+
+    async def pages(
+        self,
+        kind: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every object of a kind across namespaces, one page at a time.
+
+        Pages, not one list: the caller drops each page before the next arrives, so
+        listing 10,000 executions never holds them all.
+        """
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": 500}
+            kwargs: dict[str, Any] = {"limit": page_size}
             if token:
                 kwargs["_continue"] = token
             if label_selector:
                 kwargs["label_selector"] = label_selector
+            if field_selector:
+                kwargs["field_selector"] = field_selector
             if kind in ("jobexecutions", "jobdefinitions", "jobqueues"):
                 page: Any = await self._call(
                     "list_" + kind,
@@ -196,18 +217,27 @@ class Kube:
                     kind,
                     **kwargs,
                 )
-                items.extend(page.get("items", []))
+                yield page.get("items", [])
                 token = (page.get("metadata") or {}).get("continue")
             elif kind == "jobs":
                 page = await self._call(
                     "list_jobs", self._batch.list_job_for_all_namespaces, **kwargs
                 )
-                items.extend(self._api_client.sanitize_for_serialization(page.items))
+                yield self._api_client.sanitize_for_serialization(page.items)
                 token = page.metadata._continue
             else:
                 raise ValueError(f"unknown kind {kind}")
             if not token:
-                return items
+                return
+
+    async def list_objects(
+        self, kind: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind across namespaces, as one list."""
+        items: list[dict[str, Any]] = []
+        async for page in self.pages(kind, label_selector, field_selector):
+            items.extend(page)
+        return items
 
     # -- leases (leader election) ----------------------------------------------------------
 

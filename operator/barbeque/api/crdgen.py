@@ -129,6 +129,11 @@ def build_crd(model: Any) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": list(model.printer_columns),
+                    **(
+                        {"selectableFields": list(model.selectable_fields)}
+                        if getattr(model, "selectable_fields", None)
+                        else {}
+                    ),
                     "schema": {"openAPIV3Schema": structural_schema(model)},
                 }
             ],

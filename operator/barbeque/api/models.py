@@ -389,6 +389,8 @@ class Phase(enum.StrEnum):
 
 
 FINISHED_PHASES = frozenset(p.value for p in Phase if p.finished)
+# A field selector for executions not finished yet (a missing phase matches too).
+UNFINISHED_SELECTOR = ",".join(f"status.phase!={phase}" for phase in sorted(FINISHED_PHASES))
 
 
 class JobExecutionSpec(Model):
@@ -478,6 +480,14 @@ class JobExecution(Resource):
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Retried-By", "type": "string", "jsonPath": ".status.retriedBy", "priority": 1},
         {"name": "Logs", "type": "string", "jsonPath": ".status.logs.url", "priority": 1},
+    ]
+    # Field selectors the API server serves (`kubectl get executions --field-selector
+    # status.phase=Failed`); the operator watches only `UNFINISHED_SELECTOR`, so finished
+    # history never reaches its memory.
+    selectable_fields: ClassVar[list[dict[str, str]]] = [
+        {"jsonPath": ".status.phase"},
+        {"jsonPath": ".spec.job"},
+        {"jsonPath": ".spec.queue"},
     ]
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")

@@ -3,6 +3,9 @@
 Only event handlers are used (no on.create/on.update): they write nothing of kopf's
 own (no annotations, no finalizers, no handler-named status keys) on our objects or on
 Jobs and pods; the runtime's reconciler owns every write.
+
+JobExecutions are not watched through kopf: the runtime's own watch asks the API server
+for unfinished ones only (``adapters.watch``), so retained history costs no memory.
 """
 
 from __future__ import annotations
@@ -69,11 +72,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if server is not None:
         server.shutdown()
         server.server_close()
-
-
-@kopf.on.event(GROUP, VERSION, "jobexecutions", id="executions")
-async def execution_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.operator.runtime.on_execution_event(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "jobdefinitions", id="definitions")

@@ -21,7 +21,7 @@ from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message, QueueStats, SqsError
 from barbeque.api import envelope
-from barbeque.api.models import JobQueue
+from barbeque.api.models import LABEL_MESSAGE_ID, JobExecution, JobQueue
 from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
@@ -36,6 +36,9 @@ class KubeApi(Protocol):
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]: ...
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None: ...
+    async def list_objects(
+        self, kind: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 class SqsApi(Protocol):
@@ -167,7 +170,11 @@ class Intake:
     async def _record_retry(
         self, queue: JobQueue, message: Message, request: envelope.RetryRequest
     ) -> Recorded:
-        parent = self.store.execution_by_message_id(request.retry_message_id)
+        try:
+            parent = await self._find(request.retry_message_id)
+        except Exception as exc:
+            logger.warning("Could not look up the execution a JobRetry names: %s", exc)
+            return Recorded(False, "failed")
         if parent is None:
             return await self._record_invalid(
                 queue,
@@ -186,6 +193,17 @@ class Intake:
             body["spec"]["notBefore"] = request.not_before.isoformat()
         body["spec"]["queue"] = parent.spec.queue or queue.metadata.name
         return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+
+    async def _find(self, message_id: str) -> JobExecution | None:
+        """The execution of a message: in memory while unfinished, else asked by label."""
+        found = self.store.execution_by_message_id(message_id)
+        if found is not None:
+            return found
+        selector = f"{LABEL_MESSAGE_ID}={naming.label_value(message_id)}"
+        for body in await self.kube.list_objects("jobexecutions", label_selector=selector):
+            if (body.get("spec") or {}).get("messageId") == message_id:
+                return JobExecution.model_validate(body)
+        return None
 
     async def _record_invalid(
         self, queue: JobQueue, message: Message, invalid: envelope.InvalidMessage

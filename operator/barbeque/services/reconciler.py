@@ -51,6 +51,7 @@ class KubeApi(Protocol):
     ) -> dict[str, Any]: ...
     async def create_job(self, body: dict[str, Any]) -> None: ...
     async def delete_job(self, namespace: str, name: str) -> None: ...
+    async def get_execution(self, namespace: str, name: str) -> dict[str, Any]: ...
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
 
 
@@ -213,15 +214,25 @@ class Reconciler:
     async def _link_parent(self, execution: JobExecution) -> None:
         """Point the retried execution at this retry (manual retries arrive as messages)."""
         namespace = execution.metadata.namespace or ""
-        parent = self.store.execution((namespace, execution.spec.retry_of or ""))
+        parent = await self._get(namespace, execution.spec.retry_of or "")
         if parent is None or parent.status.retried_by == execution.metadata.name:
             return
         current = parent.status.retried_by
         if current is not None:
-            linked = self.store.execution((namespace, current))
+            linked = await self._get(namespace, current)
             if linked is not None and not (linked.phase and linked.phase.finished):
                 return  # an earlier retry is still running; it stays the one shown
         await self._patch(parent, {"retriedBy": execution.metadata.name})
+
+    async def _get(self, namespace: str, name: str) -> JobExecution | None:
+        """An execution from memory, or from the API server when settled (not kept)."""
+        found = self.store.execution((namespace, name))
+        if found is not None:
+            return found
+        try:
+            return JobExecution.model_validate(await self.kube.get_execution(namespace, name))
+        except NotFound:
+            return None
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -570,7 +581,11 @@ class Reconciler:
     # -- writing ------------------------------------------------------------------------------
 
     async def _patch(self, execution: JobExecution, status: dict[str, Any]) -> None:
-        updated = await self.kube.patch_execution_status(
-            execution.metadata.namespace or "", execution.metadata.name, status
-        )
+        namespace, name = execution.metadata.namespace or "", execution.metadata.name
+        try:
+            updated = await self.kube.patch_execution_status(namespace, name, status)
+        except NotFound:
+            # Deleted meanwhile (by hand, or with the execution it retries): nothing to do.
+            self.store.delete_execution(namespace, name)
+            raise
         self.store.put_execution(updated)

@@ -15,21 +15,40 @@ import logging
 from collections import Counter
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from barbeque import metrics
 from barbeque.adapters.kube import KubeError, NotFound
-from barbeque.api.models import LABEL_EXECUTION, JobQueue
+from barbeque.api.models import FINISHED_PHASES, LABEL_EXECUTION, JobQueue
 from barbeque.services import history
 from barbeque.services.intake import Intake, Poller, SqsApi
 from barbeque.services.leader import LeaderElector
 from barbeque.services.reconciler import Reconciler, Requeue
-from barbeque.services.store import Key, Store
+from barbeque.services.store import Key, Store, settled
 from barbeque.services.workqueue import WorkQueue, run_workers
 
 logger = logging.getLogger(__name__)
 
 DELETED = "DELETED"
+
+
+class ExecutionWatch(Protocol):
+    """The unfinished executions, listed then watched (``adapters.watch.ListWatch``)."""
+
+    async def relist(self) -> None: ...
+    async def run(self) -> None: ...
+    async def stop(self, task: asyncio.Task[None]) -> None: ...
+
+
+def needs_follow_up(body: dict[str, Any]) -> bool:
+    """Finished, but the upload of its record to S3 is still to be done."""
+    status = body.get("status") or {}
+    logs = status.get("logs")
+    return (
+        status.get("phase") in FINISHED_PHASES
+        and isinstance(logs, dict)
+        and logs.get("uploaded") is False
+    )
 
 
 class Runtime:
@@ -40,6 +59,7 @@ class Runtime:
         sqs: SqsApi,
         reconciler: Reconciler,
         intake: Intake,
+        execution_watch: ExecutionWatch,
         workers: int = 16,
         resync_seconds: float = 300.0,
         stats_seconds: float = 15.0,
@@ -55,6 +75,7 @@ class Runtime:
         self.sqs = sqs
         self.reconciler = reconciler
         self.intake = intake
+        self.execution_watch = execution_watch
         self.queue: WorkQueue[Key] = WorkQueue()
         self.workers = workers
         self.resync_seconds = resync_seconds
@@ -71,6 +92,9 @@ class Runtime:
         self._election: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._phase_series: set[tuple[str, str, str]] = set()
+        # Finished executions by (application, job, phase), counted by the last sweep.
+        self._finished_counts: Counter[tuple[str, str, str]] = Counter()
+        self._watch_task: asyncio.Task[None] | None = None
         store.on_slot_freed = self._wake_poller
         intake.on_created = self.queue.add
 
@@ -84,12 +108,16 @@ class Runtime:
         """
         for body in await self.kube.list_objects("jobdefinitions"):
             self.store.put_definition(body)
-        for body in await self.kube.list_objects("jobs", label_selector=LABEL_EXECUTION):
-            self.store.put_job(body)
-        for body in await self.kube.list_objects("jobexecutions"):
-            if self.store.put_execution(body) is not None:
-                meta = body["metadata"]
-                self.queue.add((meta["namespace"], meta["name"]))
+        async for page in self.kube.pages("jobs", label_selector=LABEL_EXECUTION):
+            for body in page:
+                self.store.put_job(body)
+        # Unfinished executions only; finished ones needing a follow-up come with the
+        # first sweep. The watch feeds on_execution_event from here on.
+        await self.execution_watch.relist()
+        if self._watch_task is None:
+            self._watch_task = asyncio.create_task(
+                self.execution_watch.run(), name="barbeque-execution-watch"
+            )
         logger.info(
             "Primed the store: %d definitions, %d jobs, %d executions",
             len(self.store.definitions),
@@ -151,6 +179,9 @@ class Runtime:
                 await self._election
         await self.deactivate()
         self.queue.shutdown()
+        if self._watch_task is not None:
+            await self.execution_watch.stop(self._watch_task)
+            self._watch_task = None
         if self.elector is not None and self.elector.leading:
             # Hand over now instead of making the next leader wait for the lease to expire.
             with contextlib.suppress(Exception):
@@ -162,7 +193,14 @@ class Runtime:
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if type_ == DELETED:
-            self.store.delete_execution(*key)
+            # Deleted, or finished and so out of the watch's selection (the event then
+            # carries the last state that matched, not the final one): forgotten, unless
+            # the store holds it finished with its logs still to go to S3.
+            kept = self.store.execution(key)
+            if kept is None or not (
+                kept.phase is not None and kept.phase.finished and not settled(kept)
+            ):
+                self.store.delete_execution(*key)
             return
         if self.store.put_execution(body) is not None:
             self.queue.add(key)
@@ -273,6 +311,9 @@ class Runtime:
         self.queue.forget(key)
 
     def _on_error(self, key: Key, exc: BaseException) -> None:
+        if isinstance(exc, NotFound) and self.store.execution(key) is None:
+            self.queue.forget(key)  # the execution was deleted while being reconciled
+            return
         delay = self.queue.retry(key)
         metrics.RECONCILE_ERRORS.labels(error=type(exc).__name__).inc()
         if isinstance(exc, KubeError):
@@ -301,13 +342,36 @@ class Runtime:
 
     async def _history_loop(self) -> None:
         while True:
+            try:
+                await self.sweep()
+            except KubeError as exc:
+                logger.warning("Sweeping finished executions failed: %s", exc)
             await asyncio.sleep(self.history_interval_seconds)
-            await self.collect_history()
 
-    async def collect_history(self) -> int:
-        """Delete finished executions past their definition's history policy."""
+    async def sweep(self) -> int:
+        """Page through every execution: count finished ones, pick up uploads left to do
+        (finished while S3 was down, then the operator restarted) and delete executions
+        past their definition's history policy. Returns how many were deleted."""
+        records: list[history.Record] = []
+        finished: Counter[tuple[str, str, str]] = Counter()
+        async for page in self.kube.pages("jobexecutions"):
+            for body in page:
+                record = history.Record.from_body(body)
+                records.append(record)
+                if not record.finished:
+                    continue
+                finished[(record.application, record.job, record.phase or "")] += 1
+                if (
+                    needs_follow_up(body)
+                    and self.store.execution(record.key) is None
+                    and self.store.put_execution(body) is not None
+                ):
+                    self.queue.add(record.key)
+        self._finished_counts = finished
+        # Stale events arrive within seconds; a tombstone older than a sweep has served.
+        self.store.prune_settled(max(60.0, self.history_interval_seconds))
         expired = history.select_expired(
-            self.store.iter_executions(),
+            records,
             self.store.definitions,
             datetime.now(UTC),
             self.history_ttl_seconds,
@@ -330,10 +394,11 @@ class Runtime:
         return deleted
 
     def export_phase_gauge(self) -> None:
-        counts: Counter[tuple[str, str, str]] = Counter()
+        counts: Counter[tuple[str, str, str]] = Counter(self._finished_counts)
         for execution in self.store.iter_executions():
             phase = execution.status.phase or "Pending"
-            counts[(execution.spec.application, execution.spec.job, phase)] += 1
+            if phase not in FINISHED_PHASES:
+                counts[(execution.spec.application, execution.spec.job, phase)] += 1
         for labels in self._phase_series - set(counts):
             metrics.EXECUTIONS_BY_PHASE.labels(*labels).set(0)
         for labels, count in counts.items():

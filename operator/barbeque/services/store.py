@@ -7,6 +7,7 @@ only replaced by newer resourceVersions, so an old watch event cannot undo a fre
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def _newer(old: str | None, new: str | None) -> bool:
         return True
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str) and value:
@@ -71,7 +72,7 @@ class JobState:
         meta = body.get("metadata", {})
         status = body.get("status") or {}
         finished = reason = message = None
-        finished_at = _time(status.get("completionTime"))
+        finished_at = parse_time(status.get("completionTime"))
         for condition in status.get("conditions") or []:
             if (
                 condition.get("type") in ("Complete", "Failed")
@@ -80,7 +81,7 @@ class JobState:
                 finished = condition["type"]
                 reason = condition.get("reason")
                 message = condition.get("message")
-                finished_at = finished_at or _time(condition.get("lastTransitionTime"))
+                finished_at = finished_at or parse_time(condition.get("lastTransitionTime"))
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
@@ -93,7 +94,7 @@ class JobState:
             finished=finished,
             reason=reason,
             message=message,
-            start_time=_time(status.get("startTime")),
+            start_time=parse_time(status.get("startTime")),
             finished_at=finished_at,
         )
 
@@ -130,10 +131,10 @@ class PodState:
                 terminated = state["terminated"]
                 exit_code = terminated.get("exitCode")
                 terminated_reason = terminated.get("reason")
-                started_at = _time(terminated.get("startedAt"))
-                finished_at = _time(terminated.get("finishedAt"))
+                started_at = parse_time(terminated.get("startedAt"))
+                finished_at = parse_time(terminated.get("finishedAt"))
             elif "running" in state and state["running"] is not None:
-                started_at = _time(state["running"].get("startedAt"))
+                started_at = parse_time(state["running"].get("startedAt"))
             elif "waiting" in state and state["waiting"] is not None:
                 waiting_reason = state["waiting"].get("reason")
                 waiting_message = state["waiting"].get("message")
@@ -147,9 +148,16 @@ class PodState:
             terminated_reason=terminated_reason,
             waiting_reason=waiting_reason,
             waiting_message=waiting_message,
-            started_at=started_at or _time(status.get("startTime")),
+            started_at=started_at or parse_time(status.get("startTime")),
             finished_at=finished_at,
         )
+
+
+def settled(execution: JobExecution) -> bool:
+    """Finished, and its record is in S3 (or it never had one to upload)."""
+    phase = execution.phase
+    logs = execution.status.logs
+    return phase is not None and phase.finished and (logs is None or logs.uploaded)
 
 
 def occupies_slot(execution: JobExecution) -> bool:
@@ -163,8 +171,16 @@ def occupies_slot(execution: JobExecution) -> bool:
 class Store:
     """In-memory objects, indexed the ways the operator looks them up."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_finished: bool = True) -> None:
+        # The operator forgets an execution once it is settled (finished, record in S3):
+        # with thousands of them retained by history, memory would grow with history.
+        # The console's cache keeps them all.
+        self.keep_finished = keep_finished
         self.executions: dict[Key, JobExecution] = {}
+        # Settled executions forgotten, with their resourceVersion, until the watch says
+        # they left (DELETED): a late event of an older version must not bring them back.
+        self.settled: dict[Key, str | None] = {}
+        self._settled_at: dict[Key, float] = {}
         self.definitions: dict[Key, JobDefinition] = {}
         self.queues: dict[str, JobQueue] = {}
         self.jobs: dict[Key, JobState] = {}
@@ -180,26 +196,54 @@ class Store:
     # -- executions ---------------------------------------------------------------------------
 
     def put_execution(self, body: dict[str, Any]) -> JobExecution | None:
-        """Store an execution; returns it, or None when the body was older than what is kept."""
-        execution = JobExecution.model_validate(body)
-        key = (execution.metadata.namespace or "", execution.metadata.name)
+        """Store an execution; returns it, or None when the body was older than what is kept.
+
+        Without ``keep_finished``, a settled execution is returned but not kept.
+        """
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        version = meta.get("resourceVersion")
         old = self.executions.get(key)
-        if old is not None and not _newer(
-            old.metadata.resource_version, execution.metadata.resource_version
+        # Compared before validating: most watch events echo the operator's own writes,
+        # already stored from the write's response (same resourceVersion, same object).
+        known = old.metadata.resource_version if old is not None else self.settled.get(key)
+        if (old is not None or key in self.settled) and (
+            not _newer(known, version) or (version is not None and version == known)
         ):
             return None
+        execution = JobExecution.model_validate(body)
         self._account(old, -1)
+        if not self.keep_finished and settled(execution):
+            if self.executions.pop(key, None) is not None or key in self.settled:
+                self._forget_message_id(execution, key)
+                self.settled[key] = version
+                self._settled_at[key] = time.monotonic()
+            return execution
+        self.settled.pop(key, None)
+        self._settled_at.pop(key, None)
         self.executions[key] = execution
         self.by_message_id[execution.spec.message_id] = key
         self._account(execution, +1)
         return execution
 
+    def _forget_message_id(self, execution: JobExecution, key: Key) -> None:
+        if self.by_message_id.get(execution.spec.message_id) == key:
+            del self.by_message_id[execution.spec.message_id]
+
+    def prune_settled(self, older_than_seconds: float) -> None:
+        """Forget tombstones the watch will not clear (objects it never showed)."""
+        horizon = time.monotonic() - older_than_seconds
+        for key in [k for k, at in self._settled_at.items() if at < horizon]:
+            del self.settled[key]
+            del self._settled_at[key]
+
     def delete_execution(self, namespace: str, name: str) -> None:
+        self.settled.pop((namespace, name), None)
+        self._settled_at.pop((namespace, name), None)
         old = self.executions.pop((namespace, name), None)
         if old is not None:
             self._account(old, -1)
-            if self.by_message_id.get(old.spec.message_id) == (namespace, name):
-                del self.by_message_id[old.spec.message_id]
+            self._forget_message_id(old, (namespace, name))
 
     def _account(self, execution: JobExecution | None, delta: int) -> None:
         if execution is None or not occupies_slot(execution):
