@@ -138,6 +138,21 @@ class ListWatch:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def sync(self, attempts: int = 8) -> None:
+        """The first LIST, retried through a short unavailability (a CRD just created
+        answers 429 "storage is (re)initializing" for a moment)."""
+        delay = 0.5
+        for attempt in range(attempts):
+            try:
+                await self.relist()
+                return
+            except TransientError as exc:
+                if attempt == attempts - 1:
+                    raise
+                logger.info("Listing %s failed, again in %.1fs: %s", self.path, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+
     async def relist(self) -> None:
         """LIST page by page, reporting each object; then report what vanished as DELETED."""
         seen: set[Key] = set()

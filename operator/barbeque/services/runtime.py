@@ -35,7 +35,7 @@ DELETED = "DELETED"
 class ExecutionWatch(Protocol):
     """The unfinished executions, listed then watched (``adapters.watch.ListWatch``)."""
 
-    async def relist(self) -> None: ...
+    async def sync(self) -> None: ...
     async def run(self) -> None: ...
     async def stop(self, task: asyncio.Task[None]) -> None: ...
 
@@ -113,7 +113,7 @@ class Runtime:
                 self.store.put_job(body)
         # Unfinished executions only; finished ones needing a follow-up come with the
         # first sweep. The watch feeds on_execution_event from here on.
-        await self.execution_watch.relist()
+        await self.execution_watch.sync()
         if self._watch_task is None:
             self._watch_task = asyncio.create_task(
                 self.execution_watch.run(), name="barbeque-execution-watch"
