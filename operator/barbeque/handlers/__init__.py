@@ -45,6 +45,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # Server-side: only our Jobs and pods reach the operator, not every one in the cluster.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = LABEL_EXECUTION
+    settings.watching.label_selectors["", "v1", "pods"] = LABEL_EXECUTION
     loop = asyncio.get_running_loop()
     # Kubernetes, SQS, S3 and Slack calls are blocking SDK calls run in this pool.
     loop.set_default_executor(
