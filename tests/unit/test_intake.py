@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from barbeque.adapters.kube import AlreadyExists, NotFound, TransientError
+from barbeque.adapters.kube import AlreadyExists, Conflict, KubeError, NotFound, TransientError
 from barbeque.adapters.sqs import Message, QueueStats
 from barbeque.api.models import JobQueue
 from barbeque.services.intake import Intake, Poller
@@ -23,11 +23,12 @@ class FakeKube:
         self.namespaces = namespaces
         self.created: dict[tuple[str, str], dict[str, Any]] = {}
         self.fail_next = 0
+        self.failure: KubeError = TransientError("503 Service Unavailable", 503)
 
     async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.fail_next:
             self.fail_next -= 1
-            raise TransientError("503 Service Unavailable", 503)
+            raise self.failure
         meta = body["metadata"]
         if meta["namespace"] not in self.namespaces:
             raise NotFound("namespace not found", 404)
@@ -104,6 +105,22 @@ async def test_an_api_outage_keeps_the_message_in_sqs() -> None:
     assert result.outcome == "failed"
     assert sqs.deleted == []
     assert kube.created == {}
+
+
+async def test_a_conflict_on_create_keeps_the_message_and_the_next_delivery_records_it() -> None:
+    # A 409 whose reason is Conflict, not AlreadyExists, says nothing about the execution:
+    # taken for a duplicate, the message would be deleted and never recorded.
+    poller, kube, sqs, _ = setup()
+    kube.fail_next = 1
+    kube.failure = Conflict("409 Conflict: the object has been modified", 409)
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "failed"
+    assert sqs.deleted == []
+    assert kube.created == {}
+    [again] = await poller.handle([message(GOOD)])
+    assert again.outcome == "created"
+    assert list(kube.created) == [("blog", "id-1")]
+    assert sqs.deleted == ["receipt-id-1"]
 
 
 async def test_unreadable_json_becomes_an_error_record_in_the_operator_namespace() -> None:
