@@ -109,6 +109,29 @@ def backend_of(request: Request) -> Backend:
     return backend
 
 
+def json_content(request: Request) -> None:
+    """A body must be declared JSON: 415 names the type sent instead of a 400 about a
+    body that was never read as JSON (forms, text/plain, or no Content-Type at all)."""
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if not has_body:
+        return
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    sent = f"Content-Type: {media_type}" if media_type else "no Content-Type"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"the body must be JSON sent with Content-Type: application/json; it came with {sent}",
+    )
+
+
+JsonContent = Depends(json_content)
+
+
 async def authorize(request: Request, action: Action) -> str:
     """Raise 401/403/503 unless the request's token may do ``action``; returns the user."""
     token = bearer(request.headers.get("authorization"), request.cookies.get(COOKIE))
@@ -148,9 +171,14 @@ def base_url(request: Request) -> str:
     "/v2/job_executions",
     status_code=201,
     response_model=EnqueueResponse,
-    responses={**ERRORS, 413: {"model": ErrorBody, "description": "message too large"}},
+    responses={
+        **ERRORS,
+        413: {"model": ErrorBody, "description": "message too large"},
+        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
+    },
     tags=["barbeque"],
     summary="Enqueue a message (barbeque's API)",
+    dependencies=[JsonContent],
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
     await authorize(request, Action("create", body.application))
@@ -184,9 +212,14 @@ async def show(
     "/v1/job_executions/{message_id}/retries",
     status_code=201,
     response_model=RetryResponse,
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "not retryable"}},
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "not retryable"},
+        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
+    },
     tags=["barbeque"],
     summary="Retry a failed execution (barbeque's API)",
+    dependencies=[JsonContent],
 )
 async def retry(
     message_id: str, request: Request, _: Credentials, body: RetryRequest | None = None
