@@ -104,6 +104,30 @@ class ExecutionList(BaseModel):
     total: int
 
 
+def _links(status: int, source: str, **operations: str) -> dict[str, Any]:
+    """OpenAPI links from a response to the operations taking its ``message_id`` (what
+    clients, and schemathesis's stateful phase, follow: enqueue, then status, retry,
+    cancel of the very message)."""
+    return {
+        "responses": {
+            str(status): {
+                "links": {
+                    name: {
+                        "operationId": operation_id,
+                        "parameters": {"message_id": f"$response.body#{source}"},
+                    }
+                    for name, operation_id in operations.items()
+                }
+            }
+        }
+    }
+
+
+# operationIds of the execution endpoints, which the links name.
+SHOW, RETRY, CANCEL = "show_job_execution", "retry_job_execution", "cancel_job_execution"
+FOLLOW_UP = {"Status": SHOW, "Retry": RETRY, "Cancel": CANCEL}
+
+
 def backend_of(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
@@ -179,6 +203,8 @@ def base_url(request: Request) -> str:
     tags=["barbeque"],
     summary="Enqueue a message (barbeque's API)",
     dependencies=[JsonContent],
+    operation_id="enqueue_job_execution",
+    openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
     await authorize(request, Action("create", body.application))
@@ -194,6 +220,8 @@ async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dic
     responses=READ_ERRORS,
     tags=["barbeque"],
     summary="Status of an execution (barbeque's API); unknown ids answer pending",
+    operation_id=SHOW,
+    openapi_extra=_links(200, "/message_id", Retry=RETRY, Cancel=CANCEL),
 )
 async def show(
     message_id: str,
@@ -220,6 +248,8 @@ async def show(
     tags=["barbeque"],
     summary="Retry a failed execution (barbeque's API)",
     dependencies=[JsonContent],
+    operation_id=RETRY,
+    openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def retry(
     message_id: str, request: Request, _: Credentials, body: RetryRequest | None = None
@@ -238,6 +268,8 @@ async def retry(
     responses={**ERRORS, 409: {"model": ErrorBody, "description": "already finished"}},
     tags=["executions"],
     summary="Cancel a pending or running execution (ours)",
+    operation_id=CANCEL,
+    openapi_extra=_links(202, "/message_id", Status=SHOW, Retry=RETRY),
 )
 async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str, Any]:
     backend = backend_of(request)
@@ -253,6 +285,8 @@ async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str,
     responses=READ_ERRORS,
     tags=["executions"],
     summary="List executions, newest first (ours)",
+    operation_id="list_job_executions",
+    openapi_extra=_links(200, "/job_executions/0/message_id", **FOLLOW_UP),
 )
 async def list_executions(
     request: Request,
