@@ -104,9 +104,56 @@ class ExecutionList(BaseModel):
     total: int
 
 
+def _links(status: int, source: str, **operations: str) -> dict[str, Any]:
+    """OpenAPI links from a response to the operations taking its ``message_id`` (what
+    clients, and schemathesis's stateful phase, follow: enqueue, then status, retry,
+    cancel of the very message)."""
+    return {
+        "responses": {
+            str(status): {
+                "links": {
+                    name: {
+                        "operationId": operation_id,
+                        "parameters": {"message_id": f"$response.body#{source}"},
+                    }
+                    for name, operation_id in operations.items()
+                }
+            }
+        }
+    }
+
+
+# operationIds of the execution endpoints, which the links name.
+SHOW, RETRY, CANCEL = "show_job_execution", "retry_job_execution", "cancel_job_execution"
+FOLLOW_UP = {"Status": SHOW, "Retry": RETRY, "Cancel": CANCEL}
+
+
 def backend_of(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
+
+
+def json_content(request: Request) -> None:
+    """A body must be declared JSON: 415 names the type sent instead of a 400 about a
+    body that was never read as JSON (forms, text/plain, or no Content-Type at all)."""
+    headers = request.headers
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if not has_body:
+        return
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    sent = f"Content-Type: {media_type}" if media_type else "no Content-Type"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"the body must be JSON sent with Content-Type: application/json; it came with {sent}",
+    )
+
+
+JsonContent = Depends(json_content)
 
 
 async def authorize(request: Request, action: Action) -> str:
@@ -148,9 +195,16 @@ def base_url(request: Request) -> str:
     "/v2/job_executions",
     status_code=201,
     response_model=EnqueueResponse,
-    responses={**ERRORS, 413: {"model": ErrorBody, "description": "message too large"}},
+    responses={
+        **ERRORS,
+        413: {"model": ErrorBody, "description": "message too large"},
+        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
+    },
     tags=["barbeque"],
     summary="Enqueue a message (barbeque's API)",
+    dependencies=[JsonContent],
+    operation_id="enqueue_job_execution",
+    openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
     await authorize(request, Action("create", body.application))
@@ -166,6 +220,8 @@ async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dic
     responses=READ_ERRORS,
     tags=["barbeque"],
     summary="Status of an execution (barbeque's API); unknown ids answer pending",
+    operation_id=SHOW,
+    openapi_extra=_links(200, "/message_id", Retry=RETRY, Cancel=CANCEL),
 )
 async def show(
     message_id: str,
@@ -184,9 +240,16 @@ async def show(
     "/v1/job_executions/{message_id}/retries",
     status_code=201,
     response_model=RetryResponse,
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "not retryable"}},
+    responses={
+        **ERRORS,
+        409: {"model": ErrorBody, "description": "not retryable"},
+        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
+    },
     tags=["barbeque"],
     summary="Retry a failed execution (barbeque's API)",
+    dependencies=[JsonContent],
+    operation_id=RETRY,
+    openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def retry(
     message_id: str, request: Request, _: Credentials, body: RetryRequest | None = None
@@ -205,6 +268,8 @@ async def retry(
     responses={**ERRORS, 409: {"model": ErrorBody, "description": "already finished"}},
     tags=["executions"],
     summary="Cancel a pending or running execution (ours)",
+    operation_id=CANCEL,
+    openapi_extra=_links(202, "/message_id", Status=SHOW, Retry=RETRY),
 )
 async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str, Any]:
     backend = backend_of(request)
@@ -220,6 +285,8 @@ async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str,
     responses=READ_ERRORS,
     tags=["executions"],
     summary="List executions, newest first (ours)",
+    operation_id="list_job_executions",
+    openapi_extra=_links(200, "/job_executions/0/message_id", **FOLLOW_UP),
 )
 async def list_executions(
     request: Request,

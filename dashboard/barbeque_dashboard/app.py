@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from barbeque.config import Settings
 from barbeque_dashboard import api, console
@@ -30,14 +34,105 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 # Anything larger cannot become an SQS message anyway; refuse it before reading it.
 MAX_BODY_BYTES = 1024 * 1024
+# Error codes for the refusals Starlette and FastAPI make themselves.
+HTTP_ERROR_CODES = {
+    400: "invalid_parameter",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def too_large(size: str) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the request body is {size} bytes; it may be at most {MAX_BODY_BYTES} "
+        "(and SQS accepts messages up to 256 KiB)",
+    )
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413, whether their length is
+    declared (``Content-Length``: answered before reading) or only seen while streaming
+    (chunked: the read stops at the limit). Pure ASGI, so the body is never buffered."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.limit:
+            error = too_large(declared)
+            await JSONResponse(error.body(), status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # FastAPI passes an HTTPException from the body read on to the app's
+                    # handler (any other exception would become a 400 "error parsing").
+                    raise HTTPException(413, too_large(f"more than {self.limit}").message)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+_NOT_AN_OBJECT = ("model_attributes_type", "dict_type", "model_type")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
 
 
 def _describe(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
+        if error.get("type") == "json_invalid":
+            position = [p for p in error.get("loc", ()) if p != "body"]
+            why = (error.get("ctx") or {}).get("error") or "invalid"
+            where = f" (character {position[0]})" if position else ""
+            return f"the body is not JSON: {why}{where}"
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") in _NOT_AN_OBJECT:
+            return f"the body must be a JSON object, not {_json_kind(error.get('input'))}"
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{location or 'body'}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _snake(phrase: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
+
+
+def _unreadable(exc: HTTPException) -> str:
+    """Why FastAPI could not read the body, in words (it only says it could not)."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {cause.start}); JSON must be UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body nests too deeply to be read as JSON"
+    if isinstance(cause, ValueError):
+        return f"the body is not JSON: {str(cause)[:200]}"
+    return "the body could not be read as JSON"
 
 
 def _error_response(request: Request, exc: ApiError) -> Response:
@@ -100,18 +195,20 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return _error_response(request, ApiError(400, "invalid_parameter", _describe(exc)))
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            error = ApiError(
-                413,
-                "payload_too_large",
-                f"the request body is {length} bytes; SQS accepts messages up to 256 KiB",
-            )
-            return JSONResponse(error.body(), status_code=413)
-        response: Response = await call_next(request)
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        """Starlette's and FastAPI's own refusals (no route, wrong method, an unreadable
+        body, too large) in barbeque's shape too, not ``{"detail": ...}``."""
+        code = HTTP_ERROR_CODES.get(exc.status_code) or _snake(HTTPStatus(exc.status_code).phrase)
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if detail == "There was an error parsing the body":
+            detail = _unreadable(exc)
+        response = _error_response(request, ApiError(exc.status_code, code, detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers.setdefault(name, value)
         return response
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     app.include_router(api.router)
     app.include_router(console.router)

@@ -102,6 +102,43 @@ def check_name(value: Any, field: str) -> str:
     return value
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_message(message: Any) -> None:
+    """Refuse a message the job could not receive exactly as sent (400), rather than let
+    the operator record an Error for it later.
+
+    Python's JSON reader takes ``NaN``, ``Infinity`` and numbers past a double (``1e400``
+    reads as infinity), which are not JSON and which the API server refuses; it also takes
+    integers of any size, which the API server silently turns into doubles past 64 bits
+    (2**63 comes back as 9223372036854776000). Messages nested deeper than the envelope
+    accepts would only become an Error record.
+    """
+    levels = envelope.depth(message)
+    if levels > envelope.MAX_DEPTH:
+        raise invalid(
+            f"message nests {levels} levels deep; at most {envelope.MAX_DEPTH} are accepted"
+        )
+    stack = [message]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise invalid(
+                "message holds NaN or Infinity (or a number too large for a double, such "
+                "as 1e400), which JSON cannot carry"
+            )
+        elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise invalid(
+                "message holds an integer outside the signed 64-bit range, which "
+                "Kubernetes would not keep exactly; send it as a string"
+            )
+
+
 @dataclass(frozen=True)
 class Sent:
     message_id: str
@@ -302,6 +339,7 @@ class Backend:
         job = check_name(job, "job")
         queue_name = check_name(queue, "queue")
         delay = check_delay(delay_seconds)
+        check_message(message)
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
             raise not_found(f"JobQueue {queue_name!r} is not found")

@@ -9,9 +9,9 @@ outcome, chosen by what the body says (``named_application``), not by what the o
 did. Besides the generated bodies, a list of edge cases (``edge_cases``) goes on every run.
 
 - it names an application (``Application`` a non-empty string of at most 253 characters,
-  on a JobExecution envelope) → one Error JobExecution, in that namespace if it exists,
-  else in the operator's (also when the API server refused the record there: NaN, numbers
-  Kubernetes cannot hold), with a reason and a message in words, and no Job;
+  on a JobExecution envelope) → one Error JobExecution, in that namespace if it exists
+  (also when the API server refused the execution there: NaN, numbers Kubernetes cannot
+  hold), else in the operator's, with a reason and a message in words, and no Job;
 - it names none and its queue has a dead-letter queue → no execution, and SQS moves it to
   the dead-letter queue; without one → an Error JobExecution in the operator's namespace.
 
@@ -437,6 +437,13 @@ def test_fuzzed_messages_each_end_as_one_visible_error_and_the_operator_stays_up
         "moved_to_dead_letter_queue": len(dead_ids & maybe_dead),
         "largest_body_bytes": max(len(b.encode()) for b, _ in sent.values()),
         "reasons": dict(reasons.most_common()),
+        "rejected_by_namespace": dict(
+            Counter(
+                found[0]["metadata"]["namespace"]
+                for i, found in records.items()
+                if i in sent and detail(found[0]) == "RejectedMessage"
+            )
+        ),
         "could_not_record_log_lines": log.count("Could not record message"),
         "problems": len(problems),
         "wall_seconds": round(elapsed, 1),
@@ -522,11 +529,9 @@ def judge_as(
         problems.append(f"{where}: no reason in words: {words!r}")
     if status.get("jobName"):
         problems.append(f"{where}: a Job was made: {status['jobName']}")
+    # Also when the API server refused the execution (NaN, a number it cannot hold): the
+    # Error record, without the message, goes where the application's owners look.
     wanted = application if application in namespaces else OPERATOR_NAMESPACE
-    if words.startswith("RejectedMessage"):
-        # The API server refused the execution in the application's namespace (NaN, a
-        # number it cannot hold): the Error record goes to the operator's, by design.
-        wanted = OPERATOR_NAMESPACE
     if namespace != wanted:
         problems.append(f"{where}: recorded in {namespace}, expected {wanted}")
     return problems

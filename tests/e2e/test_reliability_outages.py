@@ -7,7 +7,8 @@ One operator process serves the module. Each of its servers can fail on command:
   connections (a proxy rather than a stopped process, because moto would forget the queue
   and its messages, and losing messages would then be the test's doing);
 - the kube-apiserver is reached through a TLS-terminating ``FaultProxy`` presenting the
-  apiserver's own certificate, which answers 503 or 429 or resets connections;
+  apiserver's own certificate, which answers 503 or 429 or resets connections, or answers
+  409 Conflict to chosen writes only (creates of executions, of Jobs, status patches);
 - Slack is a stub answering 5xx/429 or stalling past the client's timeout.
 
 The test's own calls (sending messages, reading objects) go straight to the servers.
@@ -28,7 +29,7 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import DURATION_ANNOTATION, Cluster
-from tests.support.faults import HTTP, REFUSE, RESET, FaultProxy, client_tls, server_tls
+from tests.support.faults import HTTP, REFUSE, RESET, FaultProxy, client_tls, only, server_tls
 from tests.support.operator import (
     BUCKET,
     OPERATOR_NAMESPACE,
@@ -125,6 +126,18 @@ def all_in_phase(app: App, ids: list[str], phases: tuple[str, ...]) -> list[dict
     if all(phase_of(executions.get(i, {})) in phases for i in ids):
         return [executions[i] for i in ids]
     return None
+
+
+def shortfall(app: App, ids: list[str]) -> str:
+    """Which sent ids have no execution, and which executions are not Succeeded."""
+    executions = {e["spec"]["messageId"]: e for e in app.executions()}
+    lost = [i for i in ids if i not in executions]
+    unfinished = {
+        i: phase_of(executions[i])
+        for i in ids
+        if i in executions and phase_of(executions[i]) != "Succeeded"
+    }
+    return f"never recorded: {len(lost)} of {len(ids)} {lost}; unfinished: {unfinished}"
 
 
 def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack, app: App) -> None:
@@ -289,6 +302,73 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
             "fault_seconds": round(faults_end - started, 1),
             "requests_answered_by_the_proxy": answered,
             "connections_cut": proxy.stats.cut,
+            "converged_after_faults_end_seconds": round(converge_seconds, 1),
+        },
+    )
+
+
+def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, app: App) -> None:
+    """409 Conflict (a resourceVersion clash, in the Status shape) answered to one kind of
+    write at a time, the others passing: creates of JobExecutions (intake's commit point:
+    a Conflict taken for AlreadyExists would delete a message never recorded), creates of
+    Jobs, then patches of JobExecutions (status writes). Nothing lost, nothing doubled."""
+    proxy, operator = stack.api_proxy, stack.operator
+    app.define("steady", podAnnotations={DURATION_ANNOTATION: "1500"})
+    ids = [app.enqueue("steady", {"before": i}) for i in range(6)]
+    wait_until(lambda: len(app.executions()) >= 3 or None, 60, "work in progress")
+    namespaced = rf"^/apis/[^?]*/namespaces/{app.namespace}/"
+    writes = {
+        "create JobExecution": only("POST", namespaced + r"jobexecutions(\?|$)"),
+        "create Job": only("POST", rf"^/apis/batch/v1/namespaces/{app.namespace}/jobs(\?|$)"),
+        "patch JobExecution": only("PATCH", namespaced + r"jobexecutions/"),
+    }
+    seconds = {"create JobExecution": 12, "create Job": 8, "patch JobExecution": 8}
+    duplicates_before = operator.metric("barbeque_messages_duplicate_total", queue=app.queue)
+    started = time.monotonic()
+    met: dict[str, int] = {}
+    for what, rule in writes.items():
+        before = proxy.answered(rule, 409)
+        with proxy.fault(HTTP, 409, only=rule):
+            ids += [app.enqueue("steady", {"during": what, "n": n}) for n in range(3)]
+            time.sleep(seconds[what] * SCALE)
+        met[what] = proxy.answered(rule, 409) - before
+    faults_end = time.monotonic()
+    ids += [app.enqueue("steady", {"after": n}) for n in range(2)]
+    assert all(met.values()), f"a fault never met its write: {met}"
+
+    try:
+        converged = wait_until(
+            lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{shortfall(app, ids)}\n{operator.tail()}") from exc
+    converge_seconds = time.monotonic() - faults_end
+    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
+    executions = app.executions()
+    assert len(converged) == len(executions) == len(ids), "lost or doubled executions"
+    assert sorted(e["spec"]["messageId"] for e in executions) == sorted(ids)
+    jobs = app.jobs()
+    assert sorted(j.metadata.name for j in jobs) == sorted(execution_name(i) for i in ids)
+    assert stack.operator.alive(), stack.operator.tail()
+    strays = [
+        e
+        for e in list_all(stack.cluster, executions_path(OPERATOR_NAMESPACE))
+        if e["spec"].get("queue") == app.queue
+    ]
+    assert not strays, [s["status"] for s in strays]
+    record_figures(
+        "outage-apiserver-conflict",
+        {
+            "executions": len(ids),
+            "jobs": len(jobs),
+            "faults": [f"409 to {what} for {seconds[what] * SCALE:.0f}s" for what in writes],
+            "conflicts_answered": met,
+            "requests_passed_during_faults": proxy.stats.passed,
+            "fault_seconds": round(faults_end - started, 1),
+            "duplicates_absorbed": operator.metric(
+                "barbeque_messages_duplicate_total", queue=app.queue
+            )
+            - duplicates_before,
             "converged_after_faults_end_seconds": round(converge_seconds, 1),
         },
     )

@@ -7,6 +7,7 @@ check what reached SQS, exactly as the operator would receive it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,6 +133,107 @@ def test_an_oversized_message_is_413_and_never_sent(service: Service, webapp: Ap
     assert response.status_code == 413
     assert "256 KiB" in response.json()["message"]
     assert service.counts(webapp.queue_url)["visible"] == 0
+
+
+def _envelope(webapp: App, message: bytes) -> bytes:
+    head = json.dumps({"application": webapp.name, "job": webapp.job, "queue": webapp.queue})
+    return head[:-1].encode() + b', "message": ' + message + b"}"
+
+
+def _chunks(size: int) -> Iterator[bytes]:
+    """A body of ``size`` bytes sent chunked: no Content-Length to refuse it by."""
+    yield b'{"message": "'
+    for _ in range(size // 65536):
+        yield b"x" * 65536
+    yield b'"}'
+
+
+MiB = 1024 * 1024
+JSON = "application/json"
+# (how the body is made from the test's application, Content-Type, the answer)
+BAD_ENQUEUES: dict[str, tuple[Callable[[App], bytes | Iterator[bytes]], str | None, int]] = {
+    "a 300 KiB message": (lambda a: _envelope(a, b'"' + b"x" * 300 * 1024 + b'"'), JSON, 413),
+    "a 5 MiB body": (lambda a: _envelope(a, b'"' + b"x" * 5 * MiB + b'"'), JSON, 413),
+    "a 5 MiB body sent chunked": (lambda a: _chunks(5 * MiB), JSON, 413),
+    "not JSON": (lambda a: b"application=shop&job=send", JSON, 400),
+    "an empty body": (lambda a: b"", JSON, 400),
+    "a JSON array": (lambda a: b'["application", "job"]', JSON, 400),
+    "a JSON string": (lambda a: b'"enqueue please"', JSON, 400),
+    "JSON null": (lambda a: b"null", JSON, 400),
+    "truncated JSON": (lambda a: _envelope(a, b'{"user_id": 4')[:-3], JSON, 400),
+    "invalid UTF-8": (lambda a: _envelope(a, b'"caf\xe9 \xff\xfe"'), JSON, 400),
+    "JSON as text/plain": (lambda a: _envelope(a, b"1"), "text/plain", 415),
+    "a form": (
+        lambda a: f"application={a.name}&job={a.job}".encode(),
+        "application/x-www-form-urlencoded",
+        415,
+    ),
+    "JSON without a Content-Type": (lambda a: _envelope(a, b"1"), None, 415),
+    "NaN": (lambda a: _envelope(a, b'{"ratio": NaN}'), JSON, 400),
+    "1e400": (lambda a: _envelope(a, b"[1e400]"), JSON, 400),
+    "an integer past int64": (lambda a: _envelope(a, str(2**64).encode()), JSON, 400),
+    "a 5,000-digit integer": (lambda a: _envelope(a, b"7" * 5000), JSON, 400),
+    "a message nested 65 levels": (lambda a: _envelope(a, b"[" * 65 + b"]" * 65), JSON, 400),
+    "a body nested 100,000 levels": (lambda a: b"[" * 100_000 + b"]" * 100_000, JSON, 400),
+    "a name of the wrong type": (
+        lambda a: json.dumps(
+            {"application": a.name, "job": 7, "queue": a.queue, "message": 1}
+        ).encode(),
+        JSON,
+        400,
+    ),
+}
+
+
+def assert_refused_in_json(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert body["status_code"] == status
+    assert isinstance(body["error_code"], str)
+    assert body["error_code"]
+    assert isinstance(body["message"], str)
+    assert " " in body["message"], body
+
+
+@pytest.mark.parametrize("case", list(BAD_ENQUEUES))
+def test_oversized_and_malformed_enqueues_are_4xx_with_a_json_reason(
+    service: Service, webapp: App, case: str
+) -> None:
+    make, content_type, status = BAD_ENQUEUES[case]
+    headers = {"Content-Type": content_type} if content_type else {}
+    client = service.client()
+    response = client.post("/v2/job_executions", content=make(webapp), headers=headers)
+    if content_type is None:
+        assert "content-type" not in response.request.headers
+    assert_refused_in_json(response, status)
+    assert service.counts(webapp.queue_url) == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert client.get("/healthz").status_code == 200
+
+
+BAD_RETRIES: dict[str, tuple[bytes | Iterator[bytes], str | None, int]] = {
+    "not JSON": (b"{delay_seconds: 0}", JSON, 400),
+    "a JSON array": (b"[0]", JSON, 400),
+    "invalid UTF-8": (b'{"delay_seconds": "\xff"}', JSON, 400),
+    "a delay of the wrong type": (b'{"delay_seconds": "soon"}', JSON, 400),
+    "JSON as text/plain": (b'{"delay_seconds": 0}', "text/plain", 415),
+    "a 5 MiB body": (b'{"pad": "' + b"x" * 5 * MiB + b'"}', JSON, 413),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RETRIES))
+def test_malformed_retries_are_4xx_with_a_json_reason(
+    service: Service, webapp: App, case: str
+) -> None:
+    content, content_type, status = BAD_RETRIES[case]
+    message_id = f"bad-retry-{list(BAD_RETRIES).index(case)}"
+    record(service, webapp, message_id, phase="Failed")
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = service.client().post(
+        f"/v1/job_executions/{message_id}/retries", content=content, headers=headers
+    )
+    assert_refused_in_json(response, status)
+    assert service.counts(webapp.queue_url) == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
 def test_write_endpoints_need_a_token(service: Service, webapp: App) -> None:

@@ -8,7 +8,10 @@ S3) until a test switches on a fault:
   the server process is down;
 - ``reset``: connections are accepted and closed at once (a crashing load balancer);
 - ``http``: every request is answered with an HTTP status of the test's choice (503, 429
-  with ``Retry-After``, 500...) in the Kubernetes ``Status`` shape, and the connection closed.
+  with ``Retry-After``, 500, 409 ``Conflict``...) in the Kubernetes ``Status`` shape, and
+  the connection closed. With ``only`` (methods and a path pattern) just the matching
+  requests are answered so; the others go to the upstream, one request per connection
+  (the proxy adds ``Connection: close``), so that every request is looked at.
 
 Switching to any fault also cuts the connections already open (kept-alive pools, watch
 streams), so clients meet the fault on their next request instead of sailing through it.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import ssl
 import threading
 import time
@@ -39,8 +43,36 @@ from pathlib import Path
 PASS, REFUSE, RESET, HTTP = "pass", "refuse", "reset", "http"
 MODES = (PASS, REFUSE, RESET, HTTP)
 
-# Kubernetes names these Status reasons; clients only look at the code.
-_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+# Kubernetes names these Status reasons (most clients only look at the code; the reason
+# is what tells a 409 AlreadyExists from a 409 Conflict).
+_REASONS = {
+    409: "Conflict",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+_MESSAGES = {
+    409: "Operation cannot be fulfilled: the object has been modified; "
+    "please apply your changes to the latest version and try again",
+}
+
+
+@dataclass(frozen=True)
+class Only:
+    """Which requests an ``http`` fault answers; the others pass to the upstream."""
+
+    methods: frozenset[str] = frozenset()  # empty: every method
+    path: str = ""  # a regular expression searched in the request target; "": every path
+
+    def matches(self, method: str, target: str) -> bool:
+        if self.methods and method.upper() not in self.methods:
+            return False
+        return not self.path or re.search(self.path, target) is not None
+
+
+def only(methods: str = "", path: str = "") -> Only:
+    """``only("POST,PATCH", r"/jobexecutions")``."""
+    return Only(frozenset(m.strip().upper() for m in methods.split(",") if m.strip()), path)
 
 
 @dataclass
@@ -61,6 +93,7 @@ class ProxyStats:
     reset: int = 0  # connections closed at once (reset mode)
     cut: int = 0  # live connections severed when a fault was switched on
     answered: Counter[int] = field(default_factory=Counter)  # status -> requests (http mode)
+    passed: int = 0  # requests an ``only`` fault let through to the upstream
     faults: list[FaultRecord] = field(default_factory=list)
 
 
@@ -96,6 +129,7 @@ class FaultProxy:
         self.port = port
         self.mode = PASS
         self.status = 503
+        self.only: Only | None = None
         self.stats = ProxyStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -141,18 +175,22 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def set_mode(self, mode: str, status: int = 503) -> None:
-        """Switch the fault on (or back to ``pass``); returns once it is in force."""
+    def set_mode(self, mode: str, status: int = 503, only: Only | None = None) -> None:
+        """Switch the fault on (or back to ``pass``); returns once it is in force.
+
+        ``only`` (``http`` mode) limits the fault to the matching requests."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        if only is not None and mode != HTTP:
+            raise ValueError("only the http mode can pick requests")
         assert self._loop is not None, "start the proxy first"
-        future = asyncio.run_coroutine_threadsafe(self._switch(mode, status), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._switch(mode, status, only), self._loop)
         future.result(10)
 
     @contextlib.contextmanager
-    def fault(self, mode: str, status: int = 503) -> Iterator[FaultProxy]:
+    def fault(self, mode: str, status: int = 503, only: Only | None = None) -> Iterator[FaultProxy]:
         """The fault for the duration of a ``with`` block; ``pass`` again afterwards."""
-        self.set_mode(mode, status)
+        self.set_mode(mode, status, only)
         try:
             yield self
         finally:
@@ -166,6 +204,16 @@ class FaultProxy:
                 if start <= f.at <= end and (not target or target in f.target)
             ]
 
+    def answered(self, rule: Only | None = None, status: int | None = None) -> int:
+        """How many requests (those ``rule`` matches) the proxy answered itself."""
+        with self._lock:
+            return sum(
+                1
+                for f in self.stats.faults
+                if (rule is None or rule.matches(f.method, f.path))
+                and (status is None or f.status == status)
+            )
+
     # -- the event loop's side ------------------------------------------------------------
 
     async def _listen(self) -> None:
@@ -174,8 +222,8 @@ class FaultProxy:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def _switch(self, mode: str, status: int) -> None:
-        previous, self.mode, self.status = self.mode, mode, status
+    async def _switch(self, mode: str, status: int, only: Only | None = None) -> None:
+        previous, self.mode, self.status, self.only = self.mode, mode, status, only
         if mode != PASS:
             self._cut_live()
         if mode == REFUSE and self._server is not None:
@@ -204,9 +252,27 @@ class FaultProxy:
             self.stats.reset += 1
             writer.transport.abort()
             return
+        first = b""
         if mode == HTTP:
-            await self._answer(reader, writer)
-            return
+            rule = self.only
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            except (OSError, TimeoutError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+                writer.transport.abort()
+                return
+            method, target, _ = _parse_head(head)
+            if rule is None or rule.matches(method, target):
+                await self._answer(reader, writer, head)
+                return
+            # Let it through, and make it the connection's only request, so the next one
+            # comes on a new connection and is looked at too.
+            first = _closing(head)
+            self.stats.passed += 1
+        await self._forward(reader, writer, first)
+
+    async def _forward(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes
+    ) -> None:
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -221,6 +287,8 @@ class FaultProxy:
             return
         self.stats.forwarded += 1
         self._live.update((writer, up_writer))
+        if first:
+            up_writer.write(first)
         pipes = [
             asyncio.ensure_future(self._pipe(reader, up_writer)),
             asyncio.ensure_future(self._pipe(up_reader, writer)),
@@ -240,32 +308,34 @@ class FaultProxy:
             while True:
                 data = await reader.read(65536)
                 if not data:
-                    return
+                    break
                 writer.write(data)
                 await writer.drain()
+        # The other side finished (an upstream answering ``Connection: close`` does): pass
+        # the end on after the buffered bytes, rather than aborting them away.
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 5)
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read one request and answer it with the fault's status, then close."""
+    async def _answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes
+    ) -> None:
+        """Answer the request whose ``head`` was read with the fault's status, then close."""
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path = [*lines[0].split(" "), "", ""][:2]
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
+            method, path, headers = _parse_head(head)
             length = int(headers.get("content-length") or 0)
             if length:
                 await asyncio.wait_for(reader.readexactly(length), 10)
             status = self.status
             reason = _REASONS.get(status, HTTPStatus(status).phrase.replace(" ", ""))
+            words = _MESSAGES.get(status, "")
             body = json.dumps(
                 {
                     "kind": "Status",
                     "apiVersion": "v1",
                     "metadata": {},
                     "status": "Failure",
-                    "message": f"injected by the test's fault proxy: {status}",
+                    "message": f"injected by the test's fault proxy: {status} {words}".strip(),
                     "reason": reason,
                     "code": status,
                 }
@@ -295,3 +365,22 @@ class FaultProxy:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             await asyncio.wait_for(writer.wait_closed(), 5)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    """Method, request target and headers (lower-case names) of an HTTP/1.1 request head."""
+    lines = head.decode("latin-1").split("\r\n")
+    method, target = [*lines[0].split(" "), "", ""][:2]
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+def _closing(head: bytes) -> bytes:
+    """The request head with ``Connection: close`` (replacing any ``Connection`` header)."""
+    lines = head[:-4].split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:] if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n"

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from barbeque.adapters.kube import AlreadyExists, NotFound, TransientError
+from barbeque.adapters.kube import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    KubeError,
+    NotFound,
+    TransientError,
+)
 from barbeque.adapters.sqs import Message, QueueStats
 from barbeque.api.models import JobQueue
 from barbeque.services.intake import Intake, Poller
@@ -23,12 +32,20 @@ class FakeKube:
         self.namespaces = namespaces
         self.created: dict[tuple[str, str], dict[str, Any]] = {}
         self.fail_next = 0
+        self.failure: KubeError = TransientError("503 Service Unavailable", 503)
+        # Bodies the API server refuses (400/422); like the real one, it decodes and
+        # validates a body before it looks for the namespace.
+        self.refuses: Callable[[dict[str, Any]], bool] = lambda body: False
+        self.attempts: list[tuple[str, str]] = []
 
     async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.fail_next:
             self.fail_next -= 1
-            raise TransientError("503 Service Unavailable", 503)
+            raise self.failure
         meta = body["metadata"]
+        self.attempts.append((meta["namespace"], meta["name"]))
+        if self.refuses(body):
+            raise Invalid("400 BadRequest: the body could not be decoded", 400)
         if meta["namespace"] not in self.namespaces:
             raise NotFound("namespace not found", 404)
         key = (meta["namespace"], meta["name"])
@@ -106,6 +123,22 @@ async def test_an_api_outage_keeps_the_message_in_sqs() -> None:
     assert kube.created == {}
 
 
+async def test_a_conflict_on_create_keeps_the_message_and_the_next_delivery_records_it() -> None:
+    # A 409 whose reason is Conflict, not AlreadyExists, says nothing about the execution:
+    # taken for a duplicate, the message would be deleted and never recorded.
+    poller, kube, sqs, _ = setup()
+    kube.fail_next = 1
+    kube.failure = Conflict("409 Conflict: the object has been modified", 409)
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "failed"
+    assert sqs.deleted == []
+    assert kube.created == {}
+    [again] = await poller.handle([message(GOOD)])
+    assert again.outcome == "created"
+    assert list(kube.created) == [("blog", "id-1")]
+    assert sqs.deleted == ["receipt-id-1"]
+
+
 async def test_unreadable_json_becomes_an_error_record_in_the_operator_namespace() -> None:
     poller, kube, sqs, _ = setup()
     [result] = await poller.handle([message("{oops")])
@@ -132,6 +165,70 @@ async def test_an_unknown_application_is_recorded_in_the_operator_namespace() ->
     record = kube.created[("barbeque-system", "id-1")]
     assert record["spec"]["application"] == "ghost"
     assert "no namespace 'ghost'" in record["spec"]["invalidReason"]
+
+
+def holds_nan(body: dict[str, Any]) -> bool:
+    value = body["spec"].get("message")
+    return isinstance(value, float) and math.isnan(value)
+
+
+NAN = '{"Type":"JobExecution","Application":"blog","Job":"notify","Message":NaN}'
+
+
+async def test_a_message_the_api_server_refuses_is_an_error_in_its_applications_namespace() -> None:
+    poller, kube, sqs, _ = setup()
+    kube.refuses = holds_nan
+    [result] = await poller.handle([message(NAN)])
+    assert result.outcome == "created"
+    assert list(kube.created) == [("blog", "id-1")]
+    record = kube.created[("blog", "id-1")]
+    assert record["spec"]["invalidReason"].startswith("RejectedMessage: the API server refused")
+    assert record["spec"]["application"] == "blog"
+    assert record["spec"]["job"] == "notify"
+    assert record["spec"]["message"] is None
+    assert record["spec"]["rawMessage"] == NAN
+    assert sqs.deleted == ["receipt-id-1"]
+
+
+async def test_a_refused_message_of_an_unknown_application_is_an_error_in_the_operators() -> None:
+    poller, kube, _, _ = setup()
+    kube.refuses = holds_nan
+    [result] = await poller.handle([message(NAN.replace('"blog"', '"ghost"'))])
+    assert result.outcome == "created"
+    assert list(kube.created) == [("barbeque-system", "id-1")]
+    record = kube.created[("barbeque-system", "id-1")]
+    assert record["spec"]["invalidReason"].startswith("UnknownApplication: application 'ghost'")
+
+
+async def test_an_error_record_the_applications_namespace_refuses_goes_to_the_operators() -> None:
+    poller, kube, sqs, _ = setup()
+    kube.refuses = lambda body: body["metadata"]["namespace"] == "blog"
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "created"
+    assert kube.attempts == [("blog", "id-1"), ("blog", "id-1"), ("barbeque-system", "id-1")]
+    record = kube.created[("barbeque-system", "id-1")]
+    assert record["spec"]["invalidReason"].startswith("RejectedMessage")
+    assert record["spec"]["application"] == "blog"
+    assert sqs.deleted == ["receipt-id-1"]
+
+
+async def test_an_error_record_refused_everywhere_stays_in_sqs() -> None:
+    poller, kube, sqs, _ = setup()
+    kube.refuses = lambda body: True
+    [result] = await poller.handle([message(GOOD)])
+    assert result.outcome == "deferred"
+    assert kube.created == {}
+    assert len(kube.attempts) == 3
+    assert sqs.deleted == []
+
+
+async def test_without_the_operators_namespace_a_message_stays_in_sqs_after_one_try() -> None:
+    poller, kube, sqs, _ = setup()
+    kube.namespaces.clear()
+    [result] = await poller.handle([message("{oops")])
+    assert result.outcome == "failed"
+    assert kube.attempts == [("barbeque-system", "id-1")]
+    assert sqs.deleted == []
 
 
 async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from barbeque.adapters.kube import AlreadyExists
+from barbeque.adapters.kube import AlreadyExists, Conflict
 from barbeque.api.models import JobDefinition
 from barbeque.services.history import Record, select_expired
 from barbeque.services.leader import LeaderElector
@@ -37,7 +37,7 @@ class FakeLeases:
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         assert self.lease is not None
         if body["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
-            raise AlreadyExists("conflict", 409)
+            raise Conflict("409 Conflict: the object has been modified", 409)
         self.version += 1
         self.lease = copy.deepcopy(body)
         self.lease["metadata"]["resourceVersion"] = str(self.version)

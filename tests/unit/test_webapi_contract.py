@@ -356,6 +356,38 @@ def test_openapi_documents_the_barbeque_endpoints(client: TestClient) -> None:
     assert "/applications" not in paths
 
 
+def test_openapi_links_lead_from_a_message_id_to_its_status_retry_and_cancel(
+    client: TestClient,
+) -> None:
+    spec = client.get("/openapi.json").json()
+    operations = {
+        op["operationId"]: (path, op)
+        for path, methods in spec["paths"].items()
+        for op in methods.values()
+    }
+    links = {
+        (operations_id, status, name): link
+        for operations_id, (_, op) in operations.items()
+        for status, response in op["responses"].items()
+        for name, link in response.get("links", {}).items()
+    }
+    assert {(source, name) for source, _, name in links} >= {
+        ("enqueue_job_execution", "Status"),
+        ("enqueue_job_execution", "Retry"),
+        ("enqueue_job_execution", "Cancel"),
+        ("retry_job_execution", "Status"),
+        ("list_job_executions", "Retry"),
+    }
+    for (source, status, name), link in links.items():
+        path, _ = operations[link["operationId"]]
+        assert set(link["parameters"]) == {"message_id"}, (source, name)
+        assert "{message_id}" in path
+        assert status.startswith("2"), (source, status)
+        expression = link["parameters"]["message_id"]
+        assert expression.startswith("$response.body#/")
+        assert expression.endswith("/message_id")
+
+
 def test_a_finished_execution_deleted_by_history_keeps_its_status(
     client: TestClient, world: World
 ) -> None:

@@ -2,13 +2,17 @@
 
 The official client is synchronous; each call runs in the event loop's thread pool so a
 slow API server never blocks the loop. Errors become the project's own exceptions:
-404 -> ``NotFound``, 409 -> ``AlreadyExists``, 429/5xx/transport -> ``TransientError``.
+404 -> ``NotFound``; 409 -> ``AlreadyExists`` only when the ``Status`` reason says so,
+any other 409 (``Conflict``: a stale resourceVersion, a write the server could not
+finish) -> ``Conflict``, which is transient; 400/422 -> ``Invalid``; 429/5xx/transport ->
+``TransientError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,7 +37,7 @@ class NotFound(KubeError):
 
 
 class AlreadyExists(KubeError):
-    pass
+    """409 with reason ``AlreadyExists``: a create found the name taken (the commit point)."""
 
 
 class Invalid(KubeError):
@@ -44,6 +48,27 @@ class TransientError(KubeError):
     """Throttling, a server error or a broken connection: worth retrying."""
 
 
+class Conflict(TransientError):
+    """409 for anything but "already exists": the object changed since it was read (a
+    stale resourceVersion), or the server could not complete the write. It says nothing
+    about whether a created object exists, so a create must be tried again, not taken
+    as done."""
+
+
+def _status_reason(body: object) -> str:
+    """The ``reason`` of the Kubernetes ``Status`` in an error body, or ""."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str):
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return ""
+    reason = status.get("reason") if isinstance(status, dict) else None
+    return reason if isinstance(reason, str) else ""
+
+
 def _translate(exc: Exception) -> KubeError:
     if isinstance(exc, ApiException):
         reason = exc.reason or ""
@@ -52,7 +77,11 @@ def _translate(exc: Exception) -> KubeError:
         if exc.status == 404:
             return NotFound(message, exc.status)
         if exc.status == 409:
-            return AlreadyExists(message, exc.status)
+            # Only the Status reason tells "the name is taken" from "try again": taking a
+            # Conflict on a create for AlreadyExists would delete a message never recorded.
+            if _status_reason(exc.body) == "AlreadyExists":
+                return AlreadyExists(message, exc.status)
+            return Conflict(message, exc.status)
         if exc.status in (400, 422):
             return Invalid(message, exc.status)
         return TransientError(message, exc.status)
@@ -262,7 +291,7 @@ class Kube:
         return result
 
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Replace with the body's resourceVersion: 409 (AlreadyExists) if someone else won."""
+        """Replace with the body's resourceVersion: ``Conflict`` if someone else won."""
         lease = await self._call(
             "replace_lease",
             self._coordination.replace_namespaced_lease,

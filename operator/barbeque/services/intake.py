@@ -123,6 +123,12 @@ class Intake:
             logger.info("Message %s was already recorded as %s/%s", message.message_id, *key)
             return Recorded(True, "duplicate", key)
         except NotFound:
+            if namespace == self.operator_namespace:
+                # Not even the operator's own namespace exists: nowhere to record anything.
+                logger.error(
+                    "Cannot record message %s: no namespace %r", message.message_id, namespace
+                )
+                return Recorded(False, "failed")
             # The namespace does not exist: the application is unknown.
             spec = body["spec"]
             return await self._record_invalid(
@@ -137,11 +143,26 @@ class Intake:
                 ),
             )
         except Invalid as exc:
-            if namespace == self.operator_namespace and body["spec"].get("invalidReason"):
-                # Even the Error record is refused; only the dead-letter queue can keep it.
-                logger.error("Cannot record message %s at all: %s", message.message_id, exc)
-                metrics.MESSAGES_DEFERRED.labels(queue=queue_name, reason="Unrecordable").inc()
-                return Recorded(False, "deferred")
+            if body["spec"].get("invalidReason"):
+                if namespace == self.operator_namespace:
+                    # Even the Error record is refused; only the dead-letter queue can keep it.
+                    logger.error("Cannot record message %s at all: %s", message.message_id, exc)
+                    metrics.MESSAGES_DEFERRED.labels(queue=queue_name, reason="Unrecordable").inc()
+                    return Recorded(False, "deferred")
+                # The application's namespace refused the Error record itself (a policy of
+                # its own?): the operator's namespace keeps it.
+                logger.warning(
+                    "The Error record of message %s was refused in %s, recording it in %s: %s",
+                    message.message_id,
+                    namespace,
+                    self.operator_namespace,
+                    exc,
+                )
+                fallback = {
+                    **body,
+                    "metadata": {**body["metadata"], "namespace": self.operator_namespace},
+                }
+                return await self._create(queue, message, fallback, fallback_reason)
             spec = body["spec"]
             return await self._record_invalid(
                 queue,
@@ -217,9 +238,15 @@ class Intake:
                 "Leaving message %s for dead-letter redrive: %s", message.message_id, invalid.detail
             )
             return Recorded(False, "deferred")
+        # In the application's namespace, where its owners look, when it has one; a message
+        # the API server refused there (NaN, a number past int64) goes there too, without
+        # its message. ``_create`` falls back to the operator's namespace when the
+        # application's does not exist or refuses even the Error record.
         namespace = invalid.application or self.operator_namespace
-        if invalid.reason in ("UnknownApplication", "RejectedMessage") or not _NAMESPACE.match(
-            namespace
+        if (
+            invalid.reason == "UnknownApplication"
+            or not _NAMESPACE.match(namespace)
+            or len(namespace) > 63
         ):
             namespace = self.operator_namespace
         logger.warning(

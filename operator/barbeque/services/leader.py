@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from barbeque.adapters.kube import AlreadyExists, KubeError
+from barbeque.adapters.kube import AlreadyExists, Conflict, KubeError
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ class LeaderElector:
         lease["spec"] = new_spec
         try:
             await self.kube.replace_lease(lease)
-        except AlreadyExists:
-            return False  # somebody else renewed or took it first
+        except (Conflict, AlreadyExists):
+            return False  # somebody else renewed or took it first (a stale resourceVersion)
         return True
 
     async def release(self) -> None:
