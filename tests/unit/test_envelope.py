@@ -118,3 +118,30 @@ def test_a_message_nested_too_deep_is_refused_in_words() -> None:
     assert isinstance(
         envelope.parse(envelope.encode_execution("a", "j", ok)), envelope.ExecutionRequest
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "words"),
+    [
+        ('{"n": 9223372036854775808}', "9223372036854775808, beyond the 64-bit integers"),
+        ("[1, -9223372036854775809]", "-9223372036854775809, beyond the 64-bit integers"),
+        ('{"x": NaN}', "Message holds nan"),
+        ('{"x": [Infinity]}', "Message holds inf"),
+        ("1" * 60, "a 60-digit integer"),
+    ],
+)
+def test_numbers_kubernetes_would_refuse_or_round_are_refused_in_words(
+    message: str, words: str
+) -> None:
+    body = f'{{"Type": "JobExecution", "Application": "a", "Job": "j", "Message": {message}}}'
+    result = envelope.parse(body)
+    assert isinstance(result, envelope.InvalidMessage)
+    assert words in result.detail
+    assert result.application == "a"
+
+
+def test_the_int64_edges_and_big_floats_are_kept() -> None:
+    message = {"max": 2**63 - 1, "min": -(2**63), "big": 1e300, "flag": True}
+    result = envelope.parse(envelope.encode_execution("a", "j", message))
+    assert isinstance(result, envelope.ExecutionRequest)
+    assert result.message == message

@@ -12,6 +12,7 @@ words, because a bad message must become a visible record, not a crash or a sile
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,6 +107,33 @@ def depth(value: Any) -> int:
     return deepest
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def unfaithful(value: Any) -> str | None:
+    """A number Kubernetes cannot store as sent, described; None when there is none.
+
+    The API server refuses NaN and Infinity, and silently rounds integers beyond int64 to
+    a float: a job would run with a different number than the one enqueued.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            return f"Message holds {node}, which JSON (and Kubernetes) cannot store"
+        elif isinstance(node, int) and not isinstance(node, bool) and node not in INT64:
+            digits = str(node) if len(str(node)) <= 40 else f"a {len(str(node))}-digit integer"
+            return (
+                f"Message holds {digits}, beyond the 64-bit integers Kubernetes stores "
+                "exactly (it would be rounded); send it as a string"
+            )
+    return None
+
+
 def parse(raw: str) -> Envelope:
     """Turn an SQS message body into what it asks for, or why it cannot be used."""
     kept = raw[:RAW_KEEP]
@@ -154,6 +182,9 @@ def parse(raw: str) -> Envelope:
                 job,
                 kept,
             )
+        problem = unfaithful(body["Message"])
+        if problem is not None:
+            return InvalidMessage("InvalidEnvelope", problem, application, job, kept)
         return ExecutionRequest(application, job, body["Message"], not_before)
     if kind == "JobRetry":
         retry_id = _name(body.get("RetryMessageId"), "RetryMessageId")
