@@ -5,12 +5,16 @@ the watch-backed store) and takes the next step. Every step is idempotent, so a 
 or a repeated event only repeats a step that changes nothing:
 
 - Scheduled until ``notBefore`` (a timer brings it back; restarts re-arm it);
-- the Job is created under the execution's own name (409 means it exists) -> Pending;
-- the pod runs -> Running;
+- the Job is created under the execution's own name (409 means it exists). A fresh
+  execution is not written: with no phase it reads as Pending and holds its queue's slot
+  already, and its Job's name is its own. One leaving Scheduled is written Pending (with
+  ``jobName``), since a Scheduled execution holds no slot;
+- the pod runs -> Running, with ``jobName``;
 - the Job finishes -> logs and message to S3, the retry created, Slack told, and one
-  status write that makes the outcome final.
+  status write that makes the outcome final (with ``jobName`` too, for a pod that finished
+  before Running was written).
 
-Writes per execution on the happy path: create Job, Pending, Running, final status.
+Writes per execution on the happy path: create Job, Running, final status.
 """
 
 from __future__ import annotations
@@ -260,31 +264,23 @@ class Reconciler:
             if started_from is not None:
                 latency = max(0.0, (current - started_from).total_seconds())
                 metrics.START_LATENCY.labels(queue=execution.spec.queue).observe(latency)
-        if (
-            execution.status.job_name != execution.metadata.name
-            or execution.phase is None
-            or (execution.phase is Phase.SCHEDULED)
-        ):
-            await self._patch(
-                execution,
-                {
-                    "phase": Phase.PENDING.value,
-                    "reason": "JobCreated",
-                    "message": "waiting for the pod to start",
-                    "jobName": execution.metadata.name,
-                },
-            )
+        if execution.phase is not None and execution.status.job_name != execution.metadata.name:
+            # Leaving Scheduled: from now on it holds a slot of its queue. (A fresh execution,
+            # phase None, holds one already; the Running or final write names its Job.)
+            await self._patch(execution, self._pending(execution.metadata.name))
+
+    @staticmethod
+    def _pending(job_name: str) -> dict[str, Any]:
+        return {
+            "phase": Phase.PENDING.value,
+            "reason": "JobCreated",
+            "message": "waiting for the pod to start",
+            "jobName": job_name,
+        }
 
     async def _observe_running(
         self, execution: JobExecution, job: JobState, pod: PodState | None
     ) -> None:
-        if execution.status.job_name is None:
-            # The Job exists but the Pending write was lost (a crash between the two).
-            await self._patch(
-                execution,
-                {"phase": Phase.PENDING.value, "reason": "JobCreated", "jobName": job.name},
-            )
-            return
         running = (pod is not None and pod.phase == "Running") or job.ready > 0
         if running and execution.phase is not Phase.RUNNING:
             started = (pod.started_at if pod else None) or job.start_time or now()
@@ -293,10 +289,14 @@ class Reconciler:
                 "reason": "PodRunning",
                 "message": "",
                 "startedAt": started.isoformat(),
+                "jobName": job.name,
             }
             if pod is not None:
                 status["podName"] = pod.name
             await self._patch(execution, status)
+        elif execution.phase is Phase.SCHEDULED:
+            # The Job exists but the write leaving Scheduled was lost (a crash between the two).
+            await self._patch(execution, self._pending(job.name))
         elif (
             pod is not None and pod.waiting_reason and execution.status.reason != pod.waiting_reason
         ):
@@ -307,6 +307,7 @@ class Reconciler:
                     "reason": pod.waiting_reason,
                     "message": (pod.waiting_message or "")[:1000],
                     "podName": pod.name,
+                    "jobName": job.name,
                 },
             )
 
@@ -336,6 +337,8 @@ class Reconciler:
             "finishedAt": outcome.finished_at.isoformat(),
             "logs": logs.model_dump(by_alias=True),
         }
+        if job is not None:
+            status["jobName"] = job.name
         await self._notify_and_commit(execution, definition, Phase.FAILED, False, status)
 
     # -- finishing ----------------------------------------------------------------------------
@@ -379,6 +382,8 @@ class Reconciler:
             "exitCode": outcome.exit_code,
             "finishedAt": outcome.finished_at.isoformat(),
             "logs": logs.model_dump(by_alias=True),
+            # Its Job has its name; Running (which says so too) may have been skipped.
+            "jobName": execution.metadata.name,
         }
         if pod is not None:
             status["podName"] = pod.name
