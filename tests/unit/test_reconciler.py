@@ -76,9 +76,10 @@ class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[str, str] = {}
         self.down = False
+        self.refused: set[str] = set()  # key suffixes whose PUT fails
 
     async def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None:
-        if self.down:
+        if self.down or any(key.endswith(suffix) for suffix in self.refused):
             raise OSError("S3 is down")
         self.objects[key] = text
 
@@ -394,6 +395,22 @@ async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
     await world.step()
     assert world.status().logs.uploaded is True
     assert "blog/notify/m1/stdout.txt" in world.s3.objects
+
+
+async def test_one_failed_upload_of_three_means_the_logs_are_not_uploaded() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world)
+    world.s3.refused = {"stdout.txt"}
+    with pytest.raises(Requeue):
+        await world.step()
+    assert world.status().logs.uploaded is False
+    assert set(world.s3.objects) == {"blog/notify/m1/message.json", "blog/notify/m1/execution.json"}
+    world.s3.refused = set()
+    await world.step()
+    assert world.status().logs.uploaded is True
 
 
 async def test_a_job_that_already_exists_is_adopted_after_a_crash() -> None:

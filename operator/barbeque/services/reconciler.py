@@ -19,6 +19,7 @@ Writes per execution on the happy path: create Job, Running, final status.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -507,22 +508,28 @@ class Reconciler:
             "startedAt": outcome.started_at.isoformat() if outcome.started_at else None,
             "finishedAt": outcome.finished_at.isoformat(),
         }
-        try:
-            await self.s3.put_text(
+        uploads = [
+            self.s3.put_text(
                 prefix + "message.json",
                 json.dumps(execution.spec.message, ensure_ascii=False),
                 "application/json",
-            )
-            if logs is not None:
-                await self.s3.put_text(prefix + "stdout.txt", logs)
-            await self.s3.put_text(
+            ),
+            self.s3.put_text(
                 prefix + "execution.json",
                 json.dumps(summary, ensure_ascii=False),
                 "application/json",
-            )
-        except Exception as exc:
+            ),
+        ]
+        if logs is not None:
+            uploads.append(self.s3.put_text(prefix + "stdout.txt", logs))
+        # In parallel; all of them or the upload failed (each PUT is idempotent).
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
             metrics.S3_FAILURES.inc()
-            logger.warning("Could not upload logs of %s to S3: %s", execution.metadata.name, exc)
+            logger.warning(
+                "Could not upload logs of %s to S3: %s", execution.metadata.name, failures[0]
+            )
             return location
         return location.model_copy(update={"uploaded": True})
 
