@@ -62,6 +62,8 @@ class FakeSqs:
         self.queued = list(queued or [])
         self.deleted: list[str] = []
         self.asked: list[int] = []  # max_messages of each receive that returned messages
+        self.deleting = 0
+        self.most_deleting = 0
 
     async def receive(
         self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
@@ -74,6 +76,10 @@ class FakeSqs:
         return batch
 
     async def delete_batch(self, url: str, receipts: list[str]) -> list[str]:
+        self.deleting += 1
+        self.most_deleting = max(self.most_deleting, self.deleting)
+        await asyncio.sleep(0.001)
+        self.deleting -= 1
         self.deleted.extend(receipts)
         return []
 
@@ -207,6 +213,7 @@ async def test_the_next_batch_is_received_while_the_last_is_still_being_recorded
     await asyncio.wait_for(running, 5)
     assert len(kube.created) == 100
     assert store.active_by_queue["default"] == 100
+    assert sqs.most_deleting == 1  # deletes of one queue never overlap
 
 
 async def test_messages_still_being_recorded_count_against_the_cap() -> None:

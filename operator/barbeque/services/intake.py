@@ -259,6 +259,10 @@ class Poller:
         # Batches being recorded (each holds a pipeline place), and those still deleting.
         self._recording = 0
         self._batches: set[asyncio.Task[list[Recorded]]] = set()
+        # One DeleteMessageBatch at a time per queue, as before pipelining. Deletes wait
+        # for nobody, and moto (tests, the local demo) loses deletes that overlap on one
+        # queue: it rebuilds the queue's message list without a lock.
+        self._deleting = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -416,7 +420,8 @@ class Poller:
         receipts = [m.receipt_handle for m, r in zip(messages, results, strict=True) if r.delete]
         if receipts:
             try:
-                failed = await self.sqs.delete_batch(self.url, receipts)
+                async with self._deleting:
+                    failed = await self.sqs.delete_batch(self.url, receipts)
             except SqsError as exc:
                 # Harmless: redelivery finds the execution (409) and deletes again.
                 metrics.SQS_ERRORS.labels(queue=self.name, operation="delete").inc()
