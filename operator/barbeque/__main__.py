@@ -46,6 +46,9 @@ def _operator(args: argparse.Namespace) -> int:
     # botocore and urllib3 are chatty at INFO about connection pools and credentials.
     for noisy in ("botocore", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kopf says "Handler 'x' succeeded." at INFO for every watch event (~15 per execution);
+    # formatting them cost 15 % of the event loop under load.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = get_settings()  # fail fast on bad settings, before connecting anywhere
     kopf.run(
         clusterwide=True,

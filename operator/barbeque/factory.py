@@ -36,7 +36,12 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     api_client = load_api_client(kubeconfig)
     kube = Kube(api_client, pool_size=settings.kube_qps_threads)
     sqs = Sqs(settings.aws_region, settings.sqs_endpoint_url, max_pool=settings.kube_qps_threads)
-    s3 = S3(settings.aws_region, settings.s3_endpoint_url, settings.s3_bucket)
+    s3 = S3(
+        settings.aws_region,
+        settings.s3_endpoint_url,
+        settings.s3_bucket,
+        max_pool=settings.kube_qps_threads,
+    )
     slack = (
         Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
         if settings.slack_token

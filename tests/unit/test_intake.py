@@ -36,8 +36,19 @@ class FakeKube:
         # validates a body before it looks for the namespace.
         self.refuses: Callable[[dict[str, Any]], bool] = lambda body: False
         self.attempts: list[tuple[str, str]] = []
+        # Creates wait here while it is clear: the API server is slow.
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = 0
+        self.most_waiting = 0
 
     async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        try:
+            await self.gate.wait()
+        finally:
+            self.waiting -= 1
         if self.fail_next:
             self.fail_next -= 1
             raise self.failure
@@ -63,10 +74,28 @@ class FakeKube:
 
 
 class FakeSqs:
-    def __init__(self) -> None:
+    def __init__(self, queued: list[Message] | None = None) -> None:
+        self.queued = list(queued or [])
         self.deleted: list[str] = []
+        self.asked: list[int] = []  # max_messages of each receive that returned messages
+        self.deleting = 0
+        self.most_deleting = 0
+
+    async def receive(
+        self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[Message]:
+        if not self.queued:
+            await asyncio.sleep(0.01)  # a (short) long poll that finds nothing
+            return []
+        batch, self.queued = self.queued[:max_messages], self.queued[max_messages:]
+        self.asked.append(max_messages)
+        return batch
 
     async def delete_batch(self, url: str, receipts: list[str]) -> list[str]:
+        self.deleting += 1
+        self.most_deleting = max(self.most_deleting, self.deleting)
+        await asyncio.sleep(0.001)
+        self.deleting -= 1
         self.deleted.extend(receipts)
         return []
 
@@ -82,10 +111,12 @@ def message(body: str, message_id: str = "id-1") -> Message:
     return Message(message_id, f"receipt-{message_id}", body, 1700000000000, 1)
 
 
-def setup(**spec: Any) -> tuple[Poller, FakeKube, FakeSqs, Store]:
+def setup(
+    queued: list[Message] | None = None, **spec: Any
+) -> tuple[Poller, FakeKube, FakeSqs, Store]:
     store = Store()
     kube = FakeKube({"blog", "barbeque-system"})
-    sqs = FakeSqs()
+    sqs = FakeSqs(queued)
     intake = Intake(store, kube, "barbeque-system", on_created=lambda key: None)
     poller = Poller(queue(**spec), sqs, intake, store, kube)  # type: ignore[arg-type]
     poller.url = "http://sqs/default"
@@ -250,6 +281,81 @@ async def test_at_the_cap_the_poller_has_no_free_slots() -> None:
     assert poller.free_slots() == 2
     await poller.handle([message(GOOD, "a"), message(GOOD, "b")])
     assert poller.free_slots() == 0
+
+
+def backlog(count: int) -> list[Message]:
+    return [message(GOOD, f"m{i:03d}") for i in range(count)]
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(5):
+        # The fakes signal nothing; polling them keeps them simple.
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+async def test_the_next_batch_is_received_while_the_last_is_still_being_recorded() -> None:
+    poller, kube, sqs, store = setup(backlog(100))
+    kube.gate.clear()
+    running = asyncio.create_task(poller.run())
+    # Four batches recording at once, none of them finished: receiving did not wait.
+    await until(lambda: kube.waiting == 40)
+    await asyncio.sleep(0.05)
+    assert kube.waiting == 40  # and no more: the pipeline is PIPELINE_DEPTH batches deep
+    assert sqs.asked == [10, 10, 10, 10]
+    assert kube.created == {}
+    kube.gate.set()
+    await until(lambda: len(sqs.deleted) == 100)
+    poller.stopping.set()
+    await asyncio.wait_for(running, 5)
+    assert len(kube.created) == 100
+    assert store.active_by_queue["default"] == 100
+    assert sqs.most_deleting == 1  # deletes of one queue never overlap
+
+
+async def test_messages_still_being_recorded_count_against_the_cap() -> None:
+    poller, kube, sqs, store = setup(backlog(40), maxConcurrentExecutions=15)
+    kube.gate.clear()
+    running = asyncio.create_task(poller.run())
+    await until(lambda: kube.waiting == 15)
+    await asyncio.sleep(0.05)
+    # Ten received, then only the five slots left; nothing is an execution yet.
+    assert sqs.asked == [10, 5]
+    assert poller.free_slots() == 0
+    kube.gate.set()
+    await until(lambda: len(sqs.deleted) == 15)
+    await asyncio.sleep(0.05)
+    assert len(kube.created) == 15
+    assert store.active_by_queue["default"] == 15
+    assert len(sqs.queued) == 25  # the rest waits in SQS
+    poller.stopping.set()
+    await asyncio.wait_for(running, 5)
+
+
+async def test_a_failed_create_gives_its_slot_back() -> None:
+    poller, kube, sqs, _ = setup(backlog(3), maxConcurrentExecutions=2)
+    kube.fail_next = 1
+    running = asyncio.create_task(poller.run())
+    await until(lambda: len(kube.created) == 2)
+    poller.stopping.set()
+    await asyncio.wait_for(running, 5)
+    assert poller.free_slots() == 0
+    assert len(sqs.deleted) == 2  # the failed one stays in SQS for redelivery
+
+
+async def test_stopping_records_and_deletes_every_batch_already_received() -> None:
+    poller, kube, sqs, _ = setup(backlog(100))
+    kube.gate.clear()
+    running = asyncio.create_task(poller.run())
+    await until(lambda: kube.waiting == 40)
+    poller.stopping.set()
+    await asyncio.sleep(0.05)
+    assert not running.done()  # waiting for the batches it has
+    kube.gate.set()
+    await asyncio.wait_for(running, 5)
+    assert len(kube.created) == 40
+    assert sorted(sqs.deleted) == sorted(f"receipt-m{i:03d}" for i in range(40))
+    assert len(sqs.queued) == 60
 
 
 async def test_the_work_queue_coalesces_keys_and_backs_off() -> None:

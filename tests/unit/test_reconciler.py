@@ -76,9 +76,10 @@ class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[str, str] = {}
         self.down = False
+        self.refused: set[str] = set()  # key suffixes whose PUT fails
 
     async def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None:
-        if self.down:
+        if self.down or any(key.endswith(suffix) for suffix in self.refused):
             raise OSError("S3 is down")
         self.objects[key] = text
 
@@ -198,19 +199,22 @@ def finished(world: World, name: str = "m1", exit_code: int = 0) -> None:
     )
 
 
-async def test_the_happy_path_takes_four_writes() -> None:
+async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
     world = World()
     world.define(slack={"channel": "#c", "notifySuccess": True})
     world.receive()
 
     await world.step()
-    assert world.phase() == "Pending"
-    assert world.status().job_name == "m1"
+    assert "m1" in world.kube.jobs
+    assert world.phase() is None  # read as Pending; its Job has its name
     await world.step()  # the same state again changes nothing
+    world.job_event(active=1, ready=0)
+    await world.step()  # nor does the Job's first event
     world.pod_event(running={"startedAt": T0})
     world.job_event(active=1, ready=1, startTime=T0)
     await world.step()
     assert world.phase() == "Running"
+    assert world.status().job_name == "m1"
     finished(world)
     await world.step()
 
@@ -233,10 +237,62 @@ async def test_the_happy_path_takes_four_writes() -> None:
     ]
     assert world.kube.writes == [
         "create job m1",
-        "status m1 Pending",
         "status m1 Running",
         "status m1 Succeeded",
     ]
+
+
+async def test_a_pod_that_finished_before_anyone_looked_still_names_its_job() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world)
+    await world.step()
+    assert (world.phase(), world.status().job_name) == ("Succeeded", "m1")
+    assert world.kube.writes == ["create job m1", "status m1 Succeeded"]
+
+
+async def test_a_fresh_execution_holds_its_queues_slot_without_a_status_write() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    assert world.store.active_by_queue["default"] == 1
+    await world.step()
+    assert world.kube.writes == ["create job m1"]
+    assert world.store.active_by_queue["default"] == 1
+
+
+async def test_leaving_scheduled_is_written_pending_and_takes_a_slot() -> None:
+    world = World()
+    world.define()
+    world.receive(notBefore=(datetime.now(UTC) + timedelta(seconds=30)).isoformat())
+    with pytest.raises(Requeue):
+        await world.step()
+    assert world.phase() == "Scheduled"
+    assert world.store.active_by_queue["default"] == 0
+    execution = world.store.executions[(NS, "m1")]
+    execution.spec.not_before = datetime.now(UTC) - timedelta(seconds=1)
+    await world.step()
+    assert (world.phase(), world.status().job_name) == ("Pending", "m1")
+    assert world.store.active_by_queue["default"] == 1
+    assert world.kube.writes == ["status m1 Scheduled", "create job m1", "status m1 Pending"]
+
+
+async def test_a_lost_write_leaving_scheduled_is_made_once_the_job_is_seen() -> None:
+    world = World()
+    world.define()
+    world.receive(notBefore=(datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+    scheduled = world.store.executions[(NS, "m1")].model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )
+    scheduled["metadata"]["resourceVersion"] = str(next(_rv))
+    world.store.put_execution({**scheduled, "status": {"phase": "Scheduled"}})
+    world.job_event()  # created before a crash, Pending never written
+    await world.step()
+    assert (world.phase(), world.status().job_name) == ("Pending", "m1")
+    await world.step()
+    assert world.kube.writes == ["status m1 Pending"]
 
 
 async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
@@ -338,14 +394,30 @@ async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
     assert "blog/notify/m1/stdout.txt" in world.s3.objects
 
 
+async def test_one_failed_upload_of_three_means_the_logs_are_not_uploaded() -> None:
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world)
+    world.s3.refused = {"stdout.txt"}
+    with pytest.raises(Requeue):
+        await world.step()
+    assert world.status().logs.uploaded is False
+    assert set(world.s3.objects) == {"blog/notify/m1/message.json", "blog/notify/m1/execution.json"}
+    world.s3.refused = set()
+    await world.step()
+    assert world.status().logs.uploaded is True
+
+
 async def test_a_job_that_already_exists_is_adopted_after_a_crash() -> None:
     world = World()
     world.define()
     world.receive()
-    world.kube.jobs["m1"] = {}  # created before a crash, status never written
+    world.kube.jobs["m1"] = {}  # created before a crash
     await world.step()
-    assert world.phase() == "Pending"
-    assert "create job m1" not in world.kube.writes
+    assert world.phase() is None
+    assert world.kube.writes == []
 
 
 async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
@@ -439,7 +511,7 @@ async def test_a_barbeque_style_job_name_finds_its_definition() -> None:
     world.define("notify-author", jobName="NotifyAuthor")
     world.receive(job="NotifyAuthor")
     await world.step()
-    assert world.phase() == "Pending"
+    assert world.kube.writes == ["create job m1"]
     assert world.kube.jobs["m1"]["spec"]["template"]["spec"]["containers"][0]["image"] == "blog:1"
     world.store.delete_definition(NS, "notify-author")
     assert world.store.definition(NS, "NotifyAuthor") is None

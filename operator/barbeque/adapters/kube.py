@@ -177,12 +177,16 @@ class Kube:
     # -- Jobs and pods ----------------------------------------------------------------------
 
     async def create_job(self, body: dict[str, Any]) -> None:
-        await self._call(
-            "create_job",
-            self._batch.create_namespaced_job,
-            body["metadata"]["namespace"],
-            body,
-        )
+        def create() -> None:
+            # Nobody reads the created Job (its watch event follows): skip building a V1Job.
+            batch: Any = self._batch  # typed for a V1Job body and V1Job result
+            response = batch.create_namespaced_job(
+                body["metadata"]["namespace"], body, _preload_content=False
+            )
+            response.drain_conn()
+            response.release_conn()
+
+        await self._call("create_job", create)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         await self._call(

@@ -16,13 +16,17 @@ class S3Error(Exception):
 
 
 class S3:
-    def __init__(self, region: str, endpoint_url: str | None, bucket: str) -> None:
+    def __init__(
+        self, region: str, endpoint_url: str | None, bucket: str, max_pool: int = 32
+    ) -> None:
         self.bucket = bucket
         self._client = boto3.client(
             "s3",
             region_name=region,
             endpoint_url=endpoint_url,
             config=Config(
+                # botocore keeps 10 by default; every reconcile worker may upload at once.
+                max_pool_connections=max_pool,
                 retries={"mode": "standard", "max_attempts": 3},
                 connect_timeout=5,
                 read_timeout=30,

@@ -1,13 +1,18 @@
 """Amazon SQS, as the calls the operator and the Web API make.
 
-boto3 is synchronous; calls run in the event loop's thread pool. SDK errors become
-``SqsError`` so callers need not know botocore.
+boto3 is synchronous; calls run in the event loop's thread pool, except the long poll:
+each ReceiveMessage runs in a daemon thread of its own, so a receive blocked for up to
+``WaitTimeSeconds`` neither holds a thread of the shared pool nor keeps the process from
+exiting on SIGTERM (interpreter exit joins the pool's threads, not daemon ones). SDK
+errors become ``SqsError`` so callers need not know botocore.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,6 +48,36 @@ class QueueStats:
     delayed: int
 
 
+def _in_daemon_thread(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``call`` in a new daemon thread; its result or exception settles the future.
+
+    Cancelling the future does not stop the call: its answer is dropped when it comes.
+    """
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        # RuntimeError: the loop is closed, nobody waits for this answer any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="barbeque-sqs-receive", daemon=True).start()
+    return future
+
+
 class Sqs:
     def __init__(self, region: str, endpoint_url: str | None, max_pool: int = 32) -> None:
         self._client = boto3.client(
@@ -59,11 +94,16 @@ class Sqs:
         )
         self.calls: dict[str, int] = {}
 
-    async def _call(self, verb: str, fn: Callable[..., T], **kwargs: Any) -> T:
+    async def _call(
+        self, verb: str, fn: Callable[..., T], *, long_poll: bool = False, **kwargs: Any
+    ) -> T:
         self.calls[verb] = self.calls.get(verb, 0) + 1
         loop = asyncio.get_running_loop()
+        call = functools.partial(fn, **kwargs)
         try:
-            return await loop.run_in_executor(None, functools.partial(fn, **kwargs))
+            if long_poll:
+                return await _in_daemon_thread(loop, call)
+            return await loop.run_in_executor(None, call)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
@@ -97,6 +137,7 @@ class Sqs:
         result = await self._call(
             "receive_message",
             self._client.receive_message,
+            long_poll=True,
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,

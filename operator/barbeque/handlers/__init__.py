@@ -37,11 +37,28 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return info or kopf.login_with_kubeconfig(**kwargs)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: only on.create/on.update handlers use one, and there are none here.
+
+    kopf's default deep-copies every event's body (pods included) to build it.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup(backoff=5)
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = get_settings()
     settings.peering.standalone = config.standalone
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -53,7 +70,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=config.kube_qps_threads, thread_name_prefix="barbeque-io")
     )
-    if config.metrics_port:
+    if config.metrics_port and memo.get("metrics_server") is None:
+        # Once: kopf retries this whole handler when something below fails.
         server, _thread = start_http_server(config.metrics_port, registry=metrics.REGISTRY)
         memo.metrics_server = server
     operator = build_operator(config)

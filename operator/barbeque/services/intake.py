@@ -4,12 +4,16 @@ One poller per JobQueue long-polls SQS in batches of up to ten. Each message bec
 JobExecution named from its message id; only once that object exists (created now, or
 409 because an earlier delivery created it) is the message deleted from SQS. A crash
 anywhere in between leaves the message in SQS, and its redelivery finds the execution.
+
+The poller does not wait for a batch to be recorded before receiving the next one: up to
+``PIPELINE_DEPTH`` batches per queue are recorded at once, so a queue's intake is bounded
+by the API server rather than by one receive-record-delete round trip. Messages received
+and not yet recorded count against ``maxConcurrentExecutions`` like executions do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -26,6 +30,9 @@ from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
 logger = logging.getLogger(__name__)
+
+# Batches of one queue being recorded at once, while the next one is received.
+PIPELINE_DEPTH = 4
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -278,6 +285,7 @@ class Poller:
         store: Store,
         kube: KubeApi,
         error_backoff_max: float = 60.0,
+        pipeline_depth: int = PIPELINE_DEPTH,
     ) -> None:
         self.queue = queue
         self.sqs = sqs
@@ -285,10 +293,21 @@ class Poller:
         self.store = store
         self.kube = kube
         self.error_backoff_max = error_backoff_max
+        self.pipeline_depth = pipeline_depth
         self.url: str | None = None
+        # Set whenever a slot may have freed up: an execution finished, a batch recorded.
         self.capacity = asyncio.Event()
         self.stopping = asyncio.Event()
         self._last_status: dict[str, Any] | None = None
+        # Received, not yet recorded: they will occupy slots once they are executions.
+        self._in_flight = 0
+        # Batches being recorded (each holds a pipeline place), and those still deleting.
+        self._recording = 0
+        self._batches: set[asyncio.Task[list[Recorded]]] = set()
+        # One DeleteMessageBatch at a time per queue, as before pipelining. Deletes wait
+        # for nobody, and moto (tests, the local demo) loses deletes that overlap on one
+        # queue: it rebuilds the queue's message list without a lock.
+        self._deleting = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -298,7 +317,8 @@ class Poller:
         cap = self.queue.spec.max_concurrent_executions
         if cap is None:
             return 10
-        return max(0, cap - self.store.active_by_queue.get(self.name, 0))
+        active = self.store.active_by_queue.get(self.name, 0)
+        return max(0, cap - active - self._in_flight)
 
     async def resolve(self) -> str:
         spec = self.queue.spec
@@ -329,6 +349,18 @@ class Poller:
             logger.warning("Could not update the status of JobQueue %s: %s", self.name, exc)
 
     async def run(self) -> None:
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # Out of grace time: what is not recorded stays in SQS and comes back.
+            for task in list(self._batches):
+                task.cancel()
+            raise
+        # Stopping: batches already received are recorded and deleted before we return.
+        if self._batches:
+            await asyncio.gather(*list(self._batches), return_exceptions=True)
+
+    async def _drain(self) -> None:
         delay = 1.0
         while self.url is None:
             try:
@@ -338,7 +370,9 @@ class Poller:
                 await self._set_status(
                     {"phase": "Error", "message": f"cannot use the SQS queue: {exc}"[:1000]}
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+                if self.stopping.is_set():
+                    return
                 delay = min(delay * 2, self.error_backoff_max)
         await self._set_status({"phase": "Ready", "queueUrl": self.url, "message": ""})
         logger.info("Draining JobQueue %s from %s", self.name, self.url)
@@ -349,11 +383,11 @@ class Poller:
                 await self._pause(5)
                 continue
             free = self.free_slots()
-            if free <= 0:
+            if free <= 0 or self._recording >= self.pipeline_depth:
                 # Backpressure: stop receiving; the backlog waits in SQS, where it is cheap.
+                # At the cap, an execution finishing wakes us; otherwise a batch recorded.
                 self.capacity.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.capacity.wait(), timeout=5)
+                await self._wait(self.capacity, 5)
                 continue
             receiving = asyncio.ensure_future(
                 self.sqs.receive(
@@ -384,20 +418,55 @@ class Poller:
             delay = 1.0
             if messages:
                 # Not interrupted by shutdown: recording and deleting is the bookkeeping
-                # that must finish.
-                await self.handle(messages)
+                # that must finish (``run`` waits for it).
+                self._start_batch(messages)
+
+    def _start_batch(self, messages: list[Message]) -> None:
+        # Counted now, before the next receive asks for as many messages as there are slots.
+        self._in_flight += len(messages)
+        self._recording += 1
+        task = asyncio.create_task(self.handle(messages, received=True), name=f"intake-{self.name}")
+        self._batches.add(task)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[list[Recorded]]) -> None:
+        self._batches.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("Recording a batch from %s failed", self.name, exc_info=task.exception())
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        await self._wait(self.stopping, seconds)
 
-    async def handle(self, messages: list[Message]) -> list[Recorded]:
+    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
+        """Until ``event`` is set, the poller is stopped, or ``seconds`` have passed."""
+        waiters = {asyncio.ensure_future(event.wait())}
+        if event is not self.stopping:
+            waiters.add(asyncio.ensure_future(self.stopping.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def handle(self, messages: list[Message], received: bool = False) -> list[Recorded]:
+        """Record a batch, then delete from SQS the messages that may leave it.
+
+        ``received``: counted in flight (and holding a pipeline place) by the poller; each
+        message leaves that count once recorded, the batch gives its place back before the
+        delete, which nobody waits for.
+        """
         assert self.url is not None
-        results = await asyncio.gather(*(self.intake.record(self.queue, m) for m in messages))
+        try:
+            results = await asyncio.gather(*(self._record(m, received) for m in messages))
+        finally:
+            if received:
+                self._recording -= 1
+                self.capacity.set()
         receipts = [m.receipt_handle for m, r in zip(messages, results, strict=True) if r.delete]
         if receipts:
             try:
-                failed = await self.sqs.delete_batch(self.url, receipts)
+                async with self._deleting:
+                    failed = await self.sqs.delete_batch(self.url, receipts)
             except SqsError as exc:
                 # Harmless: redelivery finds the execution (409) and deletes again.
                 metrics.SQS_ERRORS.labels(queue=self.name, operation="delete").inc()
@@ -408,6 +477,14 @@ class Poller:
                 if failed:
                     metrics.SQS_ERRORS.labels(queue=self.name, operation="delete").inc(len(failed))
         return results
+
+    async def _record(self, message: Message, received: bool) -> Recorded:
+        try:
+            return await self.intake.record(self.queue, message)
+        finally:
+            if received:
+                # Now an execution holding its own slot, or nothing that holds one.
+                self._in_flight -= 1
 
     async def report_stats(self) -> None:
         if self.url is None:

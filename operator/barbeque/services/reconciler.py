@@ -5,16 +5,21 @@ the watch-backed store) and takes the next step. Every step is idempotent, so a 
 or a repeated event only repeats a step that changes nothing:
 
 - Scheduled until ``notBefore`` (a timer brings it back; restarts re-arm it);
-- the Job is created under the execution's own name (409 means it exists) -> Pending;
-- the pod runs -> Running;
+- the Job is created under the execution's own name (409 means it exists). A fresh
+  execution is not written: with no phase it reads as Pending and holds its queue's slot
+  already, and its Job's name is its own. One leaving Scheduled is written Pending (with
+  ``jobName``), since a Scheduled execution holds no slot;
+- the pod runs -> Running, with ``jobName``;
 - the Job finishes -> logs and message to S3, the retry created, Slack told, and one
-  status write that makes the outcome final.
+  status write that makes the outcome final (with ``jobName`` too, for a pod that finished
+  before Running was written).
 
-Writes per execution on the happy path: create Job, Pending, Running, final status.
+Writes per execution on the happy path: create Job, Running, final status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -271,31 +276,23 @@ class Reconciler:
             if started_from is not None:
                 latency = max(0.0, (current - started_from).total_seconds())
                 metrics.START_LATENCY.labels(queue=execution.spec.queue).observe(latency)
-        if (
-            execution.status.job_name != execution.metadata.name
-            or execution.phase is None
-            or (execution.phase is Phase.SCHEDULED)
-        ):
-            await self._patch(
-                execution,
-                {
-                    "phase": Phase.PENDING.value,
-                    "reason": "JobCreated",
-                    "message": "waiting for the pod to start",
-                    "jobName": execution.metadata.name,
-                },
-            )
+        if execution.phase is not None and execution.status.job_name != execution.metadata.name:
+            # Leaving Scheduled: from now on it holds a slot of its queue. (A fresh execution,
+            # phase None, holds one already; the Running or final write names its Job.)
+            await self._patch(execution, self._pending(execution.metadata.name))
+
+    @staticmethod
+    def _pending(job_name: str) -> dict[str, Any]:
+        return {
+            "phase": Phase.PENDING.value,
+            "reason": "JobCreated",
+            "message": "waiting for the pod to start",
+            "jobName": job_name,
+        }
 
     async def _observe_running(
         self, execution: JobExecution, job: JobState, pod: PodState | None
     ) -> None:
-        if execution.status.job_name is None:
-            # The Job exists but the Pending write was lost (a crash between the two).
-            await self._patch(
-                execution,
-                {"phase": Phase.PENDING.value, "reason": "JobCreated", "jobName": job.name},
-            )
-            return
         running = (pod is not None and pod.phase == "Running") or job.ready > 0
         if running and execution.phase is not Phase.RUNNING:
             started = (pod.started_at if pod else None) or job.start_time or now()
@@ -304,10 +301,14 @@ class Reconciler:
                 "reason": "PodRunning",
                 "message": "",
                 "startedAt": started.isoformat(),
+                "jobName": job.name,
             }
             if pod is not None:
                 status["podName"] = pod.name
             await self._patch(execution, status)
+        elif execution.phase is Phase.SCHEDULED:
+            # The Job exists but the write leaving Scheduled was lost (a crash between the two).
+            await self._patch(execution, self._pending(job.name))
         elif (
             pod is not None and pod.waiting_reason and execution.status.reason != pod.waiting_reason
         ):
@@ -318,6 +319,7 @@ class Reconciler:
                     "reason": pod.waiting_reason,
                     "message": (pod.waiting_message or "")[:1000],
                     "podName": pod.name,
+                    "jobName": job.name,
                 },
             )
 
@@ -347,6 +349,8 @@ class Reconciler:
             "finishedAt": outcome.finished_at.isoformat(),
             "logs": logs.model_dump(by_alias=True),
         }
+        if job is not None:
+            status["jobName"] = job.name
         await self._notify_and_commit(execution, definition, Phase.FAILED, False, status)
 
     # -- finishing ----------------------------------------------------------------------------
@@ -390,6 +394,8 @@ class Reconciler:
             "exitCode": outcome.exit_code,
             "finishedAt": outcome.finished_at.isoformat(),
             "logs": logs.model_dump(by_alias=True),
+            # Its Job has its name; Running (which says so too) may have been skipped.
+            "jobName": execution.metadata.name,
         }
         if pod is not None:
             status["podName"] = pod.name
@@ -513,22 +519,28 @@ class Reconciler:
             "startedAt": outcome.started_at.isoformat() if outcome.started_at else None,
             "finishedAt": outcome.finished_at.isoformat(),
         }
-        try:
-            await self.s3.put_text(
+        uploads = [
+            self.s3.put_text(
                 prefix + "message.json",
                 json.dumps(execution.spec.message, ensure_ascii=False),
                 "application/json",
-            )
-            if logs is not None:
-                await self.s3.put_text(prefix + "stdout.txt", logs)
-            await self.s3.put_text(
+            ),
+            self.s3.put_text(
                 prefix + "execution.json",
                 json.dumps(summary, ensure_ascii=False),
                 "application/json",
-            )
-        except Exception as exc:
+            ),
+        ]
+        if logs is not None:
+            uploads.append(self.s3.put_text(prefix + "stdout.txt", logs))
+        # In parallel; all of them or the upload failed (each PUT is idempotent).
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
             metrics.S3_FAILURES.inc()
-            logger.warning("Could not upload logs of %s to S3: %s", execution.metadata.name, exc)
+            logger.warning(
+                "Could not upload logs of %s to S3: %s", execution.metadata.name, failures[0]
+            )
             return location
         return location.model_copy(update={"uploaded": True})
 
