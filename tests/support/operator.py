@@ -189,9 +189,17 @@ class App:
         )
 
     def set_queue(self, **spec: Any) -> None:
-        self.custom.patch_cluster_custom_object(
+        """Change the JobQueue's spec and wait until the operator's poller runs with it."""
+        changed = self.custom.patch_cluster_custom_object(
             GROUP, VERSION, "jobqueues", self.queue, {"spec": spec}
         )
+        generation = changed["metadata"]["generation"]
+
+        def observed() -> bool | None:
+            queue = self.custom.get_cluster_custom_object(GROUP, VERSION, "jobqueues", self.queue)
+            return (queue.get("status") or {}).get("observedGeneration") == generation or None
+
+        wait_until(observed, 30, f"JobQueue {self.queue} generation {generation} observed")
 
 
 def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:

@@ -146,6 +146,11 @@ class JobQueueStatus(Model):
     running_executions: int | None = Field(
         default=None, description="Unfinished executions started from this queue."
     )
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation the operator's poller runs with: once equal, "
+        "a spec change (cap, suspend, waits) is in effect.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -340,6 +340,8 @@ class Poller:
         return await self.sqs.ensure_queue(name, attributes)
 
     async def _set_status(self, status: dict[str, Any]) -> None:
+        if self.queue.metadata.generation is not None:
+            status = {**status, "observedGeneration": self.queue.metadata.generation}
         if status == self._last_status:
             return
         try:
