@@ -537,7 +537,6 @@ class Environment:
         workers: int | None = None,
         operator_env: dict[str, str] | None = None,
         trace: bool = False,
-        experiments: str = "",
     ) -> None:
         self.scratch = Path(tempfile.mkdtemp(prefix="barbeque-bench-"))
         self.nodes = nodes
@@ -546,7 +545,6 @@ class Environment:
         self.workers = workers
         self.operator_env = operator_env or {}
         self.trace = trace
-        self.experiments = experiments
         self.cluster: Cluster | None = None
         self.moto: subprocess.Popen[bytes] | None = None
         self.moto_url = ""
@@ -673,7 +671,7 @@ class Environment:
     def start_operator(self, launcher: bool = False, **extra: str) -> OperatorProcess:
         """Start the operator (stopping a running one first) and wait until it primed.
 
-        ``launcher``: through bench.traced_operator even without --trace/--experiments.
+        ``launcher``: through bench.traced_operator even without --trace.
         """
         self.stop_operator()
         self._operators += 1
@@ -702,10 +700,9 @@ class Environment:
         module = "barbeque"
         trace_path = None
         pythonpath = list(self.pythonpath)
-        if self.trace or self.experiments or launcher:
+        if self.trace or launcher:
             module = "bench.traced_operator"
             pythonpath.append(str(ROOT))
-            env["BARBEQUE_BENCH_EXPERIMENTS"] = self.experiments
         if self.trace:
             trace_path = self.scratch / f"trace-{self._operators}.json"
             env["BARBEQUE_BENCH_TRACE"] = str(trace_path)
@@ -1010,12 +1007,6 @@ def common_arguments(parser: Any) -> None:
         action="store_true",
         help="run the operator under bench.traced_operator (adapter call and loop timings)",
     )
-    parser.add_argument(
-        "--experiments",
-        default="",
-        metavar="NAMES",
-        help="apply bench.experiments to the operator at run time (comma list, or all)",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs)")
     parser.add_argument(
         "--wait-load",
@@ -1045,11 +1036,8 @@ def run_scenarios(args: Any, scenarios: list[tuple[str, Callable[[Environment], 
         workers=args.workers,
         operator_env=operator_env,
         trace=args.trace,
-        experiments=args.experiments,
     ) as env:
         info["operator source"] = env.source
-        if args.experiments:
-            info["operator source"] += f" + bench.experiments {args.experiments}"
         for name, scenario in scenarios:
             log(f"scenario {name}: load average {loadavg()}")
             try:

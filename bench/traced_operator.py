@@ -11,7 +11,7 @@ command line after wrapping, at run time (no source edited):
 - the event loop's lag: a task sleeping 50 ms measures how late it wakes.
 
 Figures are written as JSON to ``$BARBEQUE_BENCH_TRACE`` every 2 s and at exit (no
-timers without it). ``$BARBEQUE_BENCH_EXPERIMENTS`` applies ``bench.experiments``.
+timers without it).
 ``$BARBEQUE_BENCH_TRACEMALLOC=path``: tracemalloc on; SIGUSR1 writes the top allocations.
 """
 
@@ -162,9 +162,6 @@ def main() -> int:
         _tracemalloc(malloc_path)
     if _PATH:
         install()
-    from bench import experiments
-
-    experiments.install()  # after the timers, so that they time the real calls
     from barbeque.__main__ import main as barbeque_main
 
     return barbeque_main(sys.argv[1:])
