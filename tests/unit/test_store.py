@@ -50,10 +50,11 @@ def test_a_finished_execution_whose_logs_are_not_uploaded_is_kept() -> None:
     assert store.execution(("blog", "m1")) is None
 
 
-def test_the_echo_of_a_write_is_not_a_change() -> None:
+def test_the_echo_of_a_write_is_reported_but_an_older_version_is_not() -> None:
     store = Store()
     assert store.put_execution(body(5, "Running")) is not None
-    assert store.put_execution(body(5, "Running")) is None
+    assert store.put_execution(body(5, "Running")) is not None
+    assert store.put_execution(body(4)) is None
     assert store.put_execution(body(6, "Succeeded", uploaded=True)) is not None
 
 

@@ -95,6 +95,7 @@ class Runtime:
         # Finished executions by (application, job, phase), counted by the last sweep.
         self._finished_counts: Counter[tuple[str, str, str]] = Counter()
         self._watch_task: asyncio.Task[None] | None = None
+        self._poller_locks: dict[str, asyncio.Lock] = {}
         store.on_slot_freed = self._wake_poller
         intake.on_created = self.queue.add
 
@@ -259,16 +260,31 @@ class Runtime:
 
     # -- pollers ------------------------------------------------------------------------------
 
+    def _poller_lock(self, name: str) -> asyncio.Lock:
+        return self._poller_locks.setdefault(name, asyncio.Lock())
+
     async def _restart_poller(self, queue: JobQueue) -> None:
+        """Run one poller with the queue's latest spec.
+
+        Serialised per queue: stopping a poller waits for its batches, and events arriving
+        meanwhile must not start a second poller beside the one being started (two pollers
+        would each let maxConcurrentExecutions through).
+        """
         name = queue.metadata.name
-        await self._stop_poller(name)
-        if not self.active:
-            return
-        poller = Poller(
-            queue, self.sqs, self.intake, self.store, self.kube, self.sqs_error_backoff_max
-        )
-        task = asyncio.create_task(self._run_poller(poller), name=f"poller-{name}")
-        self.pollers[name] = (poller, task)
+        async with self._poller_lock(name):
+            latest = self.store.queues.get(name)
+            current = self.pollers.get(name)
+            if latest is not None and current is not None and current[0].queue.spec == latest.spec:
+                current[0].queue = latest
+                return
+            await self._stop_poller_now(name)
+            if not self.active or latest is None:  # stopped meanwhile, or queue deleted
+                return
+            poller = Poller(
+                latest, self.sqs, self.intake, self.store, self.kube, self.sqs_error_backoff_max
+            )
+            task = asyncio.create_task(self._run_poller(poller), name=f"poller-{name}")
+            self.pollers[name] = (poller, task)
 
     async def _run_poller(self, poller: Poller) -> None:
         while not poller.stopping.is_set():
@@ -281,6 +297,10 @@ class Runtime:
                 await asyncio.sleep(5)
 
     async def _stop_poller(self, name: str) -> None:
+        async with self._poller_lock(name):
+            await self._stop_poller_now(name)
+
+    async def _stop_poller_now(self, name: str) -> None:
         entry = self.pollers.pop(name, None)
         if entry is None:
             return

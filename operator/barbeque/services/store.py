@@ -204,12 +204,11 @@ class Store:
         key = (meta.get("namespace") or "", meta.get("name") or "")
         version = meta.get("resourceVersion")
         old = self.executions.get(key)
-        # Compared before validating: most watch events echo the operator's own writes,
-        # already stored from the write's response (same resourceVersion, same object).
+        # Compared before validating. The echo of the operator's own write (same version)
+        # is still returned: a writer that did not enqueue the object (a retry created by
+        # the reconciler) counts on its watch event to be reconciled.
         known = old.metadata.resource_version if old is not None else self.settled.get(key)
-        if (old is not None or key in self.settled) and (
-            not _newer(known, version) or (version is not None and version == known)
-        ):
+        if (old is not None or key in self.settled) and not _newer(known, version):
             return None
         execution = JobExecution.model_validate(body)
         self._account(old, -1)
