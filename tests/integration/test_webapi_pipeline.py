@@ -9,7 +9,6 @@ local control plane; SQS and S3 are moto's server.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,27 +17,14 @@ from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
-from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app
-from tests.support.reliability import OperatorProcess, operator_env
+from tests.support.operator import App, cleanup_app, make_app
+from tests.support.reliability import OperatorProcess
 from tests.support.webapi_servers import Service, wait_until
 
 pytestmark = pytest.mark.integration
 
 service = webapi_servers.service
-
-
-@pytest.fixture(scope="module")
-def operator_process(
-    cluster: Cluster, aws: Aws, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """The operator as its own process, for this module only (one operator at a time)."""
-    log: Path = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, aws.endpoint_url, aws.endpoint_url)
-    process = OperatorProcess(env, log).start()
-    try:
-        yield process
-    finally:
-        process.stop()
+operator_process = webapi_servers.operator_process
 
 
 @pytest.fixture

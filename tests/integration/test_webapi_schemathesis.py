@@ -27,15 +27,16 @@ import pytest
 from tests.cluster.harness import DURATION_ANNOTATION, EXIT_CODE_ANNOTATION, Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
-from tests.support.operator import OPERATOR_NAMESPACE, cleanup_app, make_app
 from tests.support.operator import App as OperatorApp
-from tests.support.reliability import OperatorProcess, operator_env, record_figures
+from tests.support.operator import cleanup_app, make_app
+from tests.support.reliability import OperatorProcess, record_figures
 from tests.support.webapi import TOKEN
 from tests.support.webapi_servers import ROOT, App, Service, wait_until
 
 pytestmark = pytest.mark.integration
 
 service = webapi_servers.service
+operator_process = webapi_servers.operator_process
 webapp = webapi_servers.webapp
 
 
@@ -85,21 +86,6 @@ def test_no_generated_request_gets_a_server_error(
     output = result.stdout + result.stderr
     (report / "output.txt").write_text(output)
     assert result.returncode == 0, output[-6000:] + "\n--- service log ---\n" + service.tail()
-
-
-@pytest.fixture(scope="module")
-def operator_process(
-    cluster: Cluster, aws: Aws, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """The operator as its own process, for the stateful run only: enqueued messages
-    become executions, fail or succeed, and can be retried and cancelled for real."""
-    log: Path = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, aws.endpoint_url, aws.endpoint_url)
-    process = OperatorProcess(env, log).start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

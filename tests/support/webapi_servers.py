@@ -25,6 +25,8 @@ import pytest
 
 from tests.cluster.harness import ApiError, Cluster, free_port
 from tests.support.aws import CREDENTIALS, REGION, Aws
+from tests.support.operator import OPERATOR_NAMESPACE
+from tests.support.reliability import OperatorProcess, operator_env
 from tests.support.webapi import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -255,3 +257,18 @@ def webapp(service: Service) -> Iterator[App]:
     finally:
         service.delete(queue_obj)
         service.cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    cluster: Cluster, aws: Aws, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator as its own process, for one test module (one operator at a time):
+    enqueued messages become executions that run, fail, retry and cancel for real."""
+    log: Path = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, aws.endpoint_url, aws.endpoint_url)
+    process = OperatorProcess(env, log).start()
+    try:
+        yield process
+    finally:
+        process.stop()
