@@ -140,6 +140,26 @@ def shortfall(app: App, ids: list[str]) -> str:
     return f"never recorded: {len(lost)} of {len(ids)} {lost}; unfinished: {unfinished}"
 
 
+def assert_nothing_lost_or_doubled(
+    stack: Stack, app: App, ids: list[str], converged: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Once converged: the queue drained, one execution and one Job per message, no Error
+    record of the app's queue in the operator's namespace, the operator alive."""
+    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
+    executions = app.executions()
+    assert len(converged) == len(executions) == len(ids), "lost or doubled executions"
+    jobs = app.jobs()
+    assert sorted(j.metadata.name for j in jobs) == sorted(execution_name(i) for i in ids)
+    assert stack.operator.alive(), stack.operator.tail()
+    strays = [
+        e
+        for e in list_all(stack.cluster, executions_path(OPERATOR_NAMESPACE))
+        if e["spec"].get("queue") == app.queue
+    ]
+    assert not strays, [s["status"] for s in strays]
+    return executions, jobs
+
+
 def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack, app: App) -> None:
     app.define("hello", podAnnotations={DURATION_ANNOTATION: "300"})
     warm = app.enqueue("hello", {"warm": True})
@@ -283,17 +303,7 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
         lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
     )
     converge_seconds = time.monotonic() - faults_end
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
-    executions = app.executions()
-    assert len(converged) == len(executions) == len(ids)
-    assert sorted(j.metadata.name for j in app.jobs()) == sorted(execution_name(i) for i in ids)
-    assert stack.operator.alive(), stack.operator.tail()
-    strays = [
-        e
-        for e in list_all(stack.cluster, executions_path(OPERATOR_NAMESPACE))
-        if e["spec"].get("queue") == app.queue
-    ]
-    assert not strays, [s["status"] for s in strays]
+    assert_nothing_lost_or_doubled(stack, app, ids, converged)
     record_figures(
         "outage-apiserver",
         {
@@ -343,19 +353,8 @@ def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, 
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{shortfall(app, ids)}\n{operator.tail()}") from exc
     converge_seconds = time.monotonic() - faults_end
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
-    executions = app.executions()
-    assert len(converged) == len(executions) == len(ids), "lost or doubled executions"
+    executions, jobs = assert_nothing_lost_or_doubled(stack, app, ids, converged)
     assert sorted(e["spec"]["messageId"] for e in executions) == sorted(ids)
-    jobs = app.jobs()
-    assert sorted(j.metadata.name for j in jobs) == sorted(execution_name(i) for i in ids)
-    assert stack.operator.alive(), stack.operator.tail()
-    strays = [
-        e
-        for e in list_all(stack.cluster, executions_path(OPERATOR_NAMESPACE))
-        if e["spec"].get("queue") == app.queue
-    ]
-    assert not strays, [s["status"] for s in strays]
     record_figures(
         "outage-apiserver-conflict",
         {
