@@ -102,9 +102,6 @@ def check_name(value: Any, field: str) -> str:
     return value
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
 def check_message(message: Any) -> None:
     """Refuse a message the job could not receive exactly as sent (400), rather than let
     the operator record an Error for it later.
@@ -113,30 +110,17 @@ def check_message(message: Any) -> None:
     reads as infinity), which are not JSON and which the API server refuses; it also takes
     integers of any size, which the API server silently turns into doubles past 64 bits
     (2**63 comes back as 9223372036854776000). Messages nested deeper than the envelope
-    accepts would only become an Error record.
+    accepts would only become an Error record. The operator's envelope applies the same
+    rules to messages sent straight to SQS.
     """
     levels = envelope.depth(message)
     if levels > envelope.MAX_DEPTH:
         raise invalid(
             f"message nests {levels} levels deep; at most {envelope.MAX_DEPTH} are accepted"
         )
-    stack = [message]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise invalid(
-                "message holds NaN or Infinity (or a number too large for a double, such "
-                "as 1e400), which JSON cannot carry"
-            )
-        elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-            raise invalid(
-                "message holds an integer outside the signed 64-bit range, which "
-                "Kubernetes would not keep exactly; send it as a string"
-            )
+    problem = envelope.unfaithful(message)
+    if problem is not None:
+        raise invalid(problem)
 
 
 @dataclass(frozen=True)
