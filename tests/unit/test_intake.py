@@ -332,6 +332,26 @@ async def test_messages_still_being_recorded_count_against_the_cap() -> None:
     await asyncio.wait_for(running, 5)
 
 
+async def test_two_pollers_of_one_queue_share_its_cap() -> None:
+    # A restart can overlap the old poller with its successor for a moment.
+    first, kube, sqs, store = setup(backlog(40), maxConcurrentExecutions=15)
+    second = Poller(first.queue, sqs, first.intake, store, kube)  # type: ignore[arg-type]
+    second.url = first.url
+    kube.gate.clear()
+    running = [asyncio.create_task(p.run()) for p in (first, second)]
+    await until(lambda: kube.waiting == 15)
+    await asyncio.sleep(0.05)
+    assert sum(sqs.asked) == 15
+    assert kube.waiting == 15
+    kube.gate.set()
+    await until(lambda: len(sqs.deleted) == 15)
+    await asyncio.sleep(0.05)
+    assert len(kube.created) == 15
+    for poller in (first, second):
+        poller.stopping.set()
+    await asyncio.wait_for(asyncio.gather(*running), 5)
+
+
 async def test_a_failed_create_gives_its_slot_back() -> None:
     poller, kube, sqs, _ = setup(backlog(3), maxConcurrentExecutions=2)
     kube.fail_next = 1

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -82,6 +83,9 @@ class Intake:
         self.kube = kube
         self.operator_namespace = operator_namespace
         self.on_created = on_created
+        # Per queue: messages received and not yet recorded. Kept here, not in a poller, so
+        # that every poller of a queue (a restarting one and its successor) sees them all.
+        self.in_flight: Counter[str] = Counter()
 
     async def record(self, queue: JobQueue, message: Message) -> Recorded:
         queue_name = queue.metadata.name
@@ -299,8 +303,6 @@ class Poller:
         self.capacity = asyncio.Event()
         self.stopping = asyncio.Event()
         self._last_status: dict[str, Any] | None = None
-        # Received, not yet recorded: they will occupy slots once they are executions.
-        self._in_flight = 0
         # Batches being recorded (each holds a pipeline place), and those still deleting.
         self._recording = 0
         self._batches: set[asyncio.Task[list[Recorded]]] = set()
@@ -318,7 +320,8 @@ class Poller:
         if cap is None:
             return 10
         active = self.store.active_by_queue.get(self.name, 0)
-        return max(0, cap - active - self._in_flight)
+        # Received, not yet recorded: they will occupy slots once they are executions.
+        return max(0, cap - active - self.intake.in_flight[self.name])
 
     async def resolve(self) -> str:
         spec = self.queue.spec
@@ -391,24 +394,8 @@ class Poller:
                 self.capacity.clear()
                 await self._wait(self.capacity, 5)
                 continue
-            receiving = asyncio.ensure_future(
-                self.sqs.receive(
-                    self.url,
-                    min(10, free),
-                    self.queue.spec.receive_wait_seconds,
-                    self.queue.spec.visibility_timeout_seconds,
-                )
-            )
-            stopping = asyncio.ensure_future(self.stopping.wait())
-            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not receiving.done():
-                # Shutting down mid long poll: whatever SQS hands over now stays
-                # undeleted and comes back after the visibility timeout.
-                receiving.cancel()
-                return
             try:
-                messages = receiving.result()
+                messages = await self._receive(min(10, free))
             except SqsError as exc:
                 metrics.SQS_ERRORS.labels(queue=self.name, operation="receive").inc()
                 logger.warning(
@@ -417,15 +404,48 @@ class Poller:
                 await self._pause(delay)
                 delay = min(delay * 2, self.error_backoff_max)
                 continue
+            if messages is None:
+                # Shutting down mid long poll: whatever SQS hands over now stays
+                # undeleted and comes back after the visibility timeout.
+                return
             delay = 1.0
             if messages:
                 # Not interrupted by shutdown: recording and deleting is the bookkeeping
                 # that must finish (``run`` waits for it).
                 self._start_batch(messages)
 
+    async def _receive(self, want: int) -> list[Message] | None:
+        """One long poll for up to ``want`` messages; None if the poller is stopped meanwhile.
+
+        The ``want`` slots are taken before asking, so that another poller of the queue
+        cannot take them too; those SQS did not fill are given back, the others stay taken
+        until their message is recorded.
+        """
+        assert self.url is not None
+        self.intake.in_flight[self.name] += want
+        got = 0
+        receiving = asyncio.ensure_future(
+            self.sqs.receive(
+                self.url,
+                want,
+                self.queue.spec.receive_wait_seconds,
+                self.queue.spec.visibility_timeout_seconds,
+            )
+        )
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                return None
+            messages = receiving.result()
+            got = len(messages)
+            return messages
+        finally:
+            stopping.cancel()
+            receiving.cancel()
+            self.intake.in_flight[self.name] -= want - got
+
     def _start_batch(self, messages: list[Message]) -> None:
-        # Counted now, before the next receive asks for as many messages as there are slots.
-        self._in_flight += len(messages)
         self._recording += 1
         task = asyncio.create_task(self.handle(messages, received=True), name=f"intake-{self.name}")
         self._batches.add(task)
@@ -486,7 +506,7 @@ class Poller:
         finally:
             if received:
                 # Now an execution holding its own slot, or nothing that holds one.
-                self._in_flight -= 1
+                self.intake.in_flight[self.name] -= 1
 
     async def report_stats(self) -> None:
         if self.url is None:
