@@ -11,9 +11,9 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from barbeque.adapters.kube import Kube
+from barbeque.adapters.kube import CUSTOM, MERGE_PATCH, Kube, segment
 from barbeque.adapters.sqs import Sqs
-from barbeque.api.models import GROUP, VERSION
+from barbeque.api.models import GROUP
 
 
 @dataclass(frozen=True)
@@ -29,29 +29,20 @@ class Review:
 class DashboardKube(Kube):
     """The operator's Kube adapter plus the web service's own calls."""
 
-    def __init__(self, api_client: Any, pool_size: int = 16) -> None:
-        from kubernetes import client
-
-        super().__init__(api_client, pool_size)
-        self._authn = client.AuthenticationV1Api(api_client)
-        self._authz = client.AuthorizationV1Api(api_client)
-
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
+        return await self._object(
             "cancel_execution",
-            self._custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            "jobexecutions",
-            name,
+            "PATCH",
+            f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
             {"spec": {"cancel": True}},
+            content_type=MERGE_PATCH,
         )
-        return result
 
     async def secret_values(self, namespace: str, name: str) -> dict[str, str]:
-        secret = await self._call("read_secret", self._core.read_namespaced_secret, name, namespace)
-        data = secret.data or {}
+        secret = await self._object(
+            "read_secret", "GET", f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}"
+        )
+        data = secret.get("data") or {}
         return {
             key: base64.b64decode(value).decode("utf-8", errors="replace").strip()
             for key, value in data.items()
@@ -67,36 +58,49 @@ class DashboardKube(Kube):
         group: str = GROUP,
     ) -> Review:
         """Who ``token`` is (TokenReview) and whether they may ``verb`` ``resource``."""
-        from kubernetes import client
-
-        token_review = await self._call(
+        token_review = await self._object(
             "token_review",
-            self._authn.create_token_review,
-            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)),
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": token},
+            },
         )
-        status = token_review.status
-        if status is None or not status.authenticated:
-            reason = (status.error if status else None) or "the token is not valid"
-            return Review(authenticated=False, reason=reason)
-        user = status.user
-        access = await self._call(
+        status = token_review.get("status") or {}
+        if not status.get("authenticated"):
+            return Review(
+                authenticated=False, reason=status.get("error") or "the token is not valid"
+            )
+        user = status.get("user") or {}
+        attributes = {"group": group, "resource": resource, "verb": verb}
+        if namespace is not None:
+            attributes["namespace"] = namespace
+        spec = {
+            "user": user.get("username"),
+            "groups": user.get("groups"),
+            "uid": user.get("uid"),
+            "extra": user.get("extra"),
+            "resourceAttributes": attributes,
+        }
+        access = await self._object(
             "subject_access_review",
-            self._authz.create_subject_access_review,
-            client.V1SubjectAccessReview(
-                spec=client.V1SubjectAccessReviewSpec(
-                    user=user.username,
-                    groups=user.groups,
-                    uid=user.uid,
-                    extra=user.extra,
-                    resource_attributes=client.V1ResourceAttributes(
-                        group=group, resource=resource, verb=verb, namespace=namespace
-                    ),
-                )
-            ),
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {key: value for key, value in spec.items() if value is not None},
+            },
         )
-        allowed = bool(access.status and access.status.allowed)
-        reason = (access.status.reason if access.status else "") or ""
-        return Review(authenticated=True, user=user.username or "", allowed=allowed, reason=reason)
+        decision = access.get("status") or {}
+        return Review(
+            authenticated=True,
+            user=user.get("username") or "",
+            allowed=bool(decision.get("allowed")),
+            reason=decision.get("reason") or "",
+        )
 
 
 class DashboardSqs(Sqs):

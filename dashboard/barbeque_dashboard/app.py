@@ -166,7 +166,7 @@ def create_app(
         finally:
             await sampler.stop()
             for stop in stoppers:
-                stop()
+                await stop()
 
     app = FastAPI(
         title="Barbeque on Kubernetes",
@@ -231,13 +231,12 @@ def _own_namespace(base: Settings) -> str:
 
 def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authenticator, Any]:
     """The real collaborators: Kubernetes watch cache, SQS, S3, token checks."""
-    from barbeque.adapters.kube import load_api_client
+    from barbeque.adapters.kube import Connection, load_api_client
     from barbeque.adapters.s3 import S3
     from barbeque_dashboard.adapters import DashboardKube, DashboardSqs
     from barbeque_dashboard.cache import Cache, start_watchers
 
-    api_client = load_api_client()
-    kube = DashboardKube(api_client)
+    kube = DashboardKube(Connection.from_api_client(load_api_client()), pool_size=16)
     # The watch threads need their own client: a watch holds its connection open.
     watch_client = load_api_client()
     cache = Cache()
@@ -263,9 +262,9 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
         cache_seconds=settings.token_cache_seconds,
     )
 
-    def stop() -> None:
+    async def stop() -> None:
         for watcher in watchers:
             watcher.stop()
-        kube.close()
+        await kube.close()
 
     return backend, authenticator, stop

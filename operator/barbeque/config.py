@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     )
 
     # The operator.
-    # Reconcile workers, and the threads that run their blocking SDK calls (Kubernetes,
-    # SQS, S3, Slack) and intake's: one draining queue alone has up to 40 creates in
-    # flight, and a worker uploading logs holds three threads.
+    # Reconcile workers; the threads that run their blocking SDK calls (SQS, S3, Slack) and
+    # intake's, also the Kubernetes connection limit: one draining queue alone has up to 40
+    # creates in flight, and a worker uploading logs holds three threads.
     workers: int = Field(default=32, ge=1, le=256)
     kube_qps_threads: int = Field(default=64, ge=4, le=512)
     metrics_port: int = Field(default=8080, ge=0, le=65535)

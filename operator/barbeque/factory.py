@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from barbeque.adapters.kube import Kube, load_api_client
+from barbeque.adapters.kube import Connection, Kube, load_api_client
 from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack
 from barbeque.adapters.sqs import Sqs
-from barbeque.adapters.watch import Connection, ListWatch
+from barbeque.adapters.watch import ListWatch
 from barbeque.api.models import GROUP, UNFINISHED_SELECTOR, VERSION
 from barbeque.config import Settings
 from barbeque.services.intake import Intake
@@ -33,8 +33,8 @@ class Operator:
 
 
 def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
-    api_client = load_api_client(kubeconfig)
-    kube = Kube(api_client, pool_size=settings.kube_qps_threads)
+    connection = Connection.from_api_client(load_api_client(kubeconfig))
+    kube = Kube(connection, pool_size=settings.kube_qps_threads)
     sqs = Sqs(settings.aws_region, settings.sqs_endpoint_url, max_pool=settings.kube_qps_threads)
     s3 = S3(
         settings.aws_region,
@@ -72,7 +72,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         else None
     )
     execution_watch = ListWatch(
-        Connection.from_api_client(api_client),
+        connection,
         f"/apis/{GROUP}/{VERSION}/jobexecutions",
         on_event=lambda type_, body: None,
         field_selector=UNFINISHED_SELECTOR,

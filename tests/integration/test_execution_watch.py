@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from barbeque.adapters.kube import load_api_client
-from barbeque.adapters.watch import Connection, ListWatch
+from barbeque.adapters.kube import Connection, load_api_client
+from barbeque.adapters.watch import ListWatch
 from barbeque.api.models import GROUP, UNFINISHED_SELECTOR, VERSION
 from tests.cluster.harness import Cluster
 

@@ -1,22 +1,25 @@
-"""How the Kubernetes adapter names the API server's refusals, through its real calls.
+"""How the Kubernetes adapter talks to the API server and names its refusals, over real
+HTTP to a loopback server that answers what each test says.
 
-The client's ``ApiException`` is raised where the HTTP call would be made; what comes
-out of ``Kube`` decides whether intake deletes an SQS message, so a 409 must say which
-409 it was.
+What comes out of ``Kube`` decides whether intake deletes an SQS message, so a 409 must
+say which 409 it was.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from barbeque.adapters.kube import (
     AlreadyExists,
     Conflict,
+    Connection,
     Invalid,
     Kube,
     KubeError,
@@ -42,30 +45,70 @@ def status(code: int, reason: str, message: str = "") -> str:
     )
 
 
-async def create_raising(code: int, body: str | None) -> KubeError:
-    kube = Kube(client.ApiClient(), pool_size=1)
+class ApiServer:
+    """Answers with the queued ``answers`` in turn, then ``answer``; remembers what it
+    was asked."""
 
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise ApiException(status=code, reason="refused", body=body)
+    def __init__(self) -> None:
+        self.answer: tuple[int, str | None] = (200, "{}")
+        self.answers: list[tuple[int, str | None]] = []
+        self.requests: list[dict[str, Any]] = []
 
-    kube._custom.create_namespaced_custom_object = refuse  # type: ignore[method-assign]
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.raw_path,
+                "content_type": request.headers.get("Content-Type"),
+                "authorization": request.headers.get("Authorization"),
+                "body": await request.read(),
+            }
+        )
+        code, text = self.answers.pop(0) if self.answers else self.answer
+        return web.Response(status=code, text=text, content_type="application/json")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[ApiServer, Kube]]:
+    api = ApiServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", api.handle)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    configuration = client.Configuration(host=str(test_server.make_url("")))
+    configuration.api_key = {"authorization": "secret-token"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    kube = Kube(Connection.from_api_client(client.ApiClient(configuration)), pool_size=2)
     try:
-        with pytest.raises(KubeError) as caught:
-            await kube.create_execution(BODY)
+        yield api, kube
     finally:
-        kube.close()
+        await kube.close()
+        await test_server.close()
+
+
+async def create_raising(server: tuple[ApiServer, Kube], code: int, body: str | None) -> KubeError:
+    api, kube = server
+    api.answer = (code, body)
+    with pytest.raises(KubeError) as caught:
+        await kube.create_execution(BODY)
     return caught.value
 
 
-async def test_a_409_already_exists_is_already_exists() -> None:
-    error = await create_raising(409, status(409, "AlreadyExists", 'jobexecutions "m-1" exists'))
+async def test_a_409_already_exists_is_already_exists(server: Any) -> None:
+    error = await create_raising(
+        server, 409, status(409, "AlreadyExists", 'jobexecutions "m-1" exists')
+    )
     assert type(error) is AlreadyExists
     assert error.status == 409
 
 
-async def test_a_409_conflict_on_a_create_is_transient_not_already_exists() -> None:
+async def test_a_409_conflict_on_a_create_is_transient_not_already_exists(
+    server: Any,
+) -> None:
     error = await create_raising(
-        409, status(409, "Conflict", "the object has been modified; please apply your changes")
+        server,
+        409,
+        status(409, "Conflict", "the object has been modified; please apply your changes"),
     )
     assert type(error) is Conflict
     assert isinstance(error, TransientError)
@@ -74,9 +117,9 @@ async def test_a_409_conflict_on_a_create_is_transient_not_already_exists() -> N
 
 @pytest.mark.parametrize("body", [None, "", "upstream connect error", "[]", '{"reason": 7}'])
 async def test_a_409_without_a_readable_status_is_not_taken_for_already_exists(
-    body: str | None,
+    server: Any, body: str | None
 ) -> None:
-    error = await create_raising(409, body)
+    error = await create_raising(server, 409, body)
     assert type(error) is Conflict
 
 
@@ -91,7 +134,61 @@ async def test_a_409_without_a_readable_status_is_not_taken_for_already_exists(
     ],
 )
 async def test_other_statuses_keep_their_meaning(
-    code: int, reason: str, kind: type[KubeError]
+    server: Any, code: int, reason: str, kind: type[KubeError]
 ) -> None:
-    error = await create_raising(code, status(code, reason))
+    error = await create_raising(server, code, status(code, reason))
     assert type(error) is kind
+
+
+async def test_a_create_posts_the_body_with_the_token_to_the_collection(server: Any) -> None:
+    api, kube = server
+    api.answer = (201, json.dumps(BODY))
+    created = await kube.create_execution(BODY)
+    assert created == BODY
+    (request,) = api.requests
+    assert request["method"] == "POST"
+    assert request["path"] == "/apis/barbeque.dev/v1alpha1/namespaces/shop/jobexecutions"
+    assert request["authorization"] == "Bearer secret-token"
+    assert json.loads(request["body"]) == BODY
+
+
+async def test_a_status_patch_is_a_merge_patch_of_the_status_subresource(server: Any) -> None:
+    api, kube = server
+    await kube.patch_execution_status("shop", "m-1", {"phase": "Running"})
+    (request,) = api.requests
+    assert request["method"] == "PATCH"
+    assert request["path"].endswith("/namespaces/shop/jobexecutions/m-1/status")
+    assert request["content_type"] == "application/merge-patch+json"
+    assert json.loads(request["body"]) == {"status": {"phase": "Running"}}
+
+
+async def test_a_name_cannot_reach_another_path(server: Any) -> None:
+    api, kube = server
+    await kube.get_execution("shop", "a/b")
+    assert api.requests[0]["path"].endswith("/namespaces/shop/jobexecutions/a%2Fb")
+    with pytest.raises(Invalid):
+        await kube.get_execution("shop", "..")
+    assert len(api.requests) == 1
+
+
+async def test_pages_follow_the_continue_token_with_selectors(server: Any) -> None:
+    api, kube = server
+    api.answers = [
+        (200, json.dumps({"items": [{"n": 1}], "metadata": {"continue": "tok/en"}})),
+        (200, json.dumps({"items": [{"n": 2}], "metadata": {}})),
+    ]
+    pages = [page async for page in kube.pages("jobs", label_selector="a=b", page_size=1)]
+    assert pages == [[{"n": 1}], [{"n": 2}]]
+    first, second = (request["path"] for request in api.requests)
+    assert first == "/apis/batch/v1/jobs?limit=1&labelSelector=a%3Db"
+    assert second == "/apis/batch/v1/jobs?limit=1&continue=tok%2Fen&labelSelector=a%3Db"
+
+
+async def test_a_server_that_is_gone_is_transient() -> None:
+    configuration = client.Configuration(host="http://127.0.0.1:9")
+    kube = Kube(Connection.from_api_client(client.ApiClient(configuration)), pool_size=1)
+    try:
+        with pytest.raises(TransientError):
+            await kube.create_execution(BODY)
+    finally:
+        await kube.close()

@@ -18,16 +18,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from kubernetes import client
 
-from barbeque.adapters.kube import KubeError, TransientError
+from barbeque.adapters.kube import Connection, KubeError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -37,41 +34,6 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 
 class Expired(KubeError):
     """410 Gone: the resourceVersion is older than the API server keeps; list again."""
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where the API server is and how to authenticate, taken from the client's config."""
-
-    host: str
-    ssl_context: ssl.SSLContext | bool
-    configuration: client.Configuration
-
-    @classmethod
-    def from_api_client(cls, api_client: client.ApiClient) -> Connection:
-        conf = api_client.configuration
-        context: ssl.SSLContext | bool = False
-        if conf.host.startswith("https"):
-            if conf.verify_ssl:
-                context = ssl.create_default_context(cafile=conf.ssl_ca_cert)
-                if conf.assert_hostname is False:
-                    context.check_hostname = False
-            else:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if conf.cert_file:
-                context.load_cert_chain(conf.cert_file, conf.key_file)
-        return cls(conf.host.rstrip("/"), context, conf)
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        # auth_settings() calls the client's refresh hook: rotated tokens are re-read.
-        settings: dict[str, Any] = dict(self.configuration.auth_settings())
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
-        return headers
 
 
 class ListWatch:

@@ -88,7 +88,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     operator: Operator | None = memo.get("operator")
     if operator is not None:
         await operator.runtime.stop()
-        operator.kube.close()
+        await operator.kube.close()
     server = memo.get("metrics_server")
     if server is not None:
         server.shutdown()
