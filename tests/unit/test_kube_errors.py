@@ -192,3 +192,23 @@ async def test_a_server_that_is_gone_is_transient() -> None:
             await kube.create_execution(BODY)
     finally:
         await kube.close()
+
+
+async def test_credentials_are_read_once_then_again_after_a_401(server: Any) -> None:
+    api, kube = server
+    tokens = iter(["first", "second"])
+    configuration = kube.connection.configuration
+
+    def refresh(conf: client.Configuration) -> None:
+        conf.api_key["authorization"] = next(tokens)
+
+    configuration.refresh_api_key_hook = refresh
+    await kube.get_execution("shop", "a")
+    await kube.get_execution("shop", "b")
+    api.answer = (401, status(401, "Unauthorized"))
+    with pytest.raises(TransientError):
+        await kube.get_execution("shop", "c")
+    api.answer = (200, "{}")
+    await kube.get_execution("shop", "d")
+    seen = [request["authorization"] for request in api.requests]
+    assert seen == ["Bearer first", "Bearer first", "Bearer first", "Bearer second"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -33,6 +34,8 @@ CUSTOM = f"/apis/{GROUP}/{VERSION}"
 MERGE_PATCH = "application/merge-patch+json"
 # How long one call may take, connection included; kopf's request timeout is the same.
 REQUEST_TIMEOUT_SECONDS = 60.0
+# How long credentials read from the configuration are used before reading them again.
+HEADERS_TTL_SECONDS = 60.0
 
 
 class KubeError(Exception):
@@ -110,6 +113,8 @@ class Connection:
     host: str
     ssl_context: ssl.SSLContext | bool
     configuration: client.Configuration
+    # The last headers built and when (monotonic seconds); see ``headers``.
+    _headers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_api_client(cls, api_client: client.ApiClient) -> Connection:
@@ -129,13 +134,26 @@ class Connection:
         return cls(conf.host.rstrip("/"), context, conf)
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        # auth_settings() calls the client's refresh hook: rotated tokens are re-read.
-        settings: dict[str, Any] = dict(self.configuration.auth_settings())
-        for setting in settings.values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
-        return headers
+        """Accept and authorization headers, a fresh dict each time.
+
+        auth_settings() calls the client's refresh hook, so rotated tokens (a projected
+        service account token, an exec plugin's) are read again; but for a kubeconfig that
+        hook reloads the whole file, which cost more than the request itself. Like
+        client-go, re-read at most every ``HEADERS_TTL_SECONDS``, and at once after a 401.
+        """
+        now = time.monotonic()
+        if not self._headers or now - self._headers["at"] > HEADERS_TTL_SECONDS:
+            headers = {"Accept": "application/json"}
+            settings: dict[str, Any] = dict(self.configuration.auth_settings())
+            for setting in settings.values():
+                if setting.get("in") == "header" and setting.get("value"):
+                    headers[setting["key"]] = setting["value"]
+            self._headers.update(at=now, headers=headers)
+        return dict(self._headers["headers"])
+
+    def forget_headers(self) -> None:
+        """The API server refused the credentials: build them again on the next call."""
+        self._headers.clear()
 
 
 class Kube:
@@ -183,6 +201,8 @@ class Kube:
             async with self._client().request(method, target, data=data, headers=headers) as answer:
                 content = await answer.read()
                 if answer.status >= 300:
+                    if answer.status == 401:
+                        self.connection.forget_headers()
                     raise _translate(answer.status, answer.reason or "", content)
                 return content
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
