@@ -3,8 +3,9 @@
 boto3 is synchronous; calls run in the event loop's thread pool, except the long poll:
 each ReceiveMessage runs in a daemon thread of its own, so a receive blocked for up to
 ``WaitTimeSeconds`` neither holds a thread of the shared pool nor keeps the process from
-exiting on SIGTERM (interpreter exit joins the pool's threads, not daemon ones). SDK
-errors become ``SqsError`` so callers need not know botocore.
+exiting on SIGTERM (interpreter exit joins the pool's threads, not daemon ones); messages
+such a receive brings after its poller gave up on it are made visible again at once.
+SDK errors become ``SqsError`` so callers need not know botocore.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 T = TypeVar("T")
+# How long a finished long poll waits for the event loop to take its answer before
+# treating it as dropped (the loop answers in well under a millisecond when it runs).
+DROP_CHECK_SECONDS = 5.0
 
 
 class SqsError(Exception):
@@ -48,20 +52,31 @@ class QueueStats:
     delayed: int
 
 
-def _in_daemon_thread(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> asyncio.Future[T]:
+def _in_daemon_thread(
+    loop: asyncio.AbstractEventLoop,
+    call: Callable[[], T],
+    on_dropped: Callable[[T], object] | None = None,
+) -> asyncio.Future[T]:
     """Run ``call`` in a new daemon thread; its result or exception settles the future.
 
-    Cancelling the future does not stop the call: its answer is dropped when it comes.
+    Cancelling the future does not stop the call. When its answer comes and nobody takes
+    it (cancelled, or the loop is gone), ``on_dropped`` gets it, in that thread.
     """
     future: asyncio.Future[T] = loop.create_future()
 
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # cancelled meanwhile
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
+    def settle(result: T | None, error: BaseException | None, taken: list[bool]) -> None:
+        try:
+            if future.done():  # cancelled meanwhile
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+            taken.append(True)
+        finally:
+            settled.set()
+
+    settled = threading.Event()
 
     def run() -> None:
         result: T | None = None
@@ -70,9 +85,13 @@ def _in_daemon_thread(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) ->
             result = call()
         except BaseException as exc:  # handed to the awaiting task
             error = exc
+        taken: list[bool] = []
         # RuntimeError: the loop is closed, nobody waits for this answer any more.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, error)
+            loop.call_soon_threadsafe(settle, result, error, taken)
+            settled.wait(DROP_CHECK_SECONDS)
+        if not taken and error is None and on_dropped is not None:
+            on_dropped(result)  # type: ignore[arg-type]
 
     threading.Thread(target=run, name="barbeque-sqs-receive", daemon=True).start()
     return future
@@ -95,14 +114,20 @@ class Sqs:
         self.calls: dict[str, int] = {}
 
     async def _call(
-        self, verb: str, fn: Callable[..., T], *, long_poll: bool = False, **kwargs: Any
+        self,
+        verb: str,
+        fn: Callable[..., T],
+        *,
+        long_poll: bool = False,
+        on_dropped: Callable[[T], object] | None = None,
+        **kwargs: Any,
     ) -> T:
         self.calls[verb] = self.calls.get(verb, 0) + 1
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, **kwargs)
         try:
             if long_poll:
-                return await _in_daemon_thread(loop, call)
+                return await _in_daemon_thread(loop, call, on_dropped)
             return await loop.run_in_executor(None, call)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -138,6 +163,7 @@ class Sqs:
             "receive_message",
             self._client.receive_message,
             long_poll=True,
+            on_dropped=functools.partial(self._release, url),
             QueueUrl=url,
             MaxNumberOfMessages=max(1, min(10, max_messages)),
             WaitTimeSeconds=wait_seconds,
@@ -158,6 +184,23 @@ class Sqs:
                 )
             )
         return messages
+
+    def _release(self, url: str, result: dict[str, Any]) -> None:
+        """Make the messages of an abandoned receive (its poller stopped or restarted
+        while SQS answered) visible again at once, instead of after their visibility
+        timeout. Best effort, in the receive's own thread: if this fails they come back
+        when the timeout ends, as they would have anyway."""
+        entries = [
+            {"Id": str(i), "ReceiptHandle": raw["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, raw in enumerate(result.get("Messages", []))
+        ]
+        if not entries:
+            return
+        self.calls["change_message_visibility_batch"] = (
+            self.calls.get("change_message_visibility_batch", 0) + 1
+        )
+        with contextlib.suppress(BotoCoreError, ClientError):
+            self._client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
     async def delete_batch(self, url: str, receipts: Sequence[str]) -> list[str]:
         """Delete up to ten messages in one call; returns the receipts that failed."""
