@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 
 from barbeque.adapters.kube import Connection, KubeError, TransientError
 
@@ -34,6 +34,39 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 
 class Expired(KubeError):
     """410 Gone: the resourceVersion is older than the API server keeps; list again."""
+
+
+def split_lines(buffer: bytearray, chunk: bytes) -> Iterator[bytes]:
+    """The complete, non-blank lines that ``chunk`` ends; the unfinished rest stays in
+    ``buffer`` for the next chunk.
+
+    A bytearray and ``find`` on the new chunk only: appending chunks to a bytes buffer and
+    splitting it again copies a long line once per chunk (a 256 KiB execution arrives in
+    dozens), and a watch stream is mostly lines shorter than a chunk.
+    """
+    end = chunk.find(b"\n")
+    if end < 0:
+        buffer += chunk
+        return
+    if buffer:
+        buffer += chunk[:end]
+        line = bytes(buffer)
+        buffer.clear()
+    else:
+        line = chunk[:end]
+    if line.strip():
+        yield line
+    start = end + 1
+    while (end := chunk.find(b"\n", start)) >= 0:
+        line = chunk[start:end]
+        if line.strip():
+            yield line
+        start = end + 1
+    buffer += chunk[start:]
+
+
+def _excerpt(data: bytes) -> str:
+    return data[:300].decode(errors="replace")
 
 
 class ListWatch:
@@ -90,12 +123,12 @@ class ListWatch:
     async def _get(self, url: str) -> dict[str, Any]:
         try:
             async with self.session().get(url, headers=self.connection.headers()) as response:
-                text = await response.text()
+                data = await response.read()
                 if response.status == 410:
-                    raise Expired(f"410 Gone: {text[:300]}", 410)
+                    raise Expired(f"410 Gone: {_excerpt(data)}", 410)
                 if response.status != 200:
-                    raise TransientError(f"{response.status}: {text[:300]}", response.status)
-                result: dict[str, Any] = json.loads(text)
+                    raise TransientError(f"{response.status}: {_excerpt(data)}", response.status)
+                result: dict[str, Any] = orjson.loads(data)
                 return result
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
@@ -150,15 +183,12 @@ class ListWatch:
                 if response.status != 200:
                     text = await response.text()
                     raise TransientError(f"{response.status}: {text[:300]}", response.status)
-                buffer = b""
+                buffer = bytearray()
                 # Chunks, not readline: an execution may carry a 256 KiB message, more
                 # than aiohttp's line limit.
                 async for chunk in response.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield json.loads(line)
+                    for line in split_lines(buffer, chunk):
+                        yield orjson.loads(line)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
