@@ -10,7 +10,7 @@ from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack
 from barbeque.adapters.sqs import Sqs
 from barbeque.adapters.watch import ListWatch
-from barbeque.api.models import GROUP, UNFINISHED_SELECTOR, VERSION
+from barbeque.api.models import GROUP, LABEL_EXECUTION, UNFINISHED_SELECTOR, VERSION
 from barbeque.config import Settings
 from barbeque.services.intake import Intake
 from barbeque.services.leader import LeaderElector
@@ -71,6 +71,17 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         if settings.leader_election
         else None
     )
+    # Ours only, by label: other workloads' Jobs and pods never reach the operator.
+    job_watch, pod_watch = (
+        ListWatch(
+            connection,
+            path,
+            on_event=lambda type_, body: None,
+            label_selector=LABEL_EXECUTION,
+            remembered_label=LABEL_EXECUTION,
+        )
+        for path in ("/apis/batch/v1/jobs", "/api/v1/pods")
+    )
     execution_watch = ListWatch(
         connection,
         f"/apis/{GROUP}/{VERSION}/jobexecutions",
@@ -83,6 +94,8 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         sqs,
         reconciler,
         intake,
+        job_watch,
+        pod_watch,
         execution_watch,
         workers=settings.workers,
         resync_seconds=settings.resync_seconds,
@@ -93,5 +106,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         history_keep=settings.history_keep,
         history_interval_seconds=settings.history_interval_seconds,
     )
+    job_watch.on_event = runtime.on_job_event
+    pod_watch.on_event = runtime.on_pod_event
     execution_watch.on_event = runtime.on_execution_event
     return Operator(settings, kube, sqs, s3, store, runtime)

@@ -1,4 +1,5 @@
-"""The kopf startup hook: settings that keep kopf's per-event work small, and retries."""
+"""The kopf startup hook (settings that keep kopf's per-event work small, retries) and what
+kopf watches."""
 
 from __future__ import annotations
 
@@ -56,3 +57,10 @@ async def test_kopf_builds_no_diff_base_from_event_bodies(
     body = kopf.Body({"metadata": {"name": "x"}, "spec": {"big": list(range(100))}})
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
+
+
+def test_kopf_watches_only_definitions_and_queues() -> None:
+    # Jobs, pods and executions come through the runtime's own watches; a kopf handler
+    # on them would bring back kopf's per-event cost and feed every event twice.
+    selectors = kopf.get_default_registry()._watching.get_all_selectors()
+    assert sorted(s.any_name for s in selectors) == ["jobdefinitions", "jobqueues"]

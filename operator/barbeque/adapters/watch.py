@@ -79,6 +79,7 @@ class ListWatch:
         on_event: EventHandler,
         field_selector: str | None = None,
         label_selector: str | None = None,
+        remembered_label: str | None = None,
         page_size: int = 500,
         timeout_seconds: int = 300,
         backoff_max: float = 30.0,
@@ -95,8 +96,11 @@ class ListWatch:
         self.timeout_seconds = timeout_seconds
         self.backoff_max = backoff_max
         self.resource_version: str | None = None
-        # The objects reported so far, so a re-list can report those that vanished.
-        self.known: set[Key] = set()
+        # The objects reported so far, so a re-list can report those that vanished, with
+        # the value of ``remembered_label``: a pod's DELETED is useless without the
+        # execution it belongs to. Only that value, not the labels: pods carry a dozen.
+        self.remembered_label = remembered_label
+        self.known: dict[Key, str | None] = {}
         self.relists = 0
         self._session: aiohttp.ClientSession | None = None
 
@@ -150,22 +154,27 @@ class ListWatch:
 
     async def relist(self) -> None:
         """LIST page by page, reporting each object; then report what vanished as DELETED."""
-        seen: set[Key] = set()
+        seen: dict[Key, str | None] = {}
         token: str | None = None
         while True:
             page = await self._get(self._url(limit=self.page_size, **{"continue": token}))
             for item in page.get("items") or []:
                 meta = item.get("metadata") or {}
                 key = (meta.get("namespace") or "", meta.get("name") or "")
-                seen.add(key)
+                seen[key] = self._remembered(meta)
                 self.on_event("ADDED", item)
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
                 self.resource_version = meta.get("resourceVersion")
                 break
-        for namespace, name in self.known - seen:
-            self.on_event("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+        for (namespace, name), value in self.known.items():
+            if (namespace, name) in seen:
+                continue
+            stub: dict[str, Any] = {"namespace": namespace, "name": name}
+            if self.remembered_label and value is not None:
+                stub["labels"] = {self.remembered_label: value}
+            self.on_event("DELETED", {"metadata": stub})
         self.known = seen
         self.relists += 1
 
@@ -205,10 +214,16 @@ class ListWatch:
             return
         key = (meta.get("namespace") or "", meta.get("name") or "")
         if kind == "DELETED":
-            self.known.discard(key)
+            self.known.pop(key, None)
         else:
-            self.known.add(key)
+            self.known[key] = self._remembered(meta)
         self.on_event(str(kind), obj)
+
+    def _remembered(self, meta: dict[str, Any]) -> str | None:
+        if self.remembered_label is None:
+            return None
+        value: str | None = (meta.get("labels") or {}).get(self.remembered_label)
+        return value
 
     async def run(self) -> None:
         """Watch until cancelled; ``relist`` must have succeeded once before."""

@@ -1,11 +1,12 @@
 """kopf handlers: receive watch events and lifecycle hooks, hand them to the runtime.
 
 Only event handlers are used (no on.create/on.update): they write nothing of kopf's
-own (no annotations, no finalizers, no handler-named status keys) on our objects or on
-Jobs and pods; the runtime's reconciler owns every write.
+own (no annotations, no finalizers, no handler-named status keys) on our objects; the
+runtime's reconciler owns every write.
 
-JobExecutions are not watched through kopf: the runtime's own watch asks the API server
-for unfinished ones only (``adapters.watch``), so retained history costs no memory.
+JobExecutions, Jobs and pods are not watched through kopf but by the runtime's own
+watches (``adapters.watch``): the API server sends unfinished executions only, so
+retained history costs no memory, and the busiest streams skip kopf's per-event work.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from barbeque import metrics
-from barbeque.api.models import GROUP, LABEL_EXECUTION, VERSION
+from barbeque.api.models import GROUP, VERSION
 from barbeque.config import get_settings
 from barbeque.factory import Operator, build_operator
 
@@ -62,9 +63,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    # Server-side: only our Jobs and pods reach the operator, not every one in the cluster.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = LABEL_EXECUTION
-    settings.watching.label_selectors["", "v1", "pods"] = LABEL_EXECUTION
     loop = asyncio.get_running_loop()
     # Kubernetes, SQS, S3 and Slack calls are blocking SDK calls run in this pool.
     loop.set_default_executor(
@@ -103,13 +101,3 @@ async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
 async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.operator.runtime.on_queue_event(event.get("type"), event["object"])
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_EXECUTION: kopf.PRESENT}, id="jobs")
-async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.operator.runtime.on_job_event(event.get("type"), event["object"])
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_EXECUTION: kopf.PRESENT}, id="pods")
-async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.operator.runtime.on_pod_event(event.get("type"), event["object"])

@@ -1,10 +1,11 @@
 """The running operator: store, work queue, reconcile workers and one poller per JobQueue.
 
-The kopf handlers feed watch events in through the ``on_*`` methods, always, so the store
-stays warm. The active part (pollers, reconcile workers, history collection) runs only
-while this replica leads (with leader election) or always (without). ``stop`` shuts down
-gracefully: pollers stop receiving, recording of messages already received and running
-reconciles finish, then the rest is cancelled.
+Watch events come in through the ``on_*`` methods, always, so the store stays warm: from
+kopf for JobQueues and JobDefinitions, from the runtime's own watches (``adapters.watch``)
+for Jobs, pods and unfinished JobExecutions. The active part (pollers, reconcile workers,
+history collection) runs only while this replica leads (with leader election) or always
+(without). ``stop`` shuts down gracefully: pollers stop receiving, recording of messages
+already received and running reconciles finish, then the rest is cancelled.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ logger = logging.getLogger(__name__)
 DELETED = "DELETED"
 
 
-class ExecutionWatch(Protocol):
-    """The unfinished executions, listed then watched (``adapters.watch.ListWatch``)."""
+class Watch(Protocol):
+    """One kind, listed then watched (``adapters.watch.ListWatch``)."""
 
     async def sync(self) -> None: ...
     async def run(self) -> None: ...
     async def stop(self, task: asyncio.Task[None]) -> None: ...
+    async def close(self) -> None: ...
 
 
 def needs_follow_up(body: dict[str, Any]) -> bool:
@@ -59,7 +61,9 @@ class Runtime:
         sqs: SqsApi,
         reconciler: Reconciler,
         intake: Intake,
-        execution_watch: ExecutionWatch,
+        job_watch: Watch,
+        pod_watch: Watch,
+        execution_watch: Watch,
         workers: int = 16,
         resync_seconds: float = 300.0,
         stats_seconds: float = 15.0,
@@ -75,6 +79,8 @@ class Runtime:
         self.sqs = sqs
         self.reconciler = reconciler
         self.intake = intake
+        self.job_watch = job_watch
+        self.pod_watch = pod_watch
         self.execution_watch = execution_watch
         self.queue: WorkQueue[Key] = WorkQueue()
         self.workers = workers
@@ -94,7 +100,7 @@ class Runtime:
         self._phase_series: set[tuple[str, str, str]] = set()
         # Finished executions by (application, job, phase), counted by the last sweep.
         self._finished_counts: Counter[tuple[str, str, str]] = Counter()
-        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_tasks: list[tuple[Watch, asyncio.Task[None]]] = []
         self._poller_locks: dict[str, asyncio.Lock] = {}
         store.on_slot_freed = self._wake_poller
         intake.on_created = self.queue.add
@@ -102,27 +108,39 @@ class Runtime:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def prime(self) -> None:
-        """Load definitions, Jobs and executions before any decision is taken.
+        """Load definitions, Jobs, pods and executions before any decision is taken.
 
         Without this, an execution seen before its definition would be marked UnknownJob,
         and a queue's concurrency cap would start counting from zero.
         """
         for body in await self.kube.list_objects("jobdefinitions"):
             self.store.put_definition(body)
-        async for page in self.kube.pages("jobs", label_selector=LABEL_EXECUTION):
-            for body in page:
-                self.store.put_job(body)
-        # Unfinished executions only; finished ones needing a follow-up come with the
-        # first sweep. The watch feeds on_execution_event from here on.
-        await self.execution_watch.sync()
-        if self._watch_task is None:
-            self._watch_task = asyncio.create_task(
-                self.execution_watch.run(), name="barbeque-execution-watch"
-            )
+        # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's
+        # resourceVersion, so every kind is listed once. Unfinished executions only;
+        # finished ones needing a follow-up come with the first sweep.
+        watches = {
+            "jobs": self.job_watch,
+            "pods": self.pod_watch,
+            "executions": self.execution_watch,
+        }
+        try:
+            for watch in watches.values():
+                await watch.sync()
+        except BaseException:
+            # kopf retries the start-up with a new Runtime; leave no sessions open.
+            for watch in watches.values():
+                await watch.close()
+            raise
+        if not self._watch_tasks:
+            self._watch_tasks = [
+                (watch, asyncio.create_task(watch.run(), name=f"barbeque-{name}-watch"))
+                for name, watch in watches.items()
+            ]
         logger.info(
-            "Primed the store: %d definitions, %d jobs, %d executions",
+            "Primed the store: %d definitions, %d jobs, %d pods, %d executions",
             len(self.store.definitions),
             len(self.store.jobs),
+            len(self.store.pods),
             len(self.store.executions),
         )
 
@@ -180,9 +198,9 @@ class Runtime:
                 await self._election
         await self.deactivate()
         self.queue.shutdown()
-        if self._watch_task is not None:
-            await self.execution_watch.stop(self._watch_task)
-            self._watch_task = None
+        for watch, task in self._watch_tasks:
+            await watch.stop(task)
+        self._watch_tasks = []
         if self.elector is not None and self.elector.leading:
             # Hand over now instead of making the next leader wait for the lease to expire.
             with contextlib.suppress(Exception):
