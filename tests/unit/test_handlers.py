@@ -3,6 +3,8 @@ kopf watches."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import kopf
@@ -64,3 +66,38 @@ def test_kopf_watches_only_definitions_and_queues() -> None:
     # on them would bring back kopf's per-event cost and feed every event twice.
     selectors = kopf.get_default_registry()._watching.get_all_selectors()
     assert sorted(s.any_name for s in selectors) == ["jobdefinitions", "jobqueues"]
+
+
+async def test_a_retried_startup_closes_the_failed_operators_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[Any] = []
+
+    class Runtime:
+        async def prime(self) -> None:
+            raise RuntimeError("the API server is not there yet")
+
+    class Kube:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    def build_operator(config: Settings) -> Any:
+        operator = SimpleNamespace(kube=Kube(), runtime=Runtime())
+        built.append(operator)
+        return operator
+
+    monkeypatch.setattr(handlers, "build_operator", build_operator)
+    monkeypatch.setattr(
+        handlers, "get_settings", lambda: Settings(metrics_port=0, s3_create_bucket=False)
+    )
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    executors = []
+    for _ in range(2):  # kopf retries the whole handler
+        with pytest.raises(RuntimeError):
+            await handlers.startup(settings=settings, memo=memo)
+        executors.append(asyncio.get_running_loop()._default_executor)  # type: ignore[attr-defined]
+    assert [operator.kube.closed for operator in built] == [True, True]
+    assert executors[0] is executors[1] is memo.executor
+    assert "operator" not in memo

@@ -63,20 +63,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
-    loop = asyncio.get_running_loop()
-    # Kubernetes, SQS, S3 and Slack calls are blocking SDK calls run in this pool.
-    loop.set_default_executor(
-        ThreadPoolExecutor(max_workers=config.kube_qps_threads, thread_name_prefix="barbeque-io")
-    )
+    # Once each: kopf retries this whole handler when something below fails.
+    if memo.get("executor") is None:
+        # SQS, S3 and Slack calls are blocking SDK calls run in this pool.
+        memo.executor = ThreadPoolExecutor(
+            max_workers=config.kube_qps_threads, thread_name_prefix="barbeque-io"
+        )
+        asyncio.get_running_loop().set_default_executor(memo.executor)
     if config.metrics_port and memo.get("metrics_server") is None:
-        # Once: kopf retries this whole handler when something below fails.
         server, _thread = start_http_server(config.metrics_port, registry=metrics.REGISTRY)
         memo.metrics_server = server
     operator = build_operator(config)
-    if config.s3_create_bucket:
-        await operator.s3.ensure_bucket()
-    await operator.runtime.prime()
-    await operator.runtime.start()
+    try:
+        if config.s3_create_bucket:
+            await operator.s3.ensure_bucket()
+        await operator.runtime.prime()
+        await operator.runtime.start()
+    except BaseException:
+        # The retry builds a new operator: this one's API server connections go now.
+        await operator.kube.close()
+        raise
     memo.operator = operator
     logger.info("Barbeque operator started (namespace %s)", config.namespace)
 
