@@ -388,19 +388,28 @@ async def execution(message_id: str, request: Request) -> Response:
         cancellable=not archived and not words.is_finished(found),
         archived=archived,
         definition=backend.cache.definition(found.spec.application, found.spec.job),
+        job_name=_job_name(found),
         job_url=_job_url(request, found),
         title=f"Execution {message_id}",
     )
 
 
+def _job_name(execution: JobExecution) -> str | None:
+    """The execution's Job. The operator does not write ``jobName`` when it creates the
+    Job of a fresh execution (no phase yet): that Job is named after the execution."""
+    if execution.status.job_name:
+        return execution.status.job_name
+    if execution.status.phase is None and execution.spec.invalid_reason is None:
+        return execution.metadata.name
+    return None
+
+
 def _job_url(request: Request, execution: JobExecution) -> str | None:
     template: str | None = request.app.state.settings.dashboard_job_url
-    if not template or not execution.status.job_name:
+    name = _job_name(execution)
+    if not template or not name:
         return None
-    return template.format(
-        namespace=quote(execution.metadata.namespace or ""),
-        name=quote(execution.status.job_name),
-    )
+    return template.format(namespace=quote(execution.metadata.namespace or ""), name=quote(name))
 
 
 async def _authorize_form(request: Request, verb: str, namespace: str | None) -> None:

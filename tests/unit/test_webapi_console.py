@@ -229,3 +229,16 @@ def test_queue_page_charts_the_sampled_counters(client: TestClient, console: Con
     page = client.get("/job_queues/default").text
     assert page.count("<polyline") == 4
     assert "10 samples" in page
+
+
+def test_an_execution_with_no_phase_yet_names_and_links_its_job(console: Console) -> None:
+    """The operator writes no status when it creates a fresh execution's Job, which is
+    named after the execution."""
+    console.cache.apply(
+        "jobexecutions", "ADDED", execution_body("shop", "SendMail", "fresh", with_status=False)
+    )
+    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(console.app) as client:
+        page = client.get("/job_executions/fresh").text
+    assert 'href="https://k8s.example/#/job/shop/fresh"' in page
+    assert 'class="job-name">fresh<' in page
