@@ -13,9 +13,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from barbeque.api.models import JobExecution
+from barbeque.api.models import JobExecution, Phase
 from barbeque_dashboard.auth import COOKIE, Action, bearer
 from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, not_found
+from barbeque_dashboard.status import STATUSES
+
+STATUS_FILTER = (
+    f"A barbeque status word ({', '.join(STATUSES)}) or a phase "
+    f"({', '.join(phase.value for phase in Phase)}), in any case; any other word is "
+    "answered 400 invalid_parameter."
+)
 
 router = APIRouter()
 # Only for the OpenAPI document (securitySchemes); the token is checked in ``authorize``.
@@ -294,9 +301,7 @@ async def list_executions(
     application: str | None = None,
     job: str | None = None,
     queue: str | None = None,
-    status: Annotated[
-        str | None, Query(description="barbeque status word or phase (e.g. failed, Scheduled)")
-    ] = None,
+    status: Annotated[str | None, Query(description=STATUS_FILTER)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
