@@ -26,6 +26,7 @@ from barbeque.adapters.kube import (
     NotFound,
     TransientError,
 )
+from barbeque.adapters.watch import ListWatch
 
 pytestmark = pytest.mark.unit
 
@@ -212,3 +213,24 @@ async def test_credentials_are_read_once_then_again_after_a_401(server: Any) -> 
     await kube.get_execution("shop", "d")
     seen = [request["authorization"] for request in api.requests]
     assert seen == ["Bearer first", "Bearer first", "Bearer first", "Bearer second"]
+
+
+async def test_a_watch_refused_with_401_reads_the_credentials_again(server: Any) -> None:
+    api, kube = server
+    tokens = iter(["old", "new"])
+
+    def refresh(conf: client.Configuration) -> None:
+        conf.api_key["authorization"] = next(tokens)
+
+    kube.connection.configuration.refresh_api_key_hook = refresh
+    api.answers = [
+        (401, status(401, "Unauthorized")),
+        (200, json.dumps({"items": [], "metadata": {"resourceVersion": "7"}})),
+    ]
+    watch = ListWatch(kube.connection, "/api/v1/pods", on_event=lambda kind, body: None)
+    try:
+        await watch.sync(attempts=2)
+    finally:
+        await watch.close()
+    assert [request["authorization"] for request in api.requests] == ["Bearer old", "Bearer new"]
+    assert watch.resource_version == "7"

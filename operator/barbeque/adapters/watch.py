@@ -131,11 +131,17 @@ class ListWatch:
                 if response.status == 410:
                     raise Expired(f"410 Gone: {_excerpt(data)}", 410)
                 if response.status != 200:
+                    self._refused(response.status)
                     raise TransientError(f"{response.status}: {_excerpt(data)}", response.status)
                 result: dict[str, Any] = orjson.loads(data)
                 return result
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _refused(self, status: int) -> None:
+        if status == 401:
+            # Credentials rotated (a projected token): the next try reads them again.
+            self.connection.forget_headers()
 
     async def sync(self, attempts: int = 8) -> None:
         """The first LIST, retried through a short unavailability (a CRD just created
@@ -190,6 +196,7 @@ class ListWatch:
                 if response.status == 410:
                     raise Expired("410 Gone", 410)
                 if response.status != 200:
+                    self._refused(response.status)
                     text = await response.text()
                     raise TransientError(f"{response.status}: {text[:300]}", response.status)
                 buffer = bytearray()
