@@ -119,3 +119,24 @@ RECONCILE_ERRORS = Counter(
     ["error"],
     registry=REGISTRY,
 )
+KUBE_REQUESTS = Counter(
+    "barbeque_kube_requests",
+    'Kubernetes API requests of the operator, by call and HTTP status code ("error" when '
+    "no answer came: refused, reset, timed out).",
+    ["call", "code"],
+    registry=REGISTRY,
+)
+KUBE_REQUEST_SECONDS = Histogram(
+    "barbeque_kube_request_duration_seconds",
+    "Time from sending a Kubernetes API request to reading its whole answer, by call.",
+    ["call"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+WATCH_RESTARTS = Counter(
+    "barbeque_watch_restarts",
+    "Times a watch of the operator listed again (expired: its resourceVersion was too old) "
+    "or retried after an error, by resource.",
+    ["resource", "reason"],
+    registry=REGISTRY,
+)

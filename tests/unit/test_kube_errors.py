@@ -27,6 +27,7 @@ from barbeque.adapters.kube import (
     TransientError,
 )
 from barbeque.adapters.watch import ListWatch
+from barbeque.metrics import REGISTRY
 
 pytestmark = pytest.mark.unit
 
@@ -234,3 +235,41 @@ async def test_a_watch_refused_with_401_reads_the_credentials_again(server: Any)
         await watch.close()
     assert [request["authorization"] for request in api.requests] == ["Bearer old", "Bearer new"]
     assert watch.resource_version == "7"
+
+
+async def test_requests_are_counted_by_call_and_code_and_timed(server: Any) -> None:
+    api, kube = server
+
+    def count(code: str) -> float:
+        labels = {"call": "create_execution", "code": code}
+        return REGISTRY.get_sample_value("barbeque_kube_requests_total", labels) or 0.0
+
+    def timed() -> float:
+        labels = {"call": "create_execution"}
+        value = REGISTRY.get_sample_value("barbeque_kube_request_duration_seconds_count", labels)
+        return value or 0.0
+
+    before = {code: count(code) for code in ("201", "409", "error")}
+    timed_before = timed()
+    api.answer = (201, json.dumps(BODY))
+    await kube.create_execution(BODY)
+    api.answer = (409, status(409, "AlreadyExists"))
+    with pytest.raises(AlreadyExists):
+        await kube.create_execution(BODY)
+    gone = Kube(
+        Connection.from_api_client(
+            client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
+        ),
+        pool_size=1,
+    )
+    try:
+        with pytest.raises(TransientError):
+            await gone.create_execution(BODY)
+    finally:
+        await gone.close()
+    assert {code: count(code) - before[code] for code in before} == {
+        "201": 1,
+        "409": 1,
+        "error": 1,
+    }
+    assert timed() - timed_before == 3

@@ -28,6 +28,7 @@ import orjson
 from kubernetes import client, config
 from yarl import URL
 
+from barbeque import metrics
 from barbeque.api.models import GROUP, VERSION
 
 CUSTOM = f"/apis/{GROUP}/{VERSION}"
@@ -197,9 +198,13 @@ class Kube:
         if body is not None:
             data = orjson.dumps(body)
             headers["Content-Type"] = content_type
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        code = "error"
         try:
             async with self._client().request(method, target, data=data, headers=headers) as answer:
                 content = await answer.read()
+                code = str(answer.status)
                 if answer.status >= 300:
                     if answer.status == 401:
                         self.connection.forget_headers()
@@ -207,6 +212,9 @@ class Kube:
                 return content
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.KUBE_REQUESTS.labels(call=verb, code=code).inc()
+            metrics.KUBE_REQUEST_SECONDS.labels(call=verb).observe(loop.time() - started)
 
     async def _object(
         self, verb: str, method: str, path: str, body: Any = None, **kwargs: Any

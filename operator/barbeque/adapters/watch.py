@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from barbeque import metrics
 from barbeque.adapters.kube import Connection, KubeError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ListWatch:
     ) -> None:
         self.connection = connection
         self.path = path
+        self.resource = path.rstrip("/").rsplit("/", 1)[-1]
         self.on_event = on_event
         self.selectors = {
             k: v
@@ -245,10 +247,12 @@ class ListWatch:
                         delay = 0.5
             except Expired:
                 logger.info("Watch of %s expired; listing again", self.path)
+                metrics.WATCH_RESTARTS.labels(resource=self.resource, reason="expired").inc()
                 self.resource_version = None
                 continue
             except TransientError as exc:
                 logger.warning("Watch of %s failed, again in %.1fs: %s", self.path, delay, exc)
+                metrics.WATCH_RESTARTS.labels(resource=self.resource, reason="error").inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 
