@@ -308,8 +308,14 @@ def test_prometheus_scrapes_the_operator(
             "barbeque_executions_created_total",
             "barbeque_execution_duration_seconds_bucket",
             "barbeque_enqueue_to_start_seconds_bucket",
+            "barbeque_kube_request_duration_seconds_bucket",
         ):
             assert expected in names
+        # The operator's own Job creates, as Prometheus stored them (other tests of this
+        # module share the operator, so at least this test's three).
+        query = 'sum(barbeque_kube_requests_total{call="create_job",code="201"})'
+        jobs_created = wait_until(value, 30, "Prometheus to have the Job creates")
+        assert jobs_created >= 3
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=30)
