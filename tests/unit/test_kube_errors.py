@@ -229,12 +229,20 @@ async def test_a_watch_refused_with_401_reads_the_credentials_again(server: Any)
         (200, json.dumps({"items": [], "metadata": {"resourceVersion": "7"}})),
     ]
     watch = ListWatch(kube.connection, "/api/v1/pods", on_event=lambda kind, body: None)
+
+    def listed(code: str) -> float:
+        labels = {"call": "list_pods", "code": code}
+        return REGISTRY.get_sample_value("barbeque_kube_requests_total", labels) or 0.0
+
+    before = (listed("401"), listed("200"))
     try:
         await watch.sync(attempts=2)
     finally:
         await watch.close()
     assert [request["authorization"] for request in api.requests] == ["Bearer old", "Bearer new"]
     assert watch.resource_version == "7"
+    # Counted with the API calls: a watch's refusals show in the same metric.
+    assert (listed("401") - before[0], listed("200") - before[1]) == (1, 1)
 
 
 async def test_requests_are_counted_by_call_and_code_and_timed(server: Any) -> None:

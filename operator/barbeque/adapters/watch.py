@@ -127,20 +127,27 @@ class ListWatch:
             await asyncio.sleep(0.25)
 
     async def _get(self, url: str) -> dict[str, Any]:
+        call = f"list_{self.resource}"
+        answered = False
         try:
             async with self.session().get(url, headers=self.connection.headers()) as response:
+                self._answered(call, response.status)
+                answered = True
                 data = await response.read()
                 if response.status == 410:
                     raise Expired(f"410 Gone: {_excerpt(data)}", 410)
                 if response.status != 200:
-                    self._refused(response.status)
                     raise TransientError(f"{response.status}: {_excerpt(data)}", response.status)
                 result: dict[str, Any] = orjson.loads(data)
                 return result
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if not answered:
+                metrics.KUBE_REQUESTS.labels(call=call, code="error").inc()
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _refused(self, status: int) -> None:
+    def _answered(self, call: str, status: int) -> None:
+        """Counted with the adapter's own calls, so 429s and 5xx of watches show too."""
+        metrics.KUBE_REQUESTS.labels(call=call, code=str(status)).inc()
         if status == 401:
             # Credentials rotated (a projected token): the next try reads them again.
             self.connection.forget_headers()
@@ -193,12 +200,15 @@ class ListWatch:
             resourceVersion=self.resource_version,
             timeoutSeconds=self.timeout_seconds,
         )
+        call = f"watch_{self.resource}"
+        answered = False
         try:
             async with self.session().get(url, headers=self.connection.headers()) as response:
+                self._answered(call, response.status)
+                answered = True
                 if response.status == 410:
                     raise Expired("410 Gone", 410)
                 if response.status != 200:
-                    self._refused(response.status)
                     text = await response.text()
                     raise TransientError(f"{response.status}: {text[:300]}", response.status)
                 buffer = bytearray()
@@ -208,6 +218,8 @@ class ListWatch:
                     for line in split_lines(buffer, chunk):
                         yield orjson.loads(line)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if not answered:  # a stream broken later was counted with its status
+                metrics.KUBE_REQUESTS.labels(call=call, code="error").inc()
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
     def _apply(self, event: dict[str, Any]) -> None:
