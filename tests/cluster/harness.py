@@ -32,7 +32,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -324,6 +325,16 @@ class Cluster:
     def delete_namespace(self, name: str) -> None:
         with contextlib.suppress(ApiError):
             self.api("DELETE", f"/api/v1/namespaces/{name}")
+
+    @contextlib.contextmanager
+    def temporary_namespace(self, prefix: str, digits: int = 8) -> Iterator[str]:
+        """A namespace of its own for one test (``prefix-<random hex>``), deleted after."""
+        name = f"{prefix}-{uuid.uuid4().hex[:digits]}"
+        self.create_namespace(name)
+        try:
+            yield name
+        finally:
+            self.delete_namespace(name)
 
     def set_pod_log(self, pod: str, namespace: str, text: str) -> Path:
         """Make ``pods/log`` of one pod return ``text`` (a kwok ``Logs`` object + a file).

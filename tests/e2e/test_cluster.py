@@ -9,7 +9,6 @@ ServiceAccount token, and owner-reference garbage collection.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,10 +32,8 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -
 
 @pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:  # noqa: F811
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.create_namespace(name)
-    yield name
-    cluster.delete_namespace(name)
+    with cluster.temporary_namespace("t", digits=10) as name:
+        yield name
 
 
 def job_manifest(

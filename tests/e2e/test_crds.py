@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,8 @@ MODELS: dict[str, Any] = {
 
 @pytest.fixture
 def namespace(cluster: Cluster, crds: None) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    yield name
-    cluster.delete_namespace(name)
+    with cluster.temporary_namespace("e2e") as name:
+        yield name
 
 
 def test_the_api_server_accepts_the_crds_as_structural(cluster: Cluster, crds: None) -> None:

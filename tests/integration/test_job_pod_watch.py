@@ -8,7 +8,6 @@ re-LIST after a watch expired must still tell which execution a vanished pod was
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,10 +68,8 @@ def delete_pod(cluster: Cluster, ns: str, name: str) -> None:
 
 @pytest.fixture
 def ns(cluster: Cluster, crds: None) -> Iterator[str]:
-    name = f"job-pod-watch-{uuid.uuid4().hex[:8]}"
-    cluster.create_namespace(name)
-    yield name
-    cluster.delete_namespace(name)
+    with cluster.temporary_namespace("job-pod-watch") as name:
+        yield name
 
 
 async def eventually(check: Any) -> None:
