@@ -179,11 +179,12 @@ async def test_pages_follow_the_continue_token_with_selectors(server: Any) -> No
         (200, json.dumps({"items": [{"n": 1}], "metadata": {"continue": "tok/en"}})),
         (200, json.dumps({"items": [{"n": 2}], "metadata": {}})),
     ]
-    pages = [page async for page in kube.pages("jobs", label_selector="a=b", page_size=1)]
+    pages = [page async for page in kube.pages("jobexecutions", label_selector="a=b", page_size=1)]
     assert pages == [[{"n": 1}], [{"n": 2}]]
     first, second = (request["path"] for request in api.requests)
-    assert first == "/apis/batch/v1/jobs?limit=1&labelSelector=a%3Db"
-    assert second == "/apis/batch/v1/jobs?limit=1&continue=tok%2Fen&labelSelector=a%3Db"
+    collection = "/apis/barbeque.dev/v1alpha1/jobexecutions"
+    assert first == f"{collection}?limit=1&labelSelector=a%3Db"
+    assert second == f"{collection}?limit=1&continue=tok%2Fen&labelSelector=a%3Db"
 
 
 async def test_a_server_that_is_gone_is_transient() -> None:

@@ -163,7 +163,6 @@ class Kube:
     def __init__(self, connection: Connection, pool_size: int = 32) -> None:
         self.connection = connection
         self.pool_size = pool_size
-        self.calls: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -187,7 +186,6 @@ class Kube:
         content_type: str = "application/json",
     ) -> bytes:
         """The response body of a 2xx answer; any other answer raises ``KubeError``."""
-        self.calls[verb] = self.calls.get(verb, 0) + 1
         url = self.connection.host + path
         if params:
             url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
@@ -313,20 +311,14 @@ class Kube:
         Pages, not one list: the caller drops each page before the next arrives, so
         listing 10,000 executions never holds them all.
         """
-        paths = {
-            "jobexecutions": f"{CUSTOM}/jobexecutions",
-            "jobdefinitions": f"{CUSTOM}/jobdefinitions",
-            "jobqueues": f"{CUSTOM}/jobqueues",
-            "jobs": "/apis/batch/v1/jobs",
-        }
-        if kind not in paths:
+        if kind not in ("jobexecutions", "jobdefinitions", "jobqueues"):
             raise ValueError(f"unknown kind {kind}")
         token: str | None = None
         while True:
             page = await self._object(
                 "list_" + kind,
                 "GET",
-                paths[kind],
+                f"{CUSTOM}/{kind}",
                 params={
                     "limit": page_size,
                     "continue": token,

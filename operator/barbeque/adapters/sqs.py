@@ -113,6 +113,9 @@ class Sqs:
         )
         self.calls: dict[str, int] = {}
 
+    def _count(self, verb: str) -> None:
+        self.calls[verb] = self.calls.get(verb, 0) + 1
+
     async def _call(
         self,
         verb: str,
@@ -122,7 +125,7 @@ class Sqs:
         on_dropped: Callable[[T], object] | None = None,
         **kwargs: Any,
     ) -> T:
-        self.calls[verb] = self.calls.get(verb, 0) + 1
+        self._count(verb)
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, **kwargs)
         try:
@@ -196,9 +199,7 @@ class Sqs:
         ]
         if not entries:
             return
-        self.calls["change_message_visibility_batch"] = (
-            self.calls.get("change_message_visibility_batch", 0) + 1
-        )
+        self._count("change_message_visibility_batch")
         with contextlib.suppress(BotoCoreError, ClientError):
             self._client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 

@@ -405,8 +405,9 @@ class Poller:
                 delay = min(delay * 2, self.error_backoff_max)
                 continue
             if messages is None:
-                # Shutting down mid long poll: whatever SQS hands over now stays
-                # undeleted and comes back after the visibility timeout.
+                # Stopped mid long poll: whatever SQS hands that poll is made visible
+                # again by the adapter, or after the visibility timeout if the process
+                # has exited by then.
                 return
             delay = 1.0
             if messages:
