@@ -152,9 +152,11 @@ class Connection:
             self._headers.update(at=now, headers=headers)
         return dict(self._headers["headers"])
 
-    def forget_headers(self) -> None:
-        """The API server refused the credentials: build them again on the next call."""
-        self._headers.clear()
+    def answered(self, status: int) -> None:
+        """Told every answer's status: a 401 means the credentials were refused (rotated),
+        so the next request builds them again."""
+        if status == 401:
+            self._headers.clear()
 
 
 class Kube:
@@ -203,9 +205,8 @@ class Kube:
             async with self._client().request(method, target, data=data, headers=headers) as answer:
                 content = await answer.read()
                 code = str(answer.status)
+                self.connection.answered(answer.status)
                 if answer.status >= 300:
-                    if answer.status == 401:
-                        self.connection.forget_headers()
                     raise _translate(answer.status, answer.reason or "", content)
                 return content
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

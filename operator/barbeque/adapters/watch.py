@@ -148,9 +148,7 @@ class ListWatch:
     def _answered(self, call: str, status: int) -> None:
         """Counted with the adapter's own calls, so 429s and 5xx of watches show too."""
         metrics.KUBE_REQUESTS.labels(call=call, code=str(status)).inc()
-        if status == 401:
-            # Credentials rotated (a projected token): the next try reads them again.
-            self.connection.forget_headers()
+        self.connection.answered(status)
 
     async def sync(self, attempts: int = 8) -> None:
         """The first LIST, retried through a short unavailability (a CRD just created
