@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.fixture import cluster
+from tests.cluster.fixture import cluster, real_node
 from tests.support.aws import aws
 from tests.support.operator import app, crds, operator
 from tests.support.slack import slack
 
-__all__ = ["app", "aws", "cluster", "crds", "operator", "slack"]
+__all__ = ["app", "aws", "cluster", "crds", "operator", "real_node", "slack"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -13,7 +13,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from tests.cluster import binaries
+from tests.cluster import binaries, images, realnode
 from tests.cluster.harness import (
     Cluster,
     ClusterError,
@@ -50,10 +50,28 @@ def cmd_build(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_images(_args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    built = images.ensure_images(_err)
+    for ref in (built.app, built.job, built.pause):
+        uncompressed, compressed = images.image_sizes(ref)
+        _out(f"{ref:<48} {uncompressed:>8} ({compressed / 1e6:.0f} MB compressed)")
+    _out(f"ready in {time.monotonic() - start:.1f} s (storage {images.images_dir()})")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     workdir = _workdir(args)
     cluster = Cluster(workdir, nodes=args.nodes, progress=_err, detach=True)
     cluster.start()
+    if args.real_node:
+        reason = realnode.unavailable_reason() or images.unavailable_reason()
+        if reason:
+            _err(f"no real node: {reason}")
+        else:
+            built = images.ensure_images(_err)
+            cluster.start_real_node(built.archives, built.pause)
+            _out(f"real node:  {realnode.NODE_NAME} (job image {built.job}, app {built.app})")
     _out(f"server:     {cluster.server}")
     _out(f"kubeconfig: {cluster.kubeconfig}")
     _out(f"logs:       {cluster.logs_dir}")
@@ -119,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name != "build":
+        if name not in ("build", "images"):
             where = p.add_mutually_exclusive_group()
             where.add_argument(
                 "--name", default="local", help="cluster name: workdir ~/.cache/barbeque/run/NAME"
@@ -130,12 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     add("build", "build or fetch the binaries into ~/.cache/barbeque/k8s-<version>/bin if missing")
     up = add("up", "start a cluster that keeps running after this command (fresh etcd each time)")
     up.add_argument("--nodes", type=int, default=1, help="number of fake kwok Nodes (default 1)")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also join a real node (containerd + kubelet, needs root) with the project's "
+        "images imported; see docs/cluster.md",
+    )
+    add("images", "build the project's images (Dockerfile, job, sandbox) and print their sizes")
     add("down", "stop the cluster started by `up` (by the pids in cluster.json)")
     add("status", "show the processes and /readyz of a cluster started by `up`")
     add("env", "print shell exports: KUBECONFIG and PATH with the cached kubectl/helm")
     args = parser.parse_args(argv)
     handlers = {
         "build": cmd_build,
+        "images": cmd_images,
         "up": cmd_up,
         "down": cmd_down,
         "status": cmd_status,
@@ -143,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ClusterError, binaries.BuildError) as err:
+    except (ClusterError, binaries.BuildError, realnode.RealNodeError) as err:
         _err(f"error: {err}")
         return 1
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import binaries
+from tests.cluster import binaries, images, realnode
 from tests.cluster.harness import Cluster
+from tests.cluster.realnode import RealNode
 
 # Set to a workdir of `python -m tests.cluster up` to reuse that cluster (saves
 # its start-up time when re-running tests by hand); it is not stopped after.
@@ -109,3 +110,33 @@ def cluster(
             instance.stop()
             # etcd preallocates 64 MB WAL files; pytest keeps old tmp dirs around.
             shutil.rmtree(instance.workdir / "etcd", ignore_errors=True)
+
+
+def _missing_for_real_node() -> str | None:
+    return realnode.unavailable_reason() or images.unavailable_reason()
+
+
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[RealNode]:
+    """The session cluster's real node (containerd + kubelet) with the project's images.
+
+    Builds the images the first time on a machine (the Debian base ~2 min, the project's
+    image ~1 min, then cached by content). Outside CI the tier is skipped when the machine
+    cannot run containers (not root, no runc/containerd/buildah): the message says what is
+    missing; in CI that skip fails the run.
+    """
+    if cluster.real_node is not None:
+        yield cluster.real_node
+        return
+    reason = _missing_for_real_node()
+    if reason:
+        pytest.skip(f"real-node tier skipped: {reason}")
+    with _show(request), _alarm_paused():
+        built = images.ensure_images(_progress)
+        node = cluster.start_real_node(built.archives, built.pause)
+    node.built = built
+    try:
+        yield node
+    finally:
+        node.stop()
+        cluster.real_node = None

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from tests.cluster import binaries
+from tests.cluster.realnode import RealNode, stop_root
 
 HERE = Path(__file__).resolve().parent
 STAGES_DIR = HERE / "stages"
@@ -190,6 +191,7 @@ class Cluster:
         self.admin_token = ""
         self.server = ""
         self.timings: dict[str, float] = {}
+        self.real_node: RealNode | None = None
 
     # -- paths -----------------------------------------------------------------
 
@@ -321,6 +323,15 @@ class Cluster:
             lambda: self._exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
             timeout,
         )
+
+    def start_real_node(self, images: Sequence[Path], sandbox_image: str) -> RealNode:
+        """Join a real node (containerd + kubelet, see realnode.py) with these images."""
+        node = RealNode(
+            self, images=images, sandbox_image=sandbox_image, progress=self.progress,
+            detach=self.detach,
+        )  # fmt: skip
+        self.real_node = node.start()
+        return node
 
     def delete_namespace(self, name: str) -> None:
         with contextlib.suppress(ApiError):
@@ -479,6 +490,12 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started (SIGTERM, then SIGKILL after 10 s)."""
+        # The real node first: its kubelet needs the apiserver to let go of its pods.
+        if self.real_node is not None:
+            self.real_node.stop()
+            self.real_node = None
+        elif (self.workdir / "realnode").is_dir():
+            stop_root(self.workdir / "realnode")
         entries = [(name, p.pid, str(self.bin(name))) for name, p in self._procs.items()]
         state = read_state(self.workdir)
         if state:
@@ -710,6 +727,17 @@ class Cluster:
             for key in pki.glob("*.key"):
                 key.chmod(0o600)
             token_file.chmod(0o600)
+        if not (pki / "apiserver-kubelet-client.crt").exists():
+            from tests.cluster.realnode import kubelet_cert_request
+
+            kubelet_cert_request(
+                pki,
+                pki,
+                "apiserver-kubelet-client",
+                "/O=system:masters/CN=kube-apiserver-kubelet-client",
+                "clientAuth",
+                sans=None,
+            )
         self.admin_token = token_file.read_text().strip()
         (pki / "tokens.csv").write_text(f'{self.admin_token},admin,admin,"system:masters"\n')
 
@@ -769,16 +797,22 @@ class Cluster:
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
+            # Node authorizes the real node's kubelet (system:node:127.0.0.1), as in any
+            # cluster; NodeRestriction keeps it to its own Node and pods.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             f"--service-account-issuer={SA_ISSUER}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            # pods/log is proxied to kwok's kubelet-like server at the node's
-            # InternalIP and daemonEndpoints port; with no kubelet CA given, the
-            # apiserver skips verifying kwok's self-signed certificate.
+            # pods/log is proxied to the node's InternalIP (127.0.0.1 for kwok's nodes
+            # and the real one) and daemonEndpoints port. With no kubelet CA given, the
+            # apiserver skips verifying kwok's self-signed certificate; it presents its
+            # own client certificate, which the real kubelet checks against the CA.
             "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             "--profiling=false",
             "--v=1",
         ]
@@ -941,9 +975,9 @@ def stop_workdir(workdir: str | Path) -> list[str]:
     state = read_state(workdir)
     if not state:
         return []
+    stopped = stop_root(Path(workdir) / "realnode")
     order = {name: i for i, name in enumerate(reversed(COMPONENTS))}
     procs = sorted(state.get("processes", []), key=lambda p: order.get(p["name"], -1))
-    stopped = []
     for p in procs:
         if pid_alive(int(p["pid"])):
             stopped.append(p["name"])
