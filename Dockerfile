@@ -4,11 +4,15 @@
 #   operator:  barbeque operator --liveness http://0.0.0.0:8081/healthz   (the default CMD)
 #   dashboard: python -m barbeque_dashboard                               (listens on 8000)
 #
-# Build: docker build -t barbeque:0.1.0 .
-# The base image is pinned to an exact tag; bump it deliberately (both stages together).
+# Build: docker build -t barbeque:0.1.0 .        (or: buildah build -t barbeque:0.1.0 .)
+# The base image is pinned to an exact tag; bump it deliberately. Both stages use it. Any
+# Debian-like image with python (3.11), pip, groupadd and useradd will do as a replacement:
+# the tests build one from Debian packages, as no registry is reachable there
+# (--build-arg PYTHON_IMAGE=localhost/barbeque-python:..., see tests/cluster/images.py).
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 # ---- builder: wheels of the project and of every dependency ------------------------------
-FROM python:3.11.11-slim-bookworm AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -25,7 +29,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip wheel --wheel-dir /wheels -c constraints.txt "$(ls /wheels/barbeque_k8s-*.whl)[dashboard]"
 
 # ---- runtime: the same slim base, no compilers, no build tools ---------------------------
-FROM python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -35,10 +39,15 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/barbeque/bin:$PATH
 
 # Install only from the builder's wheels: nothing is fetched or compiled here. The wheels
-# are bind-mounted, so they take no layer of the final image.
+# are bind-mounted, so they take no layer of the final image. The venv gets no pip of its
+# own (the base's pip installs into it): nothing installs packages at run time. The
+# kubernetes client's asyncio copy (kubernetes.aio, ~70 MB with its bytecode) goes too:
+# only its config loaders are used (tests/unit/test_dockerfile.py checks what is imported).
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m venv "$VIRTUAL_ENV" \
- && pip install --no-index --find-links=/wheels "barbeque-k8s[dashboard]" \
+    python -m venv --without-pip "$VIRTUAL_ENV" \
+ && pip --python "$VIRTUAL_ENV/bin/python" install --no-index --find-links=/wheels \
+      "barbeque-k8s[dashboard]" \
+ && rm -rf "$VIRTUAL_ENV"/lib/python3*/site-packages/kubernetes/aio \
  && groupadd --system --gid 10001 barbeque \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin barbeque
