@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=32, ge=1, le=256)
     kube_qps_threads: int = Field(default=64, ge=4, le=512)
     metrics_port: int = Field(default=8080, ge=0, le=65535)
+    metrics_address: str = Field(default="0.0.0.0", min_length=1)
     health_port: int = Field(default=8081, ge=0, le=65535)
     resync_seconds: float = Field(default=300.0, gt=0)
     log_tail_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -134,6 +134,22 @@ the release namespace, taken from the pod so that it can never disagree with it.
 - name: BARBEQUE_CONSOLE_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.kubernetesApi.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.kubernetesApi.port }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-spec lines shared by both Deployments: the node's network, when asked for. */}}
+{{- define "barbeque.podNetwork" -}}
+{{- if .Values.hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
 {{- end }}
 
 {{/* envFrom shared by both containers: the optional static AWS credentials. */}}

@@ -12,7 +12,9 @@ retained history costs no memory, and the busiest streams skip kopf's per-event 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,10 +34,19 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster token when in a pod, else the kubeconfig named by KUBECONFIG now.
 
     kopf's default goes through the kubernetes client, which reads KUBECONFIG only once,
-    at import time.
+    at import time. In a pod, kopf names the API server by DNS (kubernetes.default.svc);
+    the address the kubelet gives every pod (KUBERNETES_SERVICE_HOST/PORT) is what
+    client-go, the kubernetes client and our own adapter use, and it needs no cluster DNS.
     """
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
-    return info or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return kopf.login_with_kubeconfig(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+        info = dataclasses.replace(info, server=server)
+    return info
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -71,7 +82,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )
         asyncio.get_running_loop().set_default_executor(memo.executor)
     if config.metrics_port and memo.get("metrics_server") is None:
-        server, _thread = start_http_server(config.metrics_port, registry=metrics.REGISTRY)
+        server, _thread = start_http_server(
+            config.metrics_port, addr=config.metrics_address, registry=metrics.REGISTRY
+        )
         memo.metrics_server = server
     operator = build_operator(config)
     try:
