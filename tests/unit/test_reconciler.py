@@ -515,3 +515,57 @@ async def test_a_barbeque_style_job_name_finds_its_definition() -> None:
     assert world.kube.jobs["m1"]["spec"]["template"]["spec"]["containers"][0]["image"] == "blog:1"
     world.store.delete_definition(NS, "notify-author")
     assert world.store.definition(NS, "NotifyAuthor") is None
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_an_image_pull_error_is_shown_then_ends_in_error_after_the_start_deadline() -> None:
+    world = World()
+    world.define(startDeadlineSeconds=60, retry={"limit": 3})
+    world.receive()
+    await world.step()
+    pull = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling "blog:1"'}}
+    world.job_event(startTime=_ago(10))
+    world.pod_event(**pull)
+    with pytest.raises(Requeue) as requeue:
+        await world.step()
+    assert world.status().reason == "ImagePullBackOff"
+    assert world.phase() is None
+    assert 45 <= requeue.value.delay <= 51  # woken when the deadline is due
+    world.job_event(startTime=_ago(61))
+    await world.step()
+    assert world.phase() == "Error"
+    assert world.status().reason == "ImagePullBackOff"
+    assert "did not start within 60 s" in world.status().message
+    assert "delete job m1" in world.kube.writes
+    assert world.status().retried_by is None
+
+
+async def test_waiting_for_a_node_does_not_count_against_the_start_deadline() -> None:
+    world = World()
+    world.define(startDeadlineSeconds=60)
+    world.receive()
+    await world.step()
+    world.job_event(startTime=_ago(3600))  # an hour without capacity first
+    world.store.put_pod(
+        {
+            "metadata": {
+                "name": "m1-abcde",
+                "namespace": NS,
+                "labels": {"barbeque.dev/execution": "m1"},
+                "resourceVersion": str(next(_rv)),
+            },
+            "status": {
+                "phase": "Pending",
+                "startTime": _ago(5),  # then its node took it
+                "containerStatuses": [
+                    {"name": "job", "state": {"waiting": {"reason": "ErrImagePull"}}}
+                ],
+            },
+        }
+    )
+    with pytest.raises(Requeue):
+        await world.step()
+    assert world.phase() is None

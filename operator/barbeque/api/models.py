@@ -335,6 +335,14 @@ class JobDefinitionSpec(Model):
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, description="Kill the job after this many seconds."
     )
+    start_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="How long the container may fail to start once its node has the pod "
+        "(image pull errors, a missing Secret or ConfigMap: ErrImagePull, ImagePullBackOff, "
+        "CreateContainerConfigError, ...) before the execution ends as Error and its Job is "
+        "deleted. Waiting for a node (capacity) does not count.",
+    )
     ttl_seconds_after_finished: int = Field(
         default=3600,
         ge=0,

@@ -33,6 +33,7 @@ from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.api.models import (
     Condition,
     JobDefinition,
+    JobDefinitionSpec,
     JobExecution,
     LogLocation,
     Phase,
@@ -47,6 +48,21 @@ _RETRY_SUFFIX = re.compile(r"^(?P<root>.+)-retry-(?P<n>\d+)$")
 # How long to wait for the pod's final state after its Job finished before giving up on
 # the exit code (a Job killed by its deadline may leave none).
 POD_STATE_GRACE = timedelta(seconds=15)
+# A container waiting for one of these will not start until something outside changes
+# (an image is pushed, a Secret created): after the definition's startDeadlineSeconds the
+# execution ends as Error instead of waiting forever. Kubernetes itself retries them
+# without end, which suits a Deployment, not a job someone is waiting for.
+START_FAILURES = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "RegistryUnavailable",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
 
 
 class KubeApi(Protocol):
@@ -209,7 +225,7 @@ class Reconciler:
             await self._start(execution, definition)
             return
         if job.finished is None:
-            await self._observe_running(execution, job, pod)
+            await self._observe_running(execution, definition, job, pod)
             return
         outcome = self._outcome(job, pod)
         if outcome is None:
@@ -291,7 +307,11 @@ class Reconciler:
         }
 
     async def _observe_running(
-        self, execution: JobExecution, job: JobState, pod: PodState | None
+        self,
+        execution: JobExecution,
+        definition: JobDefinition | None,
+        job: JobState,
+        pod: PodState | None,
     ) -> None:
         running = (pod is not None and pod.phase == "Running") or job.ready > 0
         if running and execution.phase is not Phase.RUNNING:
@@ -309,19 +329,49 @@ class Reconciler:
         elif execution.phase is Phase.SCHEDULED:
             # The Job exists but the write leaving Scheduled was lost (a crash between the two).
             await self._patch(execution, self._pending(job.name))
-        elif (
-            pod is not None and pod.waiting_reason and execution.status.reason != pod.waiting_reason
-        ):
-            # Image pull errors and the like: say why it is not starting.
-            await self._patch(
-                execution,
-                {
-                    "reason": pod.waiting_reason,
-                    "message": (pod.waiting_message or "")[:1000],
-                    "podName": pod.name,
-                    "jobName": job.name,
-                },
-            )
+        elif pod is not None and pod.waiting_reason:
+            if execution.status.reason != pod.waiting_reason:
+                # Image pull errors and the like: say why it is not starting.
+                await self._patch(
+                    execution,
+                    {
+                        "reason": pod.waiting_reason,
+                        "message": (pod.waiting_message or "")[:1000],
+                        "podName": pod.name,
+                        "jobName": job.name,
+                    },
+                )
+            if pod.waiting_reason in START_FAILURES:
+                await self._enforce_start_deadline(execution, definition, job, pod)
+
+    async def _enforce_start_deadline(
+        self,
+        execution: JobExecution,
+        definition: JobDefinition | None,
+        job: JobState,
+        pod: PodState,
+    ) -> None:
+        deadline = (
+            definition.spec.start_deadline_seconds
+            if definition is not None
+            else JobDefinitionSpec.model_fields["start_deadline_seconds"].default
+        )
+        # The pod's startTime: when its node took it, so time spent waiting for a node
+        # (capacity) is not counted.
+        since = pod.started_at or job.start_time or now()
+        waited = (now() - since).total_seconds()
+        if waited < deadline:
+            raise Requeue(deadline - waited)
+        with contextlib.suppress(NotFound):
+            await self.kube.delete_job(job.namespace, job.name)
+        detail = (pod.waiting_message or "")[:1000]
+        await self._finish_without_job(
+            execution,
+            pod.waiting_reason or "StartFailed",
+            f"the container did not start within {deadline} s: {detail}",
+            definition,
+            invalid_message=False,
+        )
 
     async def _cancel(
         self,
@@ -424,8 +474,11 @@ class Reconciler:
         reason: str,
         message: str,
         definition: JobDefinition | None = None,
+        *,
+        invalid_message: bool = True,
     ) -> None:
-        """Error: the execution could not run at all (bad message, unknown job, rejected Job)."""
+        """Error: the execution could not run at all (bad message, unknown job, rejected Job,
+        a container that never started)."""
         definition = definition or self.store.definition(
             execution.metadata.namespace or "", execution.spec.job
         )
@@ -438,7 +491,8 @@ class Reconciler:
             "finishedAt": outcome.finished_at.isoformat(),
             "logs": logs.model_dump(by_alias=True),
         }
-        metrics.MESSAGES_INVALID.labels(queue=execution.spec.queue, reason=reason).inc()
+        if invalid_message:
+            metrics.MESSAGES_INVALID.labels(queue=execution.spec.queue, reason=reason).inc()
         await self._notify_and_commit(execution, definition, Phase.ERROR, False, status)
 
     async def _notify_and_commit(
