@@ -118,7 +118,8 @@ def pid_alive(pid: int) -> bool:
 
 def _pid_exe(pid: int) -> str:
     try:
-        return os.readlink(f"/proc/{pid}/exe")
+        # A binary rebuilt while it runs reads "<path> (deleted)": still the same program.
+        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
     except OSError:
         return ""
 
