@@ -1,9 +1,12 @@
 """The embedded local default: everything Barbeque needs, on this machine, in one command.
 
-``up`` starts a real control plane (etcd, kube-apiserver, controller manager, scheduler;
-nodes simulated by kwok), moto's server standing in for SQS and S3, the operator and the
-console as separate processes, applies the CRDs and examples/, enqueues a demo message and
-waits for its execution to succeed. ``down`` stops every process it started, by pid.
+``up`` starts a real control plane (etcd, kube-apiserver, controller manager, scheduler)
+and moto's server standing in for SQS and S3. Where the machine can run containers (root,
+runc, containerd, buildah), it joins a real node, builds the project's image from
+``Dockerfile`` and installs the chart with helm, so the operator and the console run in
+pods as a user runs them, and the demo job runs in a real container; its log is printed
+from S3. Elsewhere it says so and falls back to kwok's simulated nodes, with the operator
+and the console as local processes. ``down`` stops every process it started, by pid.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster import harness  # noqa: E402
+from tests.cluster import harness, images, realnode  # noqa: E402
 
 NAME = "local"
 WORKDIR = harness.default_workdir(NAME)
@@ -77,12 +80,19 @@ def kubectl(*args: str, input: str | None = None) -> str:
 
 
 def up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
     if STATE.exists():
         say("a previous local setup is recorded; stopping it first")
         down(args)
+    no_real_node = realnode.unavailable_reason() or images.unavailable_reason()
+    if args.kwok:
+        no_real_node = "--kwok was given"
+    if no_real_node:
+        say(f"no real node ({no_real_node}): nodes are simulated by kwok, jobs do not really run")
     say("starting the local control plane (first run builds Kubernetes from Go modules, ~15 min)")
     subprocess.run(
-        [sys.executable, "-m", "tests.cluster", "up", "--workdir", str(WORKDIR)],
+        [sys.executable, "-m", "tests.cluster", "up", "--workdir", str(WORKDIR)]
+        + ([] if no_real_node else ["--real-node"]),
         check=True,
         cwd=ROOT,
     )
@@ -100,7 +110,23 @@ def up(args: argparse.Namespace) -> int:
     STATE.write_text(json.dumps(state, indent=2))
     wait_http(aws_url + "/moto-api/", 30, "moto")
 
-    say("installing the CRDs and the example JobQueue and JobDefinition")
+    if no_real_node:
+        run_as_processes(state, env, aws_url)
+    else:
+        run_in_pods(state, aws_url)
+    kubectl("apply", "-f", str(ROOT / "examples"))
+    job_image = ""
+    if not no_real_node:
+        # The example's busybox cannot be pulled here: the local job image, on the real node.
+        job_image = images.job_ref()
+        patch = {"spec": {"image": job_image, "imagePullPolicy": "IfNotPresent",
+                          **realnode.placement()}}  # fmt: skip
+        kubectl("patch", "jobdefinition", "hello", "-n", "demo", "--type=merge",
+                "-p", json.dumps(patch))  # fmt: skip
+    return demo(state, aws_url, kubeconfig, job_image, started)
+
+
+def apply_crds() -> None:
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl(
         "wait",
@@ -110,14 +136,51 @@ def up(args: argparse.Namespace) -> int:
         "-l",
         "app.kubernetes.io/part-of=barbeque",
     )
-    for namespace in ("barbeque-system", "demo"):
-        kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n",
-        )
 
+
+def make_namespace(namespace: str, labels: dict[str, str] | None = None) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": labels or {}}}  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def run_in_pods(state: dict[str, Any], aws_url: str) -> None:
+    """helm install of the chart from the image built from Dockerfile, on the real node."""
+    cluster = harness.Cluster.attach(WORKDIR)
+    app_image = images.app_ref(images.base_ref())
+    ports = {"metrics": free_port(), "health": free_port(), "console": free_port()}
+    make_namespace("barbeque-system")
+    # Applications' pods are admitted by Pod Security "restricted", as they should be.
+    make_namespace("demo", {"pod-security.kubernetes.io/enforce": "restricted"})
+    kubectl("create", "secret", "generic", "aws", "-n", "barbeque-system",
+            *(f"--from-literal={k}={v}" for k, v in AWS_ENV.items()))  # fmt: skip
+    console_url = f"http://127.0.0.1:{ports['console']}"
+    say(f"installing the chart: the operator and console from {app_image}, in pods")
+    cluster.helm(
+        "install", "barbeque", str(ROOT / "charts" / "barbeque"),
+        "--namespace", "barbeque-system",
+        *realnode.chart_settings(cluster, app_image, ports),
+        "--set", f"aws.sqsEndpointUrl={aws_url}", "--set", f"aws.s3EndpointUrl={aws_url}",
+        "--set", "aws.credentialsSecret=aws", "--set", "s3.createBucket=true",
+        "--set", f"consoleUrl={console_url}",
+        "--set", "dashboard.auth.token=local-demo-token",
+        "--set-json", 'dashboard.extraEnv=[{"name":"BARBEQUE_PUBLIC_READS","value":"true"}]',
+        "--set", "operator.readinessProbe.initialDelaySeconds=1",
+        "--set", "operator.readinessProbe.periodSeconds=2",
+        "--wait", "--timeout", "180s",
+    )  # fmt: skip
+    state["metrics"] = f"http://127.0.0.1:{ports['metrics']}/metrics"
+    state["console"] = console_url
+    state["in_pods"] = True
+    STATE.write_text(json.dumps(state, indent=2))
+
+
+def run_as_processes(state: dict[str, Any], env: dict[str, str], aws_url: str) -> None:
+    """The operator and the console as local processes (the kwok fallback)."""
+    say("installing the CRDs")
+    apply_crds()
+    for namespace in ("barbeque-system", "demo"):
+        make_namespace(namespace)
     settings = {
         "BARBEQUE_NAMESPACE": "barbeque-system",
         "BARBEQUE_SQS_ENDPOINT_URL": aws_url,
@@ -164,18 +227,21 @@ def up(args: argparse.Namespace) -> int:
         STATE.write_text(json.dumps(state, indent=2))
         wait_http(console_url + "/healthz", 60, "the console")
 
-    kubectl("apply", "-f", str(ROOT / "examples"))
 
+def demo(
+    state: dict[str, Any], aws_url: str, kubeconfig: Path, job_image: str, started: float
+) -> int:
     say("enqueueing a demo message")
     import boto3
 
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=aws_url,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    clients = {
+        "endpoint_url": aws_url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "local",
+        "aws_secret_access_key": "local",
+    }
+    sqs = boto3.client("sqs", **clients)
+    s3 = boto3.client("s3", **clients)
     url = None
     deadline = time.monotonic() + 60
     while url is None and time.monotonic() < deadline:
@@ -213,10 +279,23 @@ def up(args: argparse.Namespace) -> int:
             break
         time.sleep(1)
     sys.stdout.write(kubectl("get", "executions", "-n", "demo", "-o", "wide"))
+    prefix = kubectl(
+        "get", "jobexecution", "-n", "demo", message_id, "-o", "jsonpath={.status.logs.prefix}"
+    )  # fmt: skip
+    if prefix:
+        log = s3.get_object(Bucket="barbeque", Key=prefix + "stdout.txt")["Body"].read()
+        say(f"its log, from s3://barbeque/{prefix}stdout.txt:")
+        sys.stdout.write(log.decode(errors="replace"))
     cached = harness.Cluster(WORKDIR, build=False)
+    where = (
+        f"the demo job ran in a real container ({job_image}) on the real node, and the\n"
+        "operator and console run in pods from the image built from Dockerfile"
+        if job_image
+        else "nodes are simulated by kwok: pods do not really run, they complete after\n"
+        "~1 s and their logs are a fixed text"
+    )
     sys.stdout.write(
-        "\nBarbeque is running locally (nodes are simulated by kwok: pods do not really run,\n"
-        "they complete after ~1 s and their logs are a fixed text).\n\n"
+        f"\nBarbeque is running locally, up in {time.monotonic() - started:.0f} s ({where}).\n\n"
         f"  export KUBECONFIG={kubeconfig}\n"
         f"  export PATH={cached.bin('kubectl').parent}:$PATH\n"
         "  kubectl get executions -A\n"
@@ -258,7 +337,11 @@ def down(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/local", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start everything and run a demo job").set_defaults(func=up)
+    start = commands.add_parser("up", help="start everything and run a demo job")
+    start.add_argument(
+        "--kwok", action="store_true", help="simulated nodes only, even where a real node can run"
+    )
+    start.set_defaults(func=up)
     commands.add_parser("down", help="stop everything `up` started").set_defaults(func=down)
     args = parser.parse_args()
     result: int = args.func(args)

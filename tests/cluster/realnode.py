@@ -74,6 +74,29 @@ def placement() -> dict[str, Any]:
     }
 
 
+def chart_settings(cluster: Cluster, app_image: str, ports: dict[str, int]) -> list[str]:
+    """``helm install`` arguments that run the chart's pods from ``app_image`` on this node.
+
+    hostNetwork (no pod network here), every server on 127.0.0.1 at the given free ports
+    (``metrics``, ``health``, ``console``), the API server's loopback address for in-cluster
+    clients, the image imported rather than pulled, and the real node's placement.
+    """
+    repository, tag = app_image.rsplit(":", 1)
+    where = placement()
+    args = [
+        f"image.repository={repository}", f"image.tag={tag}", "image.pullPolicy=Never",
+        "hostNetwork=true", "listenAddress=127.0.0.1",
+        "kubernetesApi.host=127.0.0.1", f"kubernetesApi.port={cluster.ports['kube-apiserver']}",
+        f"operator.metricsPort={ports['metrics']}", f"operator.healthPort={ports['health']}",
+        f"dashboard.port={ports['console']}",
+    ]  # fmt: skip
+    settings = [arg for value in args for arg in ("--set", value)]
+    for component in ("operator", "dashboard"):
+        for key, value in where.items():
+            settings += ["--set-json", f"{component}.{key}={json.dumps(value)}"]
+    return settings
+
+
 def unavailable_reason() -> str | None:
     """Why this machine cannot run the real node, or None when it can."""
     if os.geteuid() != 0:

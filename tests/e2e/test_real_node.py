@@ -28,7 +28,7 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster, free_port
-from tests.cluster.realnode import NODE_NAME, RealNode, placement
+from tests.cluster.realnode import NODE_NAME, RealNode, chart_settings, placement
 from tests.support.aws import CREDENTIALS, Aws
 from tests.support.operator import BUCKET, App, cleanup_app, make_app, wait_until
 from tests.support.slack import SlackRecorder
@@ -75,25 +75,15 @@ def installed(
     cluster: Cluster, real_node: RealNode, aws: Aws, slack: SlackRecorder
 ) -> Iterator[Installed]:
     assert real_node.built is not None
-    assert real_node.built.app
-    repository, tag = real_node.built.app.rsplit(":", 1)
-    metrics_port, health_port, console_port = free_port(), free_port(), free_port()
+    ports = {"metrics": free_port(), "health": free_port(), "console": free_port()}
     cluster.kubectl("create", "namespace", NAMESPACE)
     cluster.kubectl(
         "create", "secret", "generic", "aws", "-n", NAMESPACE,
         *(f"--from-literal={k}={v}" for k, v in CREDENTIALS.items()),
     )  # fmt: skip
-    where = placement()
     cluster.helm(
         "install", RELEASE, str(ROOT / "charts" / "barbeque"), "--namespace", NAMESPACE,
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-        "--set", "image.pullPolicy=Never",
-        "--set", "hostNetwork=true", "--set", "listenAddress=127.0.0.1",
-        "--set", "kubernetesApi.host=127.0.0.1",
-        "--set", f"kubernetesApi.port={cluster.ports['kube-apiserver']}",
-        "--set", f"operator.metricsPort={metrics_port}",
-        "--set", f"operator.healthPort={health_port}",
-        "--set", f"dashboard.port={console_port}",
+        *chart_settings(cluster, real_node.built.app, ports),
         "--set", f"aws.sqsEndpointUrl={aws.endpoint_url}",
         "--set", f"aws.s3EndpointUrl={aws.endpoint_url}",
         "--set", "aws.credentialsSecret=aws",
@@ -101,10 +91,6 @@ def installed(
         "--set", f"slack.apiUrl={slack.url}", "--set", "slack.token.value=xoxb-real-node",
         "--set", "operator.readinessProbe.initialDelaySeconds=1",
         "--set", "operator.readinessProbe.periodSeconds=2",
-        "--set-json", f"operator.nodeSelector={json.dumps(where['nodeSelector'])}",
-        "--set-json", f"operator.tolerations={json.dumps(where['tolerations'])}",
-        "--set-json", f"dashboard.nodeSelector={json.dumps(where['nodeSelector'])}",
-        "--set-json", f"dashboard.tolerations={json.dumps(where['tolerations'])}",
     )  # fmt: skip
 
     def both_ready() -> dict[str, dict[str, Any]] | None:
@@ -117,8 +103,8 @@ def installed(
         pods = wait_until(both_ready, 120, "the operator and console pods Ready")
         yield Installed(
             real_node,
-            f"http://127.0.0.1:{metrics_port}/metrics",
-            f"http://127.0.0.1:{console_port}",
+            f"http://127.0.0.1:{ports['metrics']}/metrics",
+            f"http://127.0.0.1:{ports['console']}",
             pods,
         )
     finally:
