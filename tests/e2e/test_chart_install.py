@@ -114,6 +114,42 @@ def test_the_default_render_has_both_deployments_their_identities_and_the_servic
     }, "no ServiceMonitor, Ingress or Slack Secret unless asked for"
 
 
+def test_no_pod_gets_the_service_link_variables_that_would_pass_for_settings(
+    cluster: Cluster,
+) -> None:
+    # Released as "barbeque", the metrics Service would be BARBEQUE_METRICS_* in every pod.
+    docs = render(cluster)
+    for name in ("bbq-barbeque-operator", "bbq-barbeque-dashboard"):
+        pod = only(docs, "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False, name
+        assert "hostNetwork" not in pod, "the pod network unless asked otherwise"
+
+
+def test_host_network_and_the_api_servers_address_are_values_for_clusters_without_a_pod_network(
+    cluster: Cluster,
+) -> None:
+    docs = render(
+        cluster,
+        "--set", "hostNetwork=true", "--set", "listenAddress=127.0.0.1",
+        "--set", "kubernetesApi.host=127.0.0.1", "--set", "kubernetesApi.port=6443",
+    )  # fmt: skip
+    for name in ("bbq-barbeque-operator", "bbq-barbeque-dashboard"):
+        deployment = only(docs, "Deployment", name)
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["hostNetwork"] is True
+        assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+        env = env_of(deployment)
+        assert env["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"
+        assert env["KUBERNETES_SERVICE_PORT"] == "6443"
+    operator = only(docs, "Deployment", "bbq-barbeque-operator")
+    assert env_of(operator)["BARBEQUE_METRICS_ADDRESS"] == "127.0.0.1"
+    assert container(operator)["args"][-1].startswith("http://127.0.0.1:")
+    assert (
+        env_of(only(docs, "Deployment", "bbq-barbeque-dashboard"))["BARBEQUE_DASHBOARD_HOST"]
+        == "127.0.0.1"
+    )
+
+
 def test_the_operator_runs_the_image_entry_point_with_kopf_liveness_and_metrics(
     cluster: Cluster,
 ) -> None:
