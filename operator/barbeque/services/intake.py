@@ -193,8 +193,13 @@ class Intake:
             return Recorded(False, "failed")
         self.store.put_execution(created)
         spec = body["spec"]
+        application, definition = metrics.definition_labels(
+            spec["application"],
+            spec["job"],
+            known=self.store.definition(namespace, spec["job"] or "") is not None,
+        )
         metrics.EXECUTIONS_CREATED.labels(
-            application=spec["application"], definition=spec["job"], queue=queue_name
+            application=application, definition=definition, queue=queue_name
         ).inc()
         self.on_created(key)
         return Recorded(True, "created", key)
