@@ -37,19 +37,18 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     import barbeque.handlers  # noqa: F401  (registers the handlers)
-    from barbeque.config import get_settings
+    from barbeque import logs
+    from barbeque.config import get_settings, secret_values
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    settings = get_settings()  # fail fast on bad settings, before connecting anywhere
+    logs.configure(
+        settings.log_format,
+        logging.DEBUG if args.verbose else logging.INFO,
+        secrets=secret_values(settings),
     )
-    # botocore and urllib3 are chatty at INFO about connection pools and credentials.
-    for noisy in ("botocore", "urllib3", "kubernetes"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     # kopf says "Handler 'x' succeeded." at INFO for every watch event (~15 per execution);
     # formatting them cost 15 % of the event loop under load.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings = get_settings()  # fail fast on bad settings, before connecting anywhere
     kopf.run(
         clusterwide=True,
         standalone=settings.standalone,

@@ -87,6 +87,7 @@ def test_default_values_satisfy_the_schema() -> None:
         ("aws.sqsEndpointUrl", "localhost:4566", "/aws/sqsEndpointUrl: 'localhost:4566' does"),
         ("s3.bucket", "No_Such", "/s3/bucket: 'No_Such' does not match"),
         ("metrics.serviceMonitor.interval", "often", "/metrics/serviceMonitor/interval: 'often'"),
+        ("logFormat", "xml", "/logFormat: 'xml' is not one of ['text', 'json']"),
         ("opertor", {"replicas": 1}, "/: Additional properties are not allowed ('opertor'"),
         ("operator.replica", 1, "/operator: Additional properties are not allowed ('replica'"),
         ("dashboard.ingress.hosts", [{"host": "x"}], "/dashboard/ingress/hosts/0: 'paths' is a"),

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from barbeque import metrics
+from barbeque import logs, metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message, QueueStats, SqsError
 from barbeque.api import envelope
@@ -508,7 +508,8 @@ class Poller:
 
     async def _record(self, message: Message, received: bool) -> Recorded:
         try:
-            return await self.intake.record(self.queue, message)
+            with logs.context(message_id=message.message_id):
+                return await self.intake.record(self.queue, message)
         finally:
             if received:
                 # Now an execution holding its own slot, or nothing that holds one.

@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from barbeque import metrics
+from barbeque import logs, metrics
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import FINISHED_PHASES, LABEL_EXECUTION, JobQueue
 from barbeque.services import history
@@ -349,8 +349,10 @@ class Runtime:
     # -- reconciling --------------------------------------------------------------------------
 
     async def _reconcile(self, key: Key) -> None:
+        execution = self.store.execution(key)
         try:
-            await self.reconciler.reconcile(key)
+            with logs.context(*key, execution.spec.message_id if execution else None):
+                await self.reconciler.reconcile(key)
         except Requeue as requeue:
             self.queue.forget(key)
             self.queue.add_after(key, requeue.delay)
