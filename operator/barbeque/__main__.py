@@ -33,6 +33,23 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grafana(args: argparse.Namespace) -> int:
+    from barbeque import grafana
+
+    if args.check:
+        problems = grafana.drift()
+        for problem in problems:
+            sys.stderr.write(problem + "\n")
+        if problems:
+            sys.stderr.write("run `python -m barbeque grafana --write`\n")
+        return 1 if problems else 0
+    if args.write:
+        sys.stdout.write(f"wrote {grafana.write()}\n")
+        return 0
+    sys.stdout.write(grafana.render())
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
@@ -85,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", action="append", help="directory to write or check (repeatable; default both)"
     )
     crds.set_defaults(func=_crds)
+
+    dashboard = commands.add_parser(
+        "grafana",
+        help="print, write or check the chart's Grafana dashboard (needs grafana-foundation-sdk)",
+    )
+    mode = dashboard.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--write", action="store_true", help="write charts/barbeque/files/grafana-dashboard.json"
+    )
+    mode.add_argument("--check", action="store_true", help="exit 1 if the checked-in JSON drifted")
+    dashboard.set_defaults(func=_grafana)
 
     from barbeque.sdk.cli import register
 

@@ -88,6 +88,8 @@ def test_default_values_satisfy_the_schema() -> None:
         ("s3.bucket", "No_Such", "/s3/bucket: 'No_Such' does not match"),
         ("metrics.serviceMonitor.interval", "often", "/metrics/serviceMonitor/interval: 'often'"),
         ("logFormat", "xml", "/logFormat: 'xml' is not one of ['text', 'json']"),
+        ("metrics.prometheusRule.runbookBaseUrl", "docs", "/metrics/prometheusRule/runbookBaseUrl"),
+        ("metrics.grafanaDashboard.label", "", "/metrics/grafanaDashboard/label: '' should be non"),
         ("opertor", {"replicas": 1}, "/: Additional properties are not allowed ('opertor'"),
         ("operator.replica", 1, "/operator: Additional properties are not allowed ('replica'"),
         ("dashboard.ingress.hosts", [{"host": "x"}], "/dashboard/ingress/hosts/0: 'paths' is a"),
