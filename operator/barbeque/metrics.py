@@ -279,22 +279,71 @@ def definition_labels(
     return UNKNOWN, UNKNOWN
 
 
+# Metrics labelled by queue: what forget_queue cleans.
+_PER_QUEUE: tuple[MetricWrapperBase, ...] = (
+    MESSAGES_RECEIVED,
+    MESSAGES_DUPLICATE,
+    MESSAGES_INVALID,
+    MESSAGES_DEFERRED,
+    EXECUTIONS_CREATED,
+    RUNNING_EXECUTIONS,
+    START_LATENCY,
+    QUEUE_MESSAGES,
+    SQS_ERRORS,
+)
+SQS_OPERATIONS = ("resolve", "receive", "delete", "stats")
+# The reasons a message is refused for what it says (not for the cluster's answer).
+INVALID_REASONS = (
+    "InvalidJSON",
+    "InvalidEnvelope",
+    "UnknownType",
+    "UnsupportedType",
+    "UnknownApplication",
+    "UnknownJob",
+)
+
+
+def queue_series(queue: str) -> None:
+    """Export a queue's counters at 0 from the start: ``increase()`` cannot see a counter's
+    first step when the series is born at 1, so an alert would miss the first SQS error
+    or invalid message, and a dashboard would say "No data" instead of 0."""
+    MESSAGES_RECEIVED.labels(queue)
+    MESSAGES_DUPLICATE.labels(queue)
+    for operation in SQS_OPERATIONS:
+        SQS_ERRORS.labels(queue, operation)
+    for reason in INVALID_REASONS:
+        MESSAGES_INVALID.labels(queue, reason)
+
+
+for _final in ("true", "false"):
+    SLACK_FAILURES.labels(_final)
+
+
 def _label_sets(metric: MetricWrapperBase) -> Iterable[dict[str, str]]:
     for family in metric.collect():
         for sample in family.samples:
             yield sample.labels
 
 
-def forget_definition(application: str, definition: str) -> int:
-    """Remove every series of a deleted JobDefinition; returns how many went."""
+def _forget(metrics: Iterable[MetricWrapperBase], **match: str) -> int:
     removed = 0
-    for metric in _PER_DEFINITION:
+    for metric in metrics:
         names: tuple[str, ...] = metric._labelnames  # no public accessor
         seen: set[tuple[str, ...]] = set()
         for labels in _label_sets(metric):
-            if labels.get("application") == application and labels.get("definition") == definition:
+            if all(labels.get(key) == value for key, value in match.items()):
                 seen.add(tuple(labels[name] for name in names))
         for values in seen:
             metric.remove(*values)
             removed += 1
     return removed
+
+
+def forget_definition(application: str, definition: str) -> int:
+    """Remove every series of a deleted JobDefinition; returns how many went."""
+    return _forget(_PER_DEFINITION, application=application, definition=definition)
+
+
+def forget_queue(queue: str) -> int:
+    """Remove every series of a deleted JobQueue; returns how many went."""
+    return _forget(_PER_QUEUE, queue=queue)

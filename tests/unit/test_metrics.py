@@ -187,3 +187,22 @@ def test_promtool_finds_no_problem_in_the_consoles_metrics() -> None:
     checked = promtool_check(exposition)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == ""
+
+
+def test_a_queues_error_counters_start_at_zero_and_go_with_the_queue() -> None:
+    metrics.queue_series("orders")
+    get = metrics.REGISTRY.get_sample_value
+    assert get("barbeque_sqs_errors_total", {"queue": "orders", "operation": "receive"}) == 0
+    assert get("barbeque_messages_invalid_total", {"queue": "orders", "reason": "UnknownJob"}) == 0
+    assert get("barbeque_messages_received_total", {"queue": "orders"}) == 0
+    metrics.QUEUE_MESSAGES.labels("orders", "visible").set(3)
+
+    assert metrics.forget_queue("orders") >= 13
+
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'queue="orders"' not in text
+
+
+def test_slack_failures_are_exported_at_zero_before_any_failure() -> None:
+    get = metrics.REGISTRY.get_sample_value
+    assert get("barbeque_slack_failures_total", {"final": "true"}) is not None

@@ -299,6 +299,7 @@ class Poller:
         self.queue = queue
         self.sqs = sqs
         self.intake = intake
+        metrics.queue_series(queue.metadata.name)
         self.store = store
         self.kube = kube
         self.error_backoff_max = error_backoff_max

@@ -269,6 +269,7 @@ class Runtime:
         if type_ == DELETED:
             self.store.delete_queue(name)
             self._spawn(self._stop_poller(name))
+            metrics.forget_queue(name)
             return
         queue = self.store.put_queue(body)
         if not self.active:
