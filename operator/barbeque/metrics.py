@@ -82,7 +82,8 @@ MESSAGES_DUPLICATE = Counter(
 )
 MESSAGES_INVALID = Counter(
     "barbeque_messages_invalid",
-    "Messages that could not be used, by reason (InvalidJSON, UnknownJob, ...).",
+    "Executions ended Error without running, by reason (InvalidMessage: the body, the "
+    "envelope or the application; UnknownJob; InvalidDefinition; JobRejected; JobDeleted).",
     ["queue", "reason"],
     registry=REGISTRY,
 )
@@ -292,15 +293,9 @@ _PER_QUEUE: tuple[MetricWrapperBase, ...] = (
     SQS_ERRORS,
 )
 SQS_OPERATIONS = ("resolve", "receive", "delete", "stats")
-# The reasons a message is refused for what it says (not for the cluster's answer).
-INVALID_REASONS = (
-    "InvalidJSON",
-    "InvalidEnvelope",
-    "UnknownType",
-    "UnsupportedType",
-    "UnknownApplication",
-    "UnknownJob",
-)
+# The reasons a message cannot run for what it says (the reconciler's Error reasons; the
+# envelope's own, InvalidJSON and the like, are in the execution's spec.invalidReason).
+INVALID_REASONS = ("InvalidMessage", "UnknownJob", "InvalidDefinition")
 
 
 def queue_series(queue: str) -> None:
