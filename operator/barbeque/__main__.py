@@ -114,9 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 if the checked-in JSON drifted")
     dashboard.set_defaults(func=_grafana)
 
-    from barbeque.sdk.cli import register
+    from barbeque import __version__
+    from barbeque_client.cli import add_completion, register
 
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
     register(commands)
+    add_completion(commands, parser, "barbeque")
     return parser
 
 
