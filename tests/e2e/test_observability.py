@@ -167,10 +167,10 @@ def test_every_dashboard_query_returns_data_from_a_real_run(stack: Stack, app: A
         app.wait_phase(execution_name(message_id), ("Succeeded",))
     app.wait_phase(f"{execution_name(flaky)}-retry-1", ("Failed",), timeout=90)
     # The console answers API calls (counted by route) while Prometheus scrapes it.
-    with stack.console.client() as client:
-        for message_id in ids:
-            assert client.get(f"/v1/job_executions/{message_id}").status_code == 200
-        client.get("/v1/job_queues")
+    client = stack.console.client()  # the session's shared client: not to be closed here
+    for message_id in ids:
+        assert client.get(f"/v1/job_executions/{message_id}").status_code == 200
+    client.get("/v1/job_queues")
     # SQS refuses for a few seconds: receive errors.
     stack.sqs_proxy.set_mode(REFUSE)
     wait_until(
