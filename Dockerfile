@@ -21,6 +21,8 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ operator/
 COPY dashboard/ dashboard/
+# The SDK and client CLI (barbeque_client): the `barbeque` command includes them.
+COPY client/ client/
 
 # The project's own wheel first (no dependencies), then the wheels of its dependencies,
 # the dashboard extra included, all into /wheels, at the versions the tests ran with

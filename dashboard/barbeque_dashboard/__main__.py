@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
+from barbeque import logs
+from barbeque.config import Settings, secret_values
 from barbeque_dashboard.app import create_app
 from barbeque_dashboard.settings import DashboardSettings
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("botocore", "urllib3", "kubernetes"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    base = Settings()
     settings = DashboardSettings()
+    logs.configure(base.log_format, secrets=[*secret_values(base), *settings.static_tokens()])
     uvicorn.run(
-        create_app(settings=settings),
+        create_app(settings=settings, base_settings=base),
         host=settings.dashboard_host,
         port=settings.dashboard_port,
         proxy_headers=True,
         log_level="info",
+        # Our root handler formats uvicorn's records too (text or JSON), access log included.
+        log_config=None,
     )
 
 

@@ -413,6 +413,41 @@ async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, An
     return _queue_body(await backend.queue_view(queue))
 
 
+class LogResponse(BaseModel):
+    message_id: str
+    log: str = Field(description="The log from byte `offset` (stdout and stderr, merged)")
+    offset: int = Field(description="Where `log` starts, in bytes of UTF-8")
+    next_offset: int = Field(description="Ask for `offset=next_offset` to get what follows")
+    source: str = Field(description="pod (live, while it runs), s3 (kept) or none (not yet)")
+    finished: bool = Field(description="The execution is final and this is its whole log")
+
+
+@router.get(
+    "/v1/job_executions/{message_id}/logs",
+    response_model=LogResponse,
+    responses=READ_ERRORS,
+    tags=["executions"],
+    summary="An execution's log: from its pod while it runs, from S3 afterwards",
+)
+async def execution_logs(
+    message_id: str,
+    request: Request,
+    _: Credentials,
+    offset: Annotated[int, Query(ge=0, description="Skip this many bytes (to follow)")] = 0,
+) -> dict[str, Any]:
+    await authorize_read(request)
+    execution = await authorized_execution(request, message_id, "get")
+    read = await backend_of(request).log_from(execution, offset)
+    return {
+        "message_id": message_id,
+        "log": read.text,
+        "offset": read.offset,
+        "next_offset": read.next_offset,
+        "source": read.source,
+        "finished": read.finished,
+    }
+
+
 @router.get("/healthz", tags=["health"], summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from barbeque.config import Settings
 from barbeque_dashboard import api, console
 from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.instrument import RequestMetrics, metrics_page
 from barbeque_dashboard.sampler import QueueSampler
 from barbeque_dashboard.services import ApiError, Backend
 from barbeque_dashboard.settings import DashboardSettings
@@ -209,6 +210,10 @@ def create_app(
         return response
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    # Outermost of ours: it sees the 413s BodyLimit answers too.
+    app.add_middleware(RequestMetrics)
+    # Prometheus' scrape, unauthenticated like /healthz; not part of the Web API's document.
+    app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
 
     app.include_router(api.router)
     app.include_router(console.router)

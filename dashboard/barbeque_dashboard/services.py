@@ -19,7 +19,7 @@ from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
 from barbeque.api import envelope
-from barbeque.api.models import JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
 
@@ -73,6 +73,22 @@ class S3Api(Protocol):
 
 class KubeApi(Protocol):
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
+
+
+# The most of a live pod log read in one answer (the API server's limitBytes).
+POD_LOG_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """An execution's log from a byte offset: where it came from, and whether it is whole."""
+
+    text: str
+    offset: int
+    next_offset: int
+    source: str  # "pod" (live), "s3" (kept), "none" (no pod yet, nothing kept)
+    finished: bool
 
 
 def check_delay(value: Any, maximum: int = MAX_DELAY) -> int:
@@ -473,6 +489,43 @@ class Backend:
             except S3Error as exc:
                 found[name] = f"(cannot read s3://{location.bucket}/{prefix}{name}: {exc})"
         return found
+
+    async def log_from(self, execution: JobExecution, offset: int = 0) -> LogRead:
+        """The log from byte ``offset``: S3's copy once uploaded, the pod's until then.
+
+        Offsets count bytes of the UTF-8 text, so a follower asks for what it has not seen.
+        ``finished`` means the execution is final and this is the whole log.
+        """
+        finished = execution.status.phase in FINISHED_PHASES
+        location = execution.status.logs
+        text: str | None = None
+        source = "none"
+        if location is not None and location.uploaded:
+            prefix = location.prefix if location.prefix.endswith("/") else location.prefix + "/"
+            try:
+                text = await self._bucket(location.bucket).get_text(prefix + "stdout.txt")
+                source = "s3"
+            except S3Error as exc:
+                raise ApiError(503, "service_unavailable", f"S3: {exc}") from exc
+        elif execution.status.pod_name and self.kube is not None:
+            try:
+                text = await self.kube.read_pod_log(
+                    execution.metadata.namespace or "", execution.status.pod_name, POD_LOG_LIMIT
+                )
+                source = "pod"
+            except KubeError as exc:
+                if not finished:
+                    raise ApiError(503, "service_unavailable", f"pod log: {exc}") from exc
+        data = (text or "").encode()
+        start = min(max(0, offset), len(data))
+        return LogRead(
+            text=data[start:].decode("utf-8", "replace"),
+            offset=start,
+            next_offset=len(data),
+            source=source,
+            # A finished execution whose upload is still to come is not whole yet.
+            finished=finished and (location is None or bool(location.uploaded)),
+        )
 
     def _bucket(self, bucket: str) -> S3Api:
         if bucket not in self._buckets and self._s3_for_bucket is not None:

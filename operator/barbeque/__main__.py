@@ -33,23 +33,39 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grafana(args: argparse.Namespace) -> int:
+    from barbeque import grafana
+
+    if args.check:
+        problems = grafana.drift()
+        for problem in problems:
+            sys.stderr.write(problem + "\n")
+        if problems:
+            sys.stderr.write("run `python -m barbeque grafana --write`\n")
+        return 1 if problems else 0
+    if args.write:
+        sys.stdout.write(f"wrote {grafana.write()}\n")
+        return 0
+    sys.stdout.write(grafana.render())
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     import barbeque.handlers  # noqa: F401  (registers the handlers)
-    from barbeque.config import get_settings
+    from barbeque import logs
+    from barbeque.config import get_settings, secret_values
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    settings = get_settings()  # fail fast on bad settings, before connecting anywhere
+    logs.configure(
+        settings.log_format,
+        logging.DEBUG if args.verbose else logging.INFO,
+        secrets=secret_values(settings),
     )
-    # botocore and urllib3 are chatty at INFO about connection pools and credentials.
-    for noisy in ("botocore", "urllib3", "kubernetes"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     # kopf says "Handler 'x' succeeded." at INFO for every watch event (~15 per execution);
     # formatting them cost 15 % of the event loop under load.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings = get_settings()  # fail fast on bad settings, before connecting anywhere
     kopf.run(
         clusterwide=True,
         standalone=settings.standalone,
@@ -87,9 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crds.set_defaults(func=_crds)
 
-    from barbeque.sdk.cli import register
+    dashboard = commands.add_parser(
+        "grafana",
+        help="print, write or check the chart's Grafana dashboard (needs grafana-foundation-sdk)",
+    )
+    mode = dashboard.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--write", action="store_true", help="write charts/barbeque/files/grafana-dashboard.json"
+    )
+    mode.add_argument("--check", action="store_true", help="exit 1 if the checked-in JSON drifted")
+    dashboard.set_defaults(func=_grafana)
 
+    from barbeque import __version__
+    from barbeque_client.cli import add_completion, register
+
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
+    )
     register(commands)
+    add_completion(commands, parser, "barbeque")
     return parser
 
 

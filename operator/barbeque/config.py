@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     # Where the operator itself runs; Error records of messages naming no valid
     # application are kept here.
     namespace: str = Field(default="barbeque-system", min_length=1)
+
+    # Logs of both processes: readable lines, or one JSON object per line (barbeque.logs).
+    log_format: Literal["text", "json"] = "text"
 
     # AWS. The endpoints let tests and the local demo point boto3 at moto's server.
     aws_region: str = "us-east-1"
@@ -76,6 +80,15 @@ class Settings(BaseSettings):
     def _slash(cls, value: str) -> str:
         # slack_sdk joins base_url and method names by plain concatenation.
         return value if value.endswith("/") else value + "/"
+
+
+def secret_values(settings: Settings) -> list[str | None]:
+    """What no log line may show: the Slack token and the AWS keys of the environment."""
+    return [
+        settings.slack_token,
+        os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        os.environ.get("AWS_SESSION_TOKEN"),
+    ]
 
 
 @lru_cache(maxsize=1)

@@ -1,15 +1,72 @@
-"""Every Prometheus metric of the operator, prefix ``barbeque_``, fixed label sets.
+"""Every Prometheus metric of the operator and the console, fixed label sets.
 
 Labels are application, definition, queue and phase names only: bounded by what users
-register, never message ids or message content. The JobDefinition label is ``definition``,
-not ``job``: Prometheus owns ``job`` (the scrape job) and would rename ours ``exported_job``.
+register, never message ids or message content. A message naming a job or application
+that is not registered is counted under ``_unknown`` (see ``definition_labels``), and the
+series of a deleted JobDefinition are removed (``forget_definition``). The JobDefinition
+label is ``definition``, not ``job``: Prometheus owns ``job`` (the scrape job) and would
+rename ours ``exported_job``.
+
+Two registries, one per process: ``REGISTRY`` (the operator: ``barbeque_*`` plus
+controller-runtime's ``workqueue_*`` names, so dashboards made for controllers work) and
+``CONSOLE_REGISTRY`` (the console and Web API: HTTP requests). Both carry the process
+metrics and ``barbeque_build_info``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.metrics import MetricWrapperBase
+
+from barbeque import __version__
+
+# A ``<name>_created`` series per counter and histogram doubles the series count and no
+# query here reads it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+UNKNOWN = "_unknown"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+CONSOLE_REGISTRY = CollectorRegistry(auto_describe=True)
+
+for _registry in (REGISTRY, CONSOLE_REGISTRY):
+    # process_* (CPU, memory, open fds, start time), python_info and python_gc_*.
+    for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        _registry.register(_collector)
+
+
+def _build_info(registry: CollectorRegistry, component: str) -> Gauge:
+    info = Gauge(
+        "barbeque_build_info",
+        "Always 1: the version of Barbeque on Kubernetes and the Python running it.",
+        ["version", "python_version", "component"],
+        registry=registry,
+    )
+    info.labels(__version__, platform.python_version(), component).set(1)
+    return info
+
+
+BUILD_INFO = _build_info(REGISTRY, "operator")
+CONSOLE_BUILD_INFO = _build_info(CONSOLE_REGISTRY, "console")
+
+LEADER = Gauge(
+    "barbeque_leader",
+    "1 while this replica is the active operator (holds the Lease, or runs without "
+    "leader election), else 0.",
+    registry=REGISTRY,
+)
 
 MESSAGES_RECEIVED = Counter(
     "barbeque_messages_received",
@@ -25,7 +82,8 @@ MESSAGES_DUPLICATE = Counter(
 )
 MESSAGES_INVALID = Counter(
     "barbeque_messages_invalid",
-    "Messages that could not be used, by reason (InvalidJSON, UnknownJob, ...).",
+    "Executions ended Error without running, by reason (InvalidMessage: the body, the "
+    "envelope or the application; UnknownJob; InvalidDefinition; JobRejected; JobDeleted).",
     ["queue", "reason"],
     registry=REGISTRY,
 )
@@ -140,3 +198,147 @@ WATCH_RESTARTS = Counter(
     ["resource", "reason"],
     registry=REGISTRY,
 )
+
+# controller-runtime's work-queue metrics, same names, labels and meaning (``name`` is the
+# queue: ``jobexecutions``).
+WORKQUEUE_DEPTH = Gauge(
+    "workqueue_depth", "Current depth of workqueue.", ["name"], registry=REGISTRY
+)
+WORKQUEUE_ADDS = Counter(
+    "workqueue_adds", "Total number of adds handled by workqueue.", ["name"], registry=REGISTRY
+)
+WORKQUEUE_RETRIES = Counter(
+    "workqueue_retries",
+    "Total number of retries handled by workqueue.",
+    ["name"],
+    registry=REGISTRY,
+)
+_WORKQUEUE_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000)
+WORKQUEUE_QUEUE_DURATION = Histogram(
+    "workqueue_queue_duration_seconds",
+    "How long in seconds an item stays in workqueue before being requested.",
+    ["name"],
+    buckets=_WORKQUEUE_BUCKETS,
+    registry=REGISTRY,
+)
+WORKQUEUE_WORK_DURATION = Histogram(
+    "workqueue_work_duration_seconds",
+    "How long in seconds processing an item from workqueue takes.",
+    ["name"],
+    buckets=_WORKQUEUE_BUCKETS,
+    registry=REGISTRY,
+)
+WORKQUEUE_UNFINISHED_WORK = Gauge(
+    "workqueue_unfinished_work_seconds",
+    "How many seconds of work has been done that is in progress and hasn't been observed "
+    "by work_duration. Large values indicate stuck threads.",
+    ["name"],
+    registry=REGISTRY,
+)
+WORKQUEUE_LONGEST_RUNNING = Gauge(
+    "workqueue_longest_running_processor_seconds",
+    "How many seconds has the longest running processor for workqueue been running.",
+    ["name"],
+    registry=REGISTRY,
+)
+
+# The console and Web API. ``route`` is the route's template (``/v1/job_executions/{message_id}``),
+# never the requested path; requests no route matched are ``route="other"``.
+HTTP_REQUESTS = Counter(
+    "barbeque_http_requests",
+    "HTTP requests answered by the console and Web API, by route template, method and status.",
+    ["route", "method", "code"],
+    registry=CONSOLE_REGISTRY,
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "barbeque_http_request_duration_seconds",
+    "Time to answer an HTTP request of the console and Web API (until the response starts "
+    "streaming for log follows), by route template and method.",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=CONSOLE_REGISTRY,
+)
+
+# Metrics labelled by application and definition: what forget_definition cleans.
+_PER_DEFINITION: tuple[MetricWrapperBase, ...] = (
+    EXECUTIONS_CREATED,
+    EXECUTIONS_FINISHED,
+    EXECUTIONS_RETRIED,
+    EXECUTIONS_BY_PHASE,
+    EXECUTION_DURATION,
+)
+
+
+def definition_labels(
+    application: str | None, definition: str | None, *, known: bool
+) -> tuple[str, str]:
+    """The (application, definition) labels of an execution: its own names when its
+    JobDefinition is registered, else ``_unknown`` for both (a message's text would make
+    one series per typo)."""
+    if known and application and definition:
+        return application, definition
+    return UNKNOWN, UNKNOWN
+
+
+# Metrics labelled by queue: what forget_queue cleans.
+_PER_QUEUE: tuple[MetricWrapperBase, ...] = (
+    MESSAGES_RECEIVED,
+    MESSAGES_DUPLICATE,
+    MESSAGES_INVALID,
+    MESSAGES_DEFERRED,
+    EXECUTIONS_CREATED,
+    RUNNING_EXECUTIONS,
+    START_LATENCY,
+    QUEUE_MESSAGES,
+    SQS_ERRORS,
+)
+SQS_OPERATIONS = ("resolve", "receive", "delete", "stats")
+# The reasons a message cannot run for what it says (the reconciler's Error reasons; the
+# envelope's own, InvalidJSON and the like, are in the execution's spec.invalidReason).
+INVALID_REASONS = ("InvalidMessage", "UnknownJob", "InvalidDefinition")
+
+
+def queue_series(queue: str) -> None:
+    """Export a queue's counters at 0 from the start: ``increase()`` cannot see a counter's
+    first step when the series is born at 1, so an alert would miss the first SQS error
+    or invalid message, and a dashboard would say "No data" instead of 0."""
+    MESSAGES_RECEIVED.labels(queue)
+    MESSAGES_DUPLICATE.labels(queue)
+    for operation in SQS_OPERATIONS:
+        SQS_ERRORS.labels(queue, operation)
+    for reason in INVALID_REASONS:
+        MESSAGES_INVALID.labels(queue, reason)
+
+
+for _final in ("true", "false"):
+    SLACK_FAILURES.labels(_final)
+
+
+def _label_sets(metric: MetricWrapperBase) -> Iterable[dict[str, str]]:
+    for family in metric.collect():
+        for sample in family.samples:
+            yield sample.labels
+
+
+def _forget(metrics: Iterable[MetricWrapperBase], **match: str) -> int:
+    removed = 0
+    for metric in metrics:
+        names: tuple[str, ...] = metric._labelnames  # no public accessor
+        seen: set[tuple[str, ...]] = set()
+        for labels in _label_sets(metric):
+            if all(labels.get(key) == value for key, value in match.items()):
+                seen.add(tuple(labels[name] for name in names))
+        for values in seen:
+            metric.remove(*values)
+            removed += 1
+    return removed
+
+
+def forget_definition(application: str, definition: str) -> int:
+    """Remove every series of a deleted JobDefinition; returns how many went."""
+    return _forget(_PER_DEFINITION, application=application, definition=definition)
+
+
+def forget_queue(queue: str) -> int:
+    """Remove every series of a deleted JobQueue; returns how many went."""
+    return _forget(_PER_QUEUE, queue=queue)

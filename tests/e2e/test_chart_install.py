@@ -287,6 +287,16 @@ def test_service_monitor_and_ingress_render_only_when_enabled(cluster: Cluster) 
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
     )
+    console = only(docs, "ServiceMonitor", "bbq-barbeque-dashboard")
+    assert (
+        console["spec"]["endpoints"][0] | {"port": "http", "path": "/metrics"}
+        == (console["spec"]["endpoints"][0])
+    )
+    dashboard = only(docs, "Service", "bbq-barbeque-dashboard")
+    assert (
+        console["spec"]["selector"]["matchLabels"].items()
+        <= dashboard["metadata"]["labels"].items()
+    )
     ingress = only(docs, "Ingress", "bbq-barbeque-dashboard")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]

@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from barbeque.sdk import Client, NotFound, Unauthorized
+from barbeque.sdk import AsyncClient, Client, NotFound, Unauthorized
 from tests.support import webapi_servers
+from tests.support.faults import HTTP, PASS, FaultProxy
 from tests.support.webapi import TOKEN, execution_body
 from tests.support.webapi_servers import App, Service, wait_until
 
@@ -110,7 +114,7 @@ def test_cli_enqueue_status_and_executions(service: Service, webapp: App) -> Non
     record(service, webapp, "cli-failed", phase="Failed")
     listed = cli(service, "executions", "--application", webapp.name, "--json")
     assert listed.returncode == 0, listed.stderr
-    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    rows = json.loads(listed.stdout)
     assert [r["message_id"] for r in rows] == ["cli-failed"]
     table = cli(service, "executions", "--application", webapp.name, "--status", "failed")
     assert "cli-failed" in table.stdout
@@ -139,7 +143,7 @@ def test_cli_wait_prints_progress_and_exits_1_on_failure(service: Service, webap
 
 def test_cli_reports_refusals_in_one_line(service: Service) -> None:
     refused = cli(service, "retry", "no-such-execution")
-    assert refused.returncode == 2
+    assert refused.returncode == 4  # the Web API refused; 2 is a usage error
     assert refused.stderr.strip().startswith("barbeque: ")
     assert "404 record_not_found" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -187,3 +191,95 @@ def test_cli_executions_watch_prints_status_changes(service: Service, webapp: Ap
         process.stdout.close()
         process.stderr.close()
     assert [line.split()[-1] for line in lines if "cli-watched" in line] == ["running", "success"]
+
+
+def test_cli_listings_speak_json_yaml_name_and_wide(service: Service, webapp: App) -> None:
+    record(service, webapp, "cli-out", phase="Failed")
+    base = ("executions", "--application", webapp.name)
+    name = cli(service, *base, "-o", "name")
+    assert (name.returncode, name.stdout.split()) == (0, ["cli-out"])
+    as_yaml = yaml.safe_load(cli(service, *base, "-o", "yaml").stdout)
+    assert [row["message_id"] for row in as_yaml] == ["cli-out"]
+    wide = cli(service, *base, "-o", "wide").stdout
+    assert "QUEUE" in wide
+    assert webapp.queue in wide
+    shown = cli(service, "status", "cli-out", "-o", "json")
+    assert json.loads(shown.stdout)["status"] == "failed"
+
+
+def test_cli_logs_prints_the_log_kept_in_s3(service: Service, webapp: App) -> None:
+    prefix = f"{webapp.name}/{webapp.job}/cli-logs/"
+    s3 = service.s3()
+    s3.put_object(Bucket=webapi_servers.BUCKET, Key=prefix + "stdout.txt", Body=b"hello\nworld\n")
+    record(
+        service,
+        webapp,
+        "cli-logs",
+        phase="Succeeded",
+        logs_prefix=prefix,
+        bucket=webapi_servers.BUCKET,
+    )
+    printed = cli(service, "logs", "cli-logs")
+    assert (printed.returncode, printed.stdout) == (0, "hello\nworld\n")
+    followed = cli(service, "logs", "cli-logs", "-f")
+    assert (followed.returncode, followed.stdout) == (0, "hello\nworld\n")
+    missing = cli(service, "logs", "no-such-execution")
+    assert missing.returncode == 4
+
+
+def test_sdk_retries_a_429_after_its_retry_after(service: Service) -> None:
+    port = int(service.url.rsplit(":", 1)[1])
+    with FaultProxy("127.0.0.1", port) as proxy:
+        proxy.set_mode(HTTP, status=429)  # answers with Retry-After: 1
+        threading.Timer(0.5, proxy.set_mode, (PASS,)).start()
+        started = time.monotonic()
+        with Client(proxy.url, TOKEN) as sdk:
+            execution = sdk.status("never-enqueued")
+        elapsed = time.monotonic() - started
+    assert execution.status == "pending"
+    assert proxy.stats.answered[429] >= 1
+    assert elapsed >= 1.0  # it waited as long as the server asked
+
+
+async def test_the_async_client_talks_to_the_real_web_api(service: Service, webapp: App) -> None:
+    record(service, webapp, "async-seen", phase="Running")
+    async with AsyncClient(service.url, TOKEN) as sdk:
+        status = await sdk.status("async-seen")
+        rows = await sdk.executions(application=webapp.name)
+    assert status.status == "running"
+    assert [row.message_id for row in rows] == ["async-seen"]
+
+
+def test_kubectl_barbeque_enqueues_into_the_current_contexts_namespace(
+    service: Service, webapp: App, tmp_path: Path
+) -> None:
+    # kubectl finds the plugin on PATH as kubectl-barbeque; the context's namespace is
+    # the application.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(service.cluster.kubeconfig.read_text())
+    kubectl = str(service.cluster.bin("kubectl"))
+    subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", "config", "set-context", "--current",
+         f"--namespace={webapp.name}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "KUBECONFIG": str(kubeconfig),
+        "BARBEQUE_URL": service.url,
+        "BARBEQUE_TOKEN": TOKEN,
+    }
+    env.pop("BARBEQUE_APPLICATION", None)
+    version = subprocess.run(
+        [kubectl, "barbeque", "--version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert version.stdout.startswith("kubectl barbeque "), version.stderr
+    enqueued = subprocess.run(
+        [kubectl, "barbeque", "enqueue", webapp.job, '{"via": "kubectl"}', "-Q", webapp.queue],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert enqueued.returncode == 0, enqueued.stderr
+    [message] = service.receive(webapp.queue_url)
+    assert message["MessageId"] == enqueued.stdout.strip()
+    assert json.loads(message["Body"])["Application"] == webapp.name

@@ -12,6 +12,7 @@ import pytest
 
 from barbeque.__main__ import main
 from barbeque.sdk import (
+    NO_RETRY,
     Client,
     Conflict,
     Forbidden,
@@ -30,6 +31,8 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def client(handler: Handler, **kwargs: Any) -> Client:
+    # Retries are tested in test_client_retries.py; here an answer is final.
+    kwargs.setdefault("retry", NO_RETRY)
     return Client(
         "http://barbeque.test/", token="t0k", transport=httpx.MockTransport(handler), **kwargs
     )
@@ -138,9 +141,9 @@ def test_progress_prints_one_line_per_change() -> None:
 
 
 def test_cli_reports_a_refused_request_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    # Nothing listens on port 9 (discard): the CLI must say so and exit 2, not trace back.
+    # Nothing listens on port 9 (discard): the CLI must say so and exit 4, not trace back.
     code = main(["status", "m-1", "--url", "http://127.0.0.1:9"])
-    assert code == 2
+    assert code == 4
     assert "cannot reach" in capsys.readouterr().err
 
 

@@ -130,6 +130,8 @@ the release namespace, taken from the pod so that it can never disagree with it.
 {{- end }}
 - name: BARBEQUE_S3_BUCKET
   value: {{ .Values.s3.bucket | quote }}
+- name: BARBEQUE_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
 {{- with .Values.consoleUrl }}
 - name: BARBEQUE_CONSOLE_URL
   value: {{ . | quote }}

@@ -1,41 +1,8 @@
-"""Python SDK for the Barbeque Web API (cookpad/barbeque-compatible, plus our additions).
+"""The SDK under its server-side name: ``barbeque.sdk`` is ``barbeque_client``.
 
-from barbeque.sdk import Client
-
-with Client("https://barbeque.example.com", token="...") as client:
-    message_id = client.enqueue("SendMail", {"user_id": 1}, application="shop")
-    execution = client.wait(message_id, timeout=600)
-    assert execution.status == "success"
+The code lives in client/barbeque_client (its own light distribution, barbeque-client);
+this name stays for code written against the server distribution.
 """
 
-from barbeque.sdk.client import (
-    FINAL_STATUSES,
-    BarbequeError,
-    Client,
-    Conflict,
-    Execution,
-    ExecutionSummary,
-    Forbidden,
-    InvalidParameter,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Unauthorized,
-    WaitTimeout,
-)
-
-__all__ = [
-    "FINAL_STATUSES",
-    "BarbequeError",
-    "Client",
-    "Conflict",
-    "Execution",
-    "ExecutionSummary",
-    "Forbidden",
-    "InvalidParameter",
-    "NotFound",
-    "PayloadTooLarge",
-    "ServiceUnavailable",
-    "Unauthorized",
-    "WaitTimeout",
-]
+from barbeque_client import *  # noqa: F403
+from barbeque_client import __all__ as __all__

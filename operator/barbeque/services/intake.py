@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from barbeque import metrics
+from barbeque import logs, metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message, QueueStats, SqsError
 from barbeque.api import envelope
@@ -193,8 +193,13 @@ class Intake:
             return Recorded(False, "failed")
         self.store.put_execution(created)
         spec = body["spec"]
+        application, definition = metrics.definition_labels(
+            spec["application"],
+            spec["job"],
+            known=self.store.definition(namespace, spec["job"] or "") is not None,
+        )
         metrics.EXECUTIONS_CREATED.labels(
-            application=spec["application"], definition=spec["job"], queue=queue_name
+            application=application, definition=definition, queue=queue_name
         ).inc()
         self.on_created(key)
         return Recorded(True, "created", key)
@@ -294,6 +299,7 @@ class Poller:
         self.queue = queue
         self.sqs = sqs
         self.intake = intake
+        metrics.queue_series(queue.metadata.name)
         self.store = store
         self.kube = kube
         self.error_backoff_max = error_backoff_max
@@ -503,7 +509,8 @@ class Poller:
 
     async def _record(self, message: Message, received: bool) -> Recorded:
         try:
-            return await self.intake.record(self.queue, message)
+            with logs.context(message_id=message.message_id):
+                return await self.intake.record(self.queue, message)
         finally:
             if received:
                 # Now an execution holding its own slot, or nothing that holds one.

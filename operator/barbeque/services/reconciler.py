@@ -454,9 +454,7 @@ class Reconciler:
             seconds = (outcome.finished_at - outcome.started_at).total_seconds()
             status["duration"] = format_duration(seconds)
             metrics.EXECUTION_DURATION.labels(
-                application=execution.spec.application,
-                definition=execution.spec.job,
-                phase=outcome.phase.value,
+                *self._labels(execution, definition), outcome.phase.value
             ).observe(max(0.0, seconds))
 
         will_retry = (
@@ -526,11 +524,15 @@ class Reconciler:
             ],
         )
         await self._patch(execution, status)
-        metrics.EXECUTIONS_FINISHED.labels(
-            application=execution.spec.application, definition=execution.spec.job, phase=phase.value
-        ).inc()
+        metrics.EXECUTIONS_FINISHED.labels(*self._labels(execution, definition), phase.value).inc()
         if not status["logs"]["uploaded"]:
             raise Requeue(5.0)
+
+    @staticmethod
+    def _labels(execution: JobExecution, definition: JobDefinition | None) -> tuple[str, str]:
+        return metrics.definition_labels(
+            execution.spec.application, execution.spec.job, known=definition is not None
+        )
 
     async def _create_retry(self, execution: JobExecution, definition: JobDefinition) -> str:
         delay = backoff.retry_delay(definition.spec.retry, execution.spec.attempt)
@@ -542,9 +544,7 @@ class Reconciler:
         except AlreadyExists:
             return name
         self.store.put_execution(created)
-        metrics.EXECUTIONS_RETRIED.labels(
-            application=execution.spec.application, definition=execution.spec.job
-        ).inc()
+        metrics.EXECUTIONS_RETRIED.labels(*self._labels(execution, definition)).inc()
         logger.info("Retry %s of %s scheduled in %.1fs", name, execution.metadata.name, delay)
         return name
 

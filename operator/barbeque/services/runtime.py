@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from barbeque import metrics
+from barbeque import logs, metrics
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import FINISHED_PHASES, LABEL_EXECUTION, JobQueue
 from barbeque.services import history
@@ -157,6 +157,7 @@ class Runtime:
         if self.active:
             return
         self.active = True
+        metrics.LEADER.set(1)
         self.queue.reopen()
         self._active_tasks = [
             asyncio.create_task(
@@ -178,6 +179,7 @@ class Runtime:
         if not self.active:
             return
         self.active = False
+        metrics.LEADER.set(0)
         await asyncio.gather(*(self._stop_poller(name) for name in list(self.pollers)))
         self.queue.close()
         deadline = asyncio.get_running_loop().time() + self.shutdown_grace_seconds
@@ -227,7 +229,14 @@ class Runtime:
     def on_definition_event(self, type_: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         if type_ == DELETED:
-            self.store.delete_definition(meta.get("namespace", ""), meta.get("name", ""))
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            self.store.delete_definition(namespace, name)
+            # Its series go too, and the phase gauge stops re-exporting them.
+            gone = {labels for labels in self._phase_series if labels[:2] == (namespace, name)}
+            self._phase_series -= gone
+            for labels in gone:
+                self._finished_counts.pop(labels, None)
+            metrics.forget_definition(namespace, name)
         else:
             self.store.put_definition(body)
 
@@ -260,6 +269,7 @@ class Runtime:
         if type_ == DELETED:
             self.store.delete_queue(name)
             self._spawn(self._stop_poller(name))
+            metrics.forget_queue(name)
             return
         queue = self.store.put_queue(body)
         if not self.active:
@@ -340,8 +350,10 @@ class Runtime:
     # -- reconciling --------------------------------------------------------------------------
 
     async def _reconcile(self, key: Key) -> None:
+        execution = self.store.execution(key)
         try:
-            await self.reconciler.reconcile(key)
+            with logs.context(*key, execution.spec.message_id if execution else None):
+                await self.reconciler.reconcile(key)
         except Requeue as requeue:
             self.queue.forget(key)
             self.queue.add_after(key, requeue.delay)
@@ -374,6 +386,7 @@ class Runtime:
     async def _stats_loop(self) -> None:
         while True:
             self.export_phase_gauge()
+            self.queue.export_unfinished()
             for poller, _ in list(self.pollers.values()):
                 await poller.report_stats()
             await asyncio.sleep(self.stats_seconds)
@@ -398,7 +411,12 @@ class Runtime:
                 records.append(record)
                 if not record.finished:
                     continue
-                finished[(record.application, record.job, record.phase or "")] += 1
+                labels = metrics.definition_labels(
+                    record.application,
+                    record.job,
+                    known=self.store.definition(record.key[0], record.job) is not None,
+                )
+                finished[(*labels, record.phase or "")] += 1
                 if (
                     needs_follow_up(body)
                     and self.store.execution(record.key) is None
@@ -436,9 +454,15 @@ class Runtime:
         for execution in self.store.iter_executions():
             phase = execution.status.phase or "Pending"
             if phase not in FINISHED_PHASES:
-                counts[(execution.spec.application, execution.spec.job, phase)] += 1
-        for labels in self._phase_series - set(counts):
-            metrics.EXECUTIONS_BY_PHASE.labels(*labels).set(0)
-        for labels, count in counts.items():
-            metrics.EXECUTIONS_BY_PHASE.labels(*labels).set(count)
+                known = self.store.definition(
+                    execution.metadata.namespace or "", execution.spec.job
+                )
+                application, definition = metrics.definition_labels(
+                    execution.spec.application, execution.spec.job, known=known is not None
+                )
+                counts[(application, definition, phase)] += 1
+        for series in self._phase_series - set(counts):
+            metrics.EXECUTIONS_BY_PHASE.labels(*series).set(0)
+        for series, count in counts.items():
+            metrics.EXECUTIONS_BY_PHASE.labels(*series).set(count)
         self._phase_series |= set(counts)

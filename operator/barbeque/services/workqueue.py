@@ -2,19 +2,34 @@
 
 A key queued many times before a worker takes it is reconciled once; a key is never
 reconciled by two workers at once; a failed key comes back after an exponential delay.
+It exports controller-runtime's ``workqueue_*`` metrics under its ``name``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from barbeque import metrics
 
 K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+    def __init__(
+        self, base_delay: float = 0.5, max_delay: float = 300.0, name: str = "jobexecutions"
+    ) -> None:
+        self.name = name
+        # When each queued key was added, and when each key in hand was taken.
+        self._added_at: dict[K, float] = {}
+        self._taken_at: dict[K, float] = {}
+        self._depth = metrics.WORKQUEUE_DEPTH.labels(name)
+        self._adds = metrics.WORKQUEUE_ADDS.labels(name)
+        self._retries = metrics.WORKQUEUE_RETRIES.labels(name)
+        self._queue_duration = metrics.WORKQUEUE_QUEUE_DURATION.labels(name)
+        self._work_duration = metrics.WORKQUEUE_WORK_DURATION.labels(name)
         self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
@@ -31,6 +46,9 @@ class WorkQueue(Generic[K]):
         if key in self._dirty:
             return
         self._dirty.add(key)
+        self._adds.inc()
+        self._added_at.setdefault(key, time.monotonic())
+        self._depth.set(len(self._dirty))
         if key not in self._processing:
             self._queue.put_nowait(key)
 
@@ -57,6 +75,7 @@ class WorkQueue(Generic[K]):
         """Queue ``key`` again after a backoff that grows with its consecutive failures."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        self._retries.inc()
         delay: float = min(self._base_delay * float(2**failures), self._max_delay)
         self.add_after(key, delay)
         return delay
@@ -68,12 +87,26 @@ class WorkQueue(Generic[K]):
         key = await self._queue.get()
         self._dirty.discard(key)
         self._processing.add(key)
+        taken = time.monotonic()
+        self._queue_duration.observe(taken - self._added_at.pop(key, taken))
+        self._taken_at[key] = taken
+        self._depth.set(len(self._dirty))
         return key
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
+        taken = self._taken_at.pop(key, None)
+        if taken is not None:
+            self._work_duration.observe(time.monotonic() - taken)
         if key in self._dirty:
             self._queue.put_nowait(key)
+
+    def export_unfinished(self) -> None:
+        """Set the gauges of work in hand (sampled: they grow while nothing happens)."""
+        current = time.monotonic()
+        running = [current - taken for taken in self._taken_at.values()]
+        metrics.WORKQUEUE_UNFINISHED_WORK.labels(self.name).set(sum(running))
+        metrics.WORKQUEUE_LONGEST_RUNNING.labels(self.name).set(max(running, default=0.0))
 
     @property
     def busy(self) -> bool:
