@@ -44,7 +44,8 @@ ENV PYTHONUNBUFFERED=1 \
 # are bind-mounted, so they take no layer of the final image. The venv gets no pip of its
 # own (the base's pip installs into it): nothing installs packages at run time. The
 # kubernetes client's asyncio copy (kubernetes.aio, ~70 MB with its bytecode) goes too:
-# only its config loaders are used (tests/unit/test_dockerfile.py checks what is imported).
+# only its config loaders are used (the operator and console run from this image in
+# tests/e2e/test_real_node.py).
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv --without-pip "$VIRTUAL_ENV" \
  && pip --python "$VIRTUAL_ENV/bin/python" install --no-index --find-links=/wheels \

@@ -45,13 +45,9 @@ BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "passwd", "ca-ce
 BASE_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 # What the Dockerfile's COPY lines take into the build (keep in step with it).
 APP_SOURCES = (
-    "Dockerfile",
-    "pyproject.toml",
-    "README.md",
-    "constraints.txt",
-    "operator",
-    "dashboard",
-)
+    "Dockerfile", "pyproject.toml", "README.md", "constraints.txt", "operator", "dashboard",
+    "client",
+)  # fmt: skip
 JOB_UID = 10001
 
 Progress = Callable[[str], None]

@@ -27,7 +27,7 @@ async def test_a_retried_startup_starts_the_metrics_server_once(
 ) -> None:
     started: list[int] = []
 
-    def start_http_server(port: int, registry: Any) -> tuple[FakeServer, None]:
+    def start_http_server(port: int, addr: str, registry: Any) -> tuple[FakeServer, None]:
         started.append(port)
         return FakeServer(), None
 
