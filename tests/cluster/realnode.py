@@ -649,6 +649,7 @@ def stop_root(root: Path) -> list[str]:
     if "kubelet" in procs and ours("kubelet", procs["kubelet"]):
         _terminate(procs["kubelet"])
         stopped.append("kubelet")
+    netns = _sandbox_netns(root)
     # Containers first: their shims outlive containerd, and their processes outlive the shims.
     shims = _shims_of(socket)
     for pid in _descendants(shims):
@@ -663,10 +664,30 @@ def stop_root(root: Path) -> list[str]:
     if shims:
         stopped.append(f"{len(shims)} container shim(s)")
     _unmount_under(root)
+    for path in netns:
+        # containerd 1.6 pins pod network namespaces at /var/run/netns/cni-*, outside our root.
+        subprocess.run(["umount", str(path)], capture_output=True)
+        with contextlib.suppress(OSError):
+            path.unlink()
     _remove_kubepods_cgroups()
     with contextlib.suppress(OSError):
         (root / STATE_FILE).unlink()
     return stopped
+
+
+def _sandbox_netns(root: Path) -> list[Path]:
+    """Network namespace files of this node's pod sandboxes, read from their OCI bundles."""
+    found: set[Path] = set()
+    for config in (root / "run" / "state").glob("io.containerd.runtime.v2.task/*/*/config.json"):
+        try:
+            namespaces = json.loads(config.read_text())["linux"]["namespaces"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for namespace in namespaces:
+            path = str(namespace.get("path") or "")
+            if namespace.get("type") == "network" and "/netns/cni-" in path:
+                found.add(Path(path))
+    return sorted(found)
 
 
 def _remove_kubepods_cgroups() -> None:
