@@ -194,9 +194,8 @@ def binary_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def file_lock(lock_path: Path) -> Iterator[None]:
     """Serialise builds between processes (two pytest sessions, CLI + tests)."""
-    lock_path = bin_dir().parent / ".build.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -314,7 +313,7 @@ def ensure_binaries(progress: Progress | None = None) -> Path:
     report = progress or _stderr_progress
     if not missing_binaries():
         return bin_dir()
-    with _build_lock():
+    with file_lock(bin_dir().parent / ".build.lock"):
         missing = missing_binaries()  # another process may have built them meanwhile
         if not missing:
             return bin_dir()

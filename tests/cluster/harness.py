@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import functools
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,6 +38,7 @@ from typing import Any
 import yaml
 
 from tests.cluster import binaries
+from tests.cluster.processes import free_port, pid_alive, set_pdeathsig, stop_pids, tail
 from tests.cluster.realnode import RealNode, stop_root
 
 HERE = Path(__file__).resolve().parent
@@ -85,75 +83,6 @@ class ApiError(ClusterError):
 def default_workdir(name: str = "local") -> Path:
     """``~/.cache/barbeque/run/<name>`` (or under ``$BARBEQUE_CACHE``)."""
     return binaries.cache_root() / "run" / name
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) counts as dead.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _pid_exe(pid: int) -> str:
-    try:
-        # A binary rebuilt while it runs reads "<path> (deleted)": still the same program.
-        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
-    except OSError:
-        return ""
-
-
-def _set_pdeathsig() -> None:
-    """In the child: SIGTERM when the parent dies, so a killed test run leaves no etcd behind."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def stop_pids(pids: Iterable[tuple[str, int, str]], grace: float = 10.0) -> None:
-    """SIGTERM each (name, pid, exe) whose /proc exe still matches, wait, then SIGKILL."""
-    live: list[int] = []
-    for _name, pid, exe in pids:
-        if not pid_alive(pid):
-            continue
-        if exe and _pid_exe(pid) and os.path.realpath(_pid_exe(pid)) != os.path.realpath(exe):
-            continue  # the pid was recycled by an unrelated process
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        live.append(pid)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        for pid in list(live):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not pid_alive(pid):
-                live.remove(pid)
-        time.sleep(0.1)
-    for pid in live:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
 
 
 class Cluster:
@@ -559,7 +488,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if self.detach else _set_pdeathsig,
+                preexec_fn=None if self.detach else set_pdeathsig,
             )
         self._procs[name] = proc
         self.progress(f"  started {name} (pid {proc.pid})")
@@ -571,7 +500,7 @@ class Cluster:
             status = f" ({component} exited with code {proc.returncode})"
         return ClusterError(
             f"{what}{status}. Last lines of {self.log_path(component)}:\n"
-            f"{_tail(self.log_path(component))}"
+            f"{tail(self.log_path(component))}"
         )
 
     def _check_alive(self) -> None:

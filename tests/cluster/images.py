@@ -21,8 +21,6 @@ checkout), like the Kubernetes binaries.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,11 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cluster.binaries import BuildError, cache_root
+from tests.cluster.binaries import BuildError, cache_root, file_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEBIAN_SUITE = "bookworm"
@@ -110,18 +108,6 @@ def image_exists(ref: str) -> bool:
         return bool(buildah("images", "--quiet", ref))
     except BuildError:
         return False
-
-
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
-    path = images_dir() / ".build.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _digest(*parts: str | bytes) -> str:
@@ -305,7 +291,7 @@ def ensure_images(progress: Progress | None = None, *, app: bool = True) -> Imag
     reason = unavailable_reason()
     if reason:
         raise BuildError(reason)
-    with _lock():
+    with file_lock(images_dir() / ".build.lock"):
         job = _busybox_image(job_ref(), ["sh"], report)
         pause = _busybox_image(pause_ref(), ["sleep", "2147483647"], report)
         refs = [job, pause]

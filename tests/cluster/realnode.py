@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.cluster import binaries
+from tests.cluster.processes import free_port, set_pdeathsig, tail
 
 if TYPE_CHECKING:
     from tests.cluster.harness import Cluster
@@ -179,8 +180,6 @@ class RealNode:
         return self
 
     def _start(self, t0: float) -> None:
-        from tests.cluster.harness import free_port
-
         stop_root(self.root)  # leftovers of a run that was killed
         for sub in ("run", "containerd", "cni", "pki", "pod-logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -258,8 +257,6 @@ class RealNode:
     # -- internals -----------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        from tests.cluster.harness import _set_pdeathsig
-
         program = shutil.which(args[0]) if name == "containerd" else str(binaries.binary_path(name))
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
@@ -270,7 +267,7 @@ class RealNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if self.detach else _set_pdeathsig,
+                preexec_fn=None if self.detach else set_pdeathsig,
             )
         self._procs[name] = proc
         self.progress(f"  started {name} (pid {proc.pid})")
@@ -285,7 +282,7 @@ class RealNode:
                 if proc.poll() is not None:
                     raise RealNodeError(
                         f"{name} exited with code {proc.returncode} while waiting for {what}; "
-                        f"last lines of {self.log_path(name)}:\n{_tail(self.log_path(name))}"
+                        f"last lines of {self.log_path(name)}:\n{tail(self.log_path(name))}"
                     )
             try:
                 if predicate():
@@ -296,7 +293,7 @@ class RealNode:
         raise RealNodeError(
             f"timed out after {timeout:.0f} s waiting for {what}"
             + (f" (last error: {last})" if last else "")
-            + f"; last lines of {self.log_path(component)}:\n{_tail(self.log_path(component))}"
+            + f"; last lines of {self.log_path(component)}:\n{tail(self.log_path(component))}"
         )
 
     def _cri_ready(self) -> bool:
@@ -548,13 +545,6 @@ def _exe_of(name: str) -> str:
     if name == "containerd":
         return shutil.which("containerd") or ""
     return str(binaries.binary_path(name))
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _terminate(pid: int, grace: float = 10.0) -> None:
