@@ -99,7 +99,11 @@ class World:
         self.s3 = FakeS3()
         self.slack = FakeSlack()
         self.reconciler = Reconciler(
-            self.store, self.kube, self.s3, Notifier(self.slack, attempts=1), "http://console"
+            store=self.store,
+            kube=self.kube,
+            s3=self.s3,
+            notifier=Notifier(self.slack, attempts=1),
+            console_url="http://console",
         )
 
     def define(self, name: str = "notify", **spec: Any) -> None:
