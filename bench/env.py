@@ -41,6 +41,7 @@ import boto3
 from botocore.config import Config
 from tests.cluster import binaries
 from tests.cluster.harness import ApiError, Cluster, free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
@@ -66,17 +67,6 @@ def out(text: str = "") -> None:
 def log(text: str) -> None:
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {text}\n")
     sys.stderr.flush()
-
-
-def wait_until(what: str, predicate: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pdeathsig() -> None:

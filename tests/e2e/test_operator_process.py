@@ -28,8 +28,9 @@ from kubernetes import client
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import BUCKET, App, cleanup_app, make_app, wait_until
+from tests.support.operator import BUCKET, App, cleanup_app, make_app
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +58,7 @@ def wait_http(url: str, timeout: float) -> None:
         except OSError:
             return False
 
-    wait_until(answers, timeout, url)
+    wait_until(url, answers, timeout)
 
 
 def service_account_kubeconfig(cluster: Cluster, service_account: str, path: Path) -> Path:
@@ -232,7 +233,7 @@ def test_a_duplicate_delivery_makes_one_job(e2e_app: App) -> None:
     )
     e2e_app.set_queue(suspend=False)
     e2e_app.wait_phase(execution_name(message_id), ("Succeeded",))
-    wait_until(lambda: e2e_app.queue_depth() == 0 or None, 30, "the duplicate to be deleted")
+    wait_until("the duplicate to be deleted", lambda: e2e_app.queue_depth() == 0 or None, 30)
     assert len(e2e_app.executions()) == 1
     assert len(client.BatchV1Api(e2e_app.api).list_namespaced_job(e2e_app.namespace).items) == 1
 
@@ -285,7 +286,7 @@ def test_prometheus_scrapes_the_operator(
             return float(result[0]["value"][1]) if result else None
 
         try:
-            scraped = wait_until(value, 60, "Prometheus to scrape the operator")
+            scraped = wait_until("Prometheus to scrape the operator", value, 60)
         except AssertionError:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets") as response:
                 targets = json.loads(response.read())["data"]["activeTargets"]
@@ -314,7 +315,7 @@ def test_prometheus_scrapes_the_operator(
         # The operator's own Job creates, as Prometheus stored them (other tests of this
         # module share the operator, so at least this test's three).
         query = 'sum(barbeque_kube_requests_total{call="create_job",code="201"})'
-        jobs_created = wait_until(value, 30, "Prometheus to have the Job creates")
+        jobs_created = wait_until("Prometheus to have the Job creates", value, 30)
         assert jobs_created >= 3
     finally:
         prometheus.terminate()

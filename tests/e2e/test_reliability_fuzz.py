@@ -48,7 +48,6 @@ from tests.support.operator import (
     App,
     cleanup_app,
     make_app,
-    wait_until,
 )
 from tests.support.reliability import (
     LABEL_EXECUTION,
@@ -61,6 +60,7 @@ from tests.support.reliability import (
     record_figures,
     send_batch,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -350,7 +350,7 @@ def dead_letter_queue(cluster: Cluster, app: App, moto: MotoProcess) -> tuple[st
         url: str | None = (queue.get("status") or {}).get("queueUrl")
         return url
 
-    wait_until(resolved, 60, f"the operator to create SQS queue of {name}")
+    wait_until(f"the operator to create SQS queue of {name}", resolved, 60)
     sqs = moto.aws.sqs()
     url = sqs.get_queue_url(QueueName=f"Barbeque-{name}")["QueueUrl"]
     dead = sqs.get_queue_url(QueueName=f"{name}-dead")["QueueUrl"]
@@ -403,7 +403,7 @@ def test_fuzzed_messages_each_end_as_one_visible_error_and_the_operator_stays_up
         return records if expected_records | set(controls) <= finished else None
 
     try:
-        records = wait_until(settled, 180, "every message to be recorded")
+        records = wait_until("every message to be recorded", settled, 180)
     except AssertionError:
         records = records_of(pipeline)
     dead_ids = drain(sqs, pipeline.dead_url, surely_dead)
@@ -558,7 +558,7 @@ def test_a_payload_nested_past_the_limit_is_an_error_record_even_for_a_real_job(
             return found
         return None
 
-    found = wait_until(outcomes, 60, "every nested message to be recorded")
+    found = wait_until("every nested message to be recorded", outcomes, 60)
     assert phase_of(found[MAX_DEPTH][0]) == "Succeeded"
     for depth in depths[1:]:
         status = found[depth][0]["status"]
@@ -566,4 +566,4 @@ def test_a_payload_nested_past_the_limit_is_an_error_record_even_for_a_real_job(
         assert not status.get("jobName")
         if depth < 900:  # deeper still, Python's json parser itself gives up: InvalidJSON
             assert f"at most {MAX_DEPTH} are accepted" in status["message"], status
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "every message to be deleted")
+    wait_until("every message to be deleted", lambda: app.queue_depth() == 0 or None, 30)

@@ -28,7 +28,7 @@ import pytest
 
 from barbeque.config import Settings
 from tests.cluster.harness import DURATION_ANNOTATION, ApiError, Cluster
-from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app, wait_until
+from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app
 from tests.support.reliability import (
     LABEL_EXECUTION,
     MotoProcess,
@@ -43,6 +43,7 @@ from tests.support.reliability import (
     record_figures,
     send_batch,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +111,7 @@ def converge(cluster: Cluster, app: App, moto: MotoProcess, ids: list[str], time
         executions = list_all(cluster, executions_path(app.namespace))
         return len(executions) >= len(ids) and all(phase_of(e) == "Succeeded" for e in executions)
 
-    wait_until(done, timeout, f"{len(ids)} executions to succeed")
+    wait_until(f"{len(ids)} executions to succeed", done, timeout)
 
 
 def exactly_once(cluster: Cluster, app: App, ids: list[str]) -> dict[str, Any]:
@@ -164,15 +165,15 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
         first.start()
-        wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
+        wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
         second.start()
         operators = {identity(first): first, identity(second): second}
 
         thread, ids = sender(app, moto, bodies(app, "ha", 150, "a"), 25)
         wait_until(
+            "messages flowing",
             lambda: count(cluster, executions_path(app.namespace)) >= 30 or None,
             90,
-            "messages flowing",
         )
         leader = operators[holder(cluster)]
         standby = second if leader is first else first
@@ -181,7 +182,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         leader.kill()
         killed = time.monotonic()
         wait_until(
-            lambda: holder(cluster) == identity(standby), 60, "the standby to take the Lease"
+            "the standby to take the Lease", lambda: holder(cluster) == identity(standby), 60
         )
         takeover = time.monotonic() - killed
         thread.join(120)
@@ -197,7 +198,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         time.sleep(4)
         code, took = standby.terminate(30)
         stopped = time.monotonic()
-        wait_until(lambda: holder(cluster) == identity(leader), 30, "the hand-over")
+        wait_until("the hand-over", lambda: holder(cluster) == identity(leader), 30)
         handover = time.monotonic() - stopped
         thread.join(60)
         converge(cluster, app, moto, ids + more, 180)
@@ -247,25 +248,25 @@ def test_a_frozen_leader_that_wakes_up_steps_down_without_doubling_anything(
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
         first.start()
-        wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
+        wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
         second.start()
         thread, ids = sender(app, moto, bodies(app, "ha", 80, "z"), 30)
         wait_until(
+            "messages flowing",
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
-            "messages flowing",
         )
         assert first.process is not None
         first.process.send_signal(signal.SIGSTOP)
         frozen = time.monotonic()
         try:
-            wait_until(lambda: holder(cluster) == identity(second), 60, "the standby to take over")
+            wait_until("the standby to take over", lambda: holder(cluster) == identity(second), 60)
             takeover = time.monotonic() - frozen
             time.sleep(3)
         finally:
             first.process.send_signal(signal.SIGCONT)
         woke = time.monotonic()
-        wait_until(lambda: "Lost the leadership" in first.log_text(), 30, "the old leader to yield")
+        wait_until("the old leader to yield", lambda: "Lost the leadership" in first.log_text(), 30)
         stood_down = time.monotonic() - woke
         thread.join(120)
         converge(cluster, app, moto, ids, 240)
@@ -318,9 +319,9 @@ def test_sigterm_in_a_burst_exits_in_time_and_loses_nothing(
         operator.start()
         ids = send_batch(moto.aws.sqs(), app.queue_url, bodies(app, "burst", 200, "burst"))
         wait_until(
+            "the burst to be under way",
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
-            "the burst to be under way",
         )
         executions_at_sigterm = count(cluster, executions_path(app.namespace))
         code, took = operator.terminate(30)

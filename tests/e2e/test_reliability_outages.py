@@ -36,7 +36,6 @@ from tests.support.operator import (
     App,
     cleanup_app,
     make_app,
-    wait_until,
 )
 from tests.support.reliability import (
     MotoProcess,
@@ -50,6 +49,7 @@ from tests.support.reliability import (
     record_figures,
     slack_stub,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -145,7 +145,7 @@ def assert_nothing_lost_or_doubled(
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Once converged: the queue drained, one execution and one Job per message, no Error
     record of the app's queue in the operator's namespace, the operator alive."""
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
+    wait_until("the queue to drain", lambda: app.queue_depth() == 0 or None, 30)
     executions = app.executions()
     assert len(converged) == len(executions) == len(ids), "lost or doubled executions"
     jobs = app.jobs()
@@ -170,7 +170,7 @@ def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack,
     down = time.monotonic()
     ids = [app.enqueue("hello", {"i": i}) for i in range(8)]
     during = wait_until(
-        lambda: all_in_phase(app, ids, ("Succeeded",)), 90, "executions to finish without S3"
+        "executions to finish without S3", lambda: all_in_phase(app, ids, ("Succeeded",)), 90
     )
     finished_while_down = time.monotonic() - down
     assert all(e["status"]["logs"]["uploaded"] is False for e in during), [
@@ -195,7 +195,7 @@ def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack,
             return executions
         return None
 
-    uploaded = wait_until(all_uploaded, 90, "every upload to be retried after S3 came back")
+    uploaded = wait_until("every upload to be retried after S3 came back", all_uploaded, 90)
     caught_up = time.monotonic() - back
     for execution in uploaded:
         prefix = execution["status"]["logs"]["prefix"]
@@ -284,7 +284,7 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
     proxy = stack.api_proxy
     app.define("steady", podAnnotations={DURATION_ANNOTATION: "1500"})
     ids = [app.enqueue("steady", {"before": i}) for i in range(10)]
-    wait_until(lambda: len(app.executions()) >= 3 or None, 60, "work in progress")
+    wait_until("work in progress", lambda: len(app.executions()) >= 3 or None, 60)
     answered_before = sum(proxy.stats.answered.values())
     started = time.monotonic()
     phases = []
@@ -300,7 +300,7 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
     assert answered > 0, "the faults never met a request"
 
     converged = wait_until(
-        lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
+        "every execution to finish", lambda: all_in_phase(app, ids, ("Succeeded",)), 180
     )
     converge_seconds = time.monotonic() - faults_end
     assert_nothing_lost_or_doubled(stack, app, ids, converged)
@@ -325,7 +325,7 @@ def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, 
     proxy, operator = stack.api_proxy, stack.operator
     app.define("steady", podAnnotations={DURATION_ANNOTATION: "1500"})
     ids = [app.enqueue("steady", {"before": i}) for i in range(6)]
-    wait_until(lambda: len(app.executions()) >= 3 or None, 60, "work in progress")
+    wait_until("work in progress", lambda: len(app.executions()) >= 3 or None, 60)
     namespaced = rf"^/apis/[^?]*/namespaces/{app.namespace}/"
     writes = {
         "create JobExecution": only("POST", namespaced + r"jobexecutions(\?|$)"),
@@ -348,7 +348,7 @@ def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, 
 
     try:
         converged = wait_until(
-            lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
+            "every execution to finish", lambda: all_in_phase(app, ids, ("Succeeded",)), 180
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{shortfall(app, ids)}\n{operator.tail()}") from exc

@@ -20,7 +20,7 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
-from tests.support.operator import App, cleanup_app, make_app, wait_until
+from tests.support.operator import App, cleanup_app, make_app
 from tests.support.reliability import (
     LABEL_EXECUTION,
     MotoProcess,
@@ -32,6 +32,7 @@ from tests.support.reliability import (
     operator_env,
     slack_stub,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +106,7 @@ def test_no_secret_value_reaches_logs_records_events_or_metrics(
     app.wait_phase(execution_name(ok), ("Succeeded",), timeout=90)
     app.wait_phase(execution_name(unknown), ("Error",), timeout=60)
     app.wait_phase(execution_name(poison), ("Error",), timeout=60, namespace=NAMESPACE)
-    wait_until(lambda: len(slack.posts(channel)) >= 3 or None, 30, "the Slack posts")
+    wait_until("the Slack posts", lambda: len(slack.posts(channel)) >= 3 or None, 30)
     # The token was configured and used: the check below would see it if it leaked.
     assert {c.auth for c in slack.posts(channel)} == {f"Bearer {SLACK_TOKEN}"}
     assert operator.metric("barbeque_slack_failures_total") >= 2

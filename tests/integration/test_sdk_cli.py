@@ -13,8 +13,9 @@ import pytest
 
 from barbeque.sdk import Client, NotFound, Unauthorized
 from tests.support import webapi_servers
+from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN, execution_body
-from tests.support.webapi_servers import App, Service, wait_until
+from tests.support.webapi_servers import App, Service
 
 pytestmark = pytest.mark.integration
 

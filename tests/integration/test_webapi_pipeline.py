@@ -19,7 +19,8 @@ from tests.support import webapi_servers
 from tests.support.aws import Aws
 from tests.support.operator import App, cleanup_app, make_app
 from tests.support.reliability import OperatorProcess
-from tests.support.webapi_servers import Service, wait_until
+from tests.support.waiting import wait_until
+from tests.support.webapi_servers import Service
 
 pytestmark = pytest.mark.integration
 

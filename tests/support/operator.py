@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,26 +24,13 @@ from barbeque.config import get_settings
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
 OPERATOR_NAMESPACE = "barbeque-system"
 BUCKET = "barbeque-logs"
 T = TypeVar("T")
-
-
-def wait_until(fn: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-        except AssertionError as exc:
-            value, last = None, exc
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last}")
 
 
 @pytest.fixture(scope="session")
@@ -177,7 +163,7 @@ class App:
                 return execution
             return None
 
-        return wait_until(reached, timeout, f"execution {name} to reach {phases}")
+        return wait_until(f"execution {name} to reach {phases}", reached, timeout)
 
     def queue_depth(self) -> int:
         attributes = self.aws.sqs().get_queue_attributes(
@@ -199,7 +185,7 @@ class App:
             queue = self.custom.get_cluster_custom_object(GROUP, VERSION, "jobqueues", self.queue)
             return (queue.get("status") or {}).get("observedGeneration") == generation or None
 
-        wait_until(observed, 30, f"JobQueue {self.queue} generation {generation} observed")
+        wait_until(f"JobQueue {self.queue} generation {generation} observed", observed, 30)
 
 
 def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:

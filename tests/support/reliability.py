@@ -35,7 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.harness import ApiError, Cluster
 from tests.support.aws import CREDENTIALS, REGION, Aws, free_port
-from tests.support.operator import BUCKET, GROUP, VERSION, wait_until
+from tests.support.operator import BUCKET, GROUP, VERSION
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES_DIR = ROOT / "artifacts" / "reliability"
@@ -83,7 +84,7 @@ class MotoProcess:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **CREDENTIALS},
             )
-        wait_until(self._answers, 30, f"moto on port {self.port}")
+        wait_until(f"moto on port {self.port}", self._answers, 30)
         return self
 
     def _answers(self) -> bool:
@@ -200,10 +201,10 @@ class OperatorProcess:
             except OSError:
                 return False
 
-        wait_until(ready, timeout, "the operator's liveness endpoint")
+        wait_until("the operator's liveness endpoint", ready, timeout)
         # Liveness answers before the start-up handler has primed the store; /metrics
         # is served from inside that handler, so it answering means "started".
-        wait_until(lambda: self._metrics_text() is not None, timeout, "the operator's /metrics")
+        wait_until("the operator's /metrics", lambda: self._metrics_text() is not None, timeout)
 
     def life_log(self) -> str:
         """The log of the current (or last) life only."""
@@ -217,7 +218,7 @@ class OperatorProcess:
                 raise AssertionError(f"the operator exited: {self.tail()}")
             return text in self.life_log()
 
-        wait_until(logged, timeout, f"the operator to log {text!r}")
+        wait_until(f"the operator to log {text!r}", logged, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind, as when a node dies or the OOM killer strikes."""
