@@ -134,6 +134,8 @@ BINARIES: tuple[Binary, ...] = (
         "~1-2 min",
     ),
     Binary("etcd", ETCD_VERSION, "wrapper", "go.etcd.io/etcd/server/v3", "~1-2 min"),
+    # The real node's kubelet (tests/cluster/realnode.py), from the same wrapper module.
+    Binary("kubelet", KUBERNETES_VERSION, "wrapper", "k8s.io/kubernetes/cmd/kubelet", "~4-8 min"),
     Binary(
         "kwok", KWOK_VERSION, "install", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}", "~2-4 min"
     ),
