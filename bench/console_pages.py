@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import threading
@@ -23,7 +22,8 @@ from typing import Any
 
 import httpx
 import uvicorn
-from tests.support.webapi import FakeS3, FakeSqs
+from tests.cluster.harness import free_port
+from tests.support.fakes import FakeS3, FakeSqs
 
 from barbeque.api.models import API_VERSION
 from barbeque_dashboard.app import create_app
@@ -100,13 +100,6 @@ def build_cache(count: int) -> Cache:
     return cache
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _serve(cache: Cache) -> tuple[uvicorn.Server, threading.Thread, str]:
     settings = DashboardSettings(public_reads=True, dashboard_refresh_seconds=0)
     app = create_app(
@@ -114,7 +107,7 @@ def _serve(cache: Cache) -> tuple[uvicorn.Server, threading.Thread, str]:
         authenticator=Authenticator({}),
         settings=settings,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

@@ -7,15 +7,12 @@ the in-memory cache of unit tests and ``kubectl apply`` in integration tests.
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from barbeque.adapters.sqs import QueueStats
 from barbeque.api.models import API_VERSION, LABEL_MESSAGE_ID
 from barbeque.services import naming
-from barbeque_dashboard.adapters import Review
 
 TOKEN = "test-token-0123456789"
 _rv = itertools.count(1)
@@ -113,66 +110,3 @@ def _iso(value: datetime) -> str:
 
 def ago(**kwargs: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(**kwargs)
-
-
-class FakeSqs:
-    """Records what would be sent; queue URLs are made up from names."""
-
-    def __init__(self, missing: set[str] | None = None) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.missing = missing or set()
-
-    async def queue_url(self, name: str) -> str:
-        from barbeque.adapters.sqs import QueueMissing
-
-        if name in self.missing:
-            raise QueueMissing(f"no queue {name}")
-        return f"https://sqs.test/000000000000/{name}"
-
-    async def send(self, url: str, body: str, delay_seconds: int = 0) -> str:
-        message_id = str(uuid.uuid4())
-        self.sent.append(
-            {"url": url, "body": json.loads(body), "delay": delay_seconds, "id": message_id}
-        )
-        return message_id
-
-    async def stats(self, url: str) -> QueueStats:
-        return QueueStats(visible=len(self.sent), in_flight=0, delayed=0)
-
-    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
-        return {}
-
-    async def url_for_arn(self, arn: str) -> str:
-        return await self.queue_url(arn.split(":")[-1])
-
-
-class FakeS3:
-    bucket = "barbeque"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, str] = {}
-
-    async def get_text(self, key: str) -> str | None:
-        return self.objects.get(key)
-
-
-class FakeKube:
-    def __init__(self) -> None:
-        self.cancelled: list[tuple[str, str]] = []
-        self.reviews: dict[str, Review] = {}
-        self.review_calls = 0
-
-    async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
-        self.cancelled.append((namespace, name))
-        return {}
-
-    async def review(
-        self, token: str, *, verb: str, resource: str, namespace: str | None, group: str = ""
-    ) -> Review:
-        self.review_calls += 1
-        review = self.reviews.get(token)
-        if review is None:
-            return Review(authenticated=False, reason="unknown token")
-        if review.authenticated and namespace not in (None, "allowed"):
-            return Review(True, review.user, False, "RBAC: no rule")
-        return review

@@ -14,7 +14,7 @@ from barbeque_dashboard.app import create_app
 from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.services import Backend
 from barbeque_dashboard.settings import DashboardSettings
-from tests.support.webapi import FakeS3, FakeSqs
+from tests.support.fakes import FakeS3, FakeSqs
 
 pytestmark = pytest.mark.unit
 

@@ -3,105 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import copy
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from barbeque.adapters.kube import (
-    AlreadyExists,
     Conflict,
-    Invalid,
-    KubeError,
-    NotFound,
-    TransientError,
 )
-from barbeque.adapters.sqs import Message, QueueStats
+from barbeque.adapters.sqs import Message
 from barbeque.api.models import JobQueue
 from barbeque.controller.workqueue import WorkQueue
 from barbeque.services.intake import Intake, Outcome
 from barbeque.services.poller import Poller
 from barbeque.services.store import Store
+from tests.support.fakes import FakeKube, FakeSqs
 
-pytestmark = pytest.mark.unit
-
-
-class FakeKube:
-    def __init__(self, namespaces: set[str]) -> None:
-        self.namespaces = namespaces
-        self.created: dict[tuple[str, str], dict[str, Any]] = {}
-        self.fail_next = 0
-        self.failure: KubeError = TransientError("503 Service Unavailable", 503)
-        # Bodies the API server refuses (400/422); like the real one, it decodes and
-        # validates a body before it looks for the namespace.
-        self.refuses: Callable[[dict[str, Any]], bool] = lambda body: False
-        self.attempts: list[tuple[str, str]] = []
-        # Creates wait here while it is clear: the API server is slow.
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.waiting = 0
-        self.most_waiting = 0
-
-    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.waiting += 1
-        self.most_waiting = max(self.most_waiting, self.waiting)
-        try:
-            await self.gate.wait()
-        finally:
-            self.waiting -= 1
-        if self.fail_next:
-            self.fail_next -= 1
-            raise self.failure
-        meta = body["metadata"]
-        self.attempts.append((meta["namespace"], meta["name"]))
-        if self.refuses(body):
-            raise Invalid("400 BadRequest: the body could not be decoded", 400)
-        if meta["namespace"] not in self.namespaces:
-            raise NotFound("namespace not found", 404)
-        key = (meta["namespace"], meta["name"])
-        if key in self.created:
-            raise AlreadyExists("exists", 409)
-        created = copy.deepcopy(body)
-        created["metadata"]["resourceVersion"] = str(len(self.created) + 1)
-        self.created[key] = created
-        return created
-
-    async def patch_execution_status(self, *args: Any) -> dict[str, Any]:
-        raise AssertionError("intake does not write status")
-
-    async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        pass
-
-
-class FakeSqs:
-    def __init__(self, queued: list[Message] | None = None) -> None:
-        self.queued = list(queued or [])
-        self.deleted: list[str] = []
-        self.asked: list[int] = []  # max_messages of each receive that returned messages
-        self.deleting = 0
-        self.most_deleting = 0
-
-    async def receive(
-        self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
-    ) -> list[Message]:
-        if not self.queued:
-            await asyncio.sleep(0.01)  # a (short) long poll that finds nothing
-            return []
-        batch, self.queued = self.queued[:max_messages], self.queued[max_messages:]
-        self.asked.append(max_messages)
-        return batch
-
-    async def delete_batch(self, url: str, receipts: list[str]) -> list[str]:
-        self.deleting += 1
-        self.most_deleting = max(self.most_deleting, self.deleting)
-        await asyncio.sleep(0.001)
-        self.deleting -= 1
-        self.deleted.extend(receipts)
-        return []
-
-    async def stats(self, url: str) -> QueueStats:
-        return QueueStats(0, 0, 0)
+# The event loop runs on a fake clock (looptime): the sleeps of the fakes and the waits
+# below take no real time.
+pytestmark = [pytest.mark.unit, pytest.mark.looptime]
 
 
 def queue(**spec: Any) -> JobQueue:

@@ -13,11 +13,9 @@ from barbeque_dashboard.auth import Action, Authenticator, bearer
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
 from barbeque_dashboard.settings import DashboardSettings
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 from tests.support.webapi import (
     TOKEN,
-    FakeKube,
-    FakeS3,
-    FakeSqs,
     definition_body,
     execution_body,
     queue_body,
