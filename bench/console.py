@@ -21,6 +21,7 @@ import sys
 import time
 
 import httpx
+from tests.cluster.harness import free_port
 
 from bench.env import (
     BUCKET,
@@ -30,7 +31,6 @@ from bench.env import (
     Environment,
     Result,
     common_arguments,
-    free_port,
     log,
     memory_kb,
     pdeathsig,

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from tests.cluster.fixture import cluster
-from tests.support.aws import aws
+from tests.support.aws import aws, moto
 from tests.support.operator import app, crds, operator
 from tests.support.slack import slack
 
-__all__ = ["app", "aws", "cluster", "crds", "operator", "slack"]
+__all__ = ["app", "aws", "cluster", "crds", "moto", "operator", "slack"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -9,10 +9,7 @@ and a real Prometheus scrapes the operator's /metrics.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,7 +25,8 @@ from kubernetes import client
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import BUCKET, App, cleanup_app, make_app
+from tests.support.operator import BUCKET, App, OperatorProcess, cleanup_app, make_app, operator_env
+from tests.support.reliability import install_chart
 from tests.support.slack import SlackRecorder
 from tests.support.waiting import wait_until
 
@@ -40,113 +38,50 @@ RELEASE = "e2e"
 
 
 @dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    metrics_url: str
-    log: Path
+class Chart:
+    """The chart installed without its pods, and its operator ServiceAccount's kubeconfig."""
+
     service_account: str
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+    kubeconfig: Path
 
 
-def wait_http(url: str, timeout: float) -> None:
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    wait_until(url, answers, timeout)
-
-
-def service_account_kubeconfig(cluster: Cluster, service_account: str, path: Path) -> Path:
-    token = cluster.kubectl(
-        "create", "token", service_account, "-n", NAMESPACE, "--duration=2h"
-    ).stdout.strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture(scope="module")
+def chart(
+    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Chart]:
+    path = tmp_path_factory.mktemp("chart") / "kubeconfig"
+    account, kubeconfig = install_chart(cluster, RELEASE, NAMESPACE, path)
+    try:
+        yield Chart(account, kubeconfig)
+    finally:
+        cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
 
 
 @pytest.fixture(scope="module")
 def deployed(
-    cluster: Cluster,
-    crds: None,
+    chart: Chart,
     aws: Aws,
     slack: SlackRecorder,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    cluster.helm(
-        "install", RELEASE, str(ROOT / "charts" / "barbeque"),
-        "--namespace", NAMESPACE, "--create-namespace",
-        "--set", "operator.replicas=0",
-        "--set", "dashboard.enabled=false",
-    )  # fmt: skip
-    deployment = json.loads(
-        cluster.kubectl(
-            "get", "deployments", "-n", NAMESPACE,
-            "-l", "app.kubernetes.io/component=operator", "-o", "json",
-        ).stdout
-    )["items"][0]  # fmt: skip
-    service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    workdir = tmp_path_factory.mktemp("operator")
-    kubeconfig = service_account_kubeconfig(cluster, service_account, workdir / "kubeconfig")
-    metrics_port, health_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "BARBEQUE_NAMESPACE": NAMESPACE,
-        "BARBEQUE_SQS_ENDPOINT_URL": aws.endpoint_url,
-        "BARBEQUE_S3_ENDPOINT_URL": aws.endpoint_url,
-        "BARBEQUE_S3_BUCKET": BUCKET,
-        "BARBEQUE_S3_CREATE_BUCKET": "true",
-        "BARBEQUE_SLACK_TOKEN": "xoxb-e2e",
-        "BARBEQUE_SLACK_API_URL": slack.url,
-        "BARBEQUE_METRICS_PORT": str(metrics_port),
-    }
-    log = workdir / "operator.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "barbeque", "operator",
-                "--liveness", f"http://127.0.0.1:{health_port}/healthz",
-            ],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = OperatorProcess(
-        process, f"http://127.0.0.1:{metrics_port}/metrics", log, service_account
+    env = operator_env(
+        chart.kubeconfig,
+        NAMESPACE,
+        aws.endpoint_url,
+        aws.endpoint_url,
+        slack_url=slack.url,
+        slack_token="xoxb-e2e",
     )
+    operator = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
+    operator.start(timeout=60)
     try:
-        wait_http(f"http://127.0.0.1:{health_port}/healthz", 60)
-        yield running
+        yield operator
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
+        code, _ = operator.terminate(30)
+        if code is None:
+            operator.kill()
     # A clean shutdown on SIGTERM, within the time Kubernetes gives a pod by default.
-    assert process.returncode == 0, running.log_text()[-3000:]
+    assert code == 0, operator.tail(3000)
 
 
 @pytest.fixture
@@ -157,22 +92,18 @@ def e2e_app(cluster: Cluster, aws: Aws, deployed: OperatorProcess) -> Iterator[A
 
 
 def test_the_operator_runs_under_the_charts_service_account(
-    cluster: Cluster, deployed: OperatorProcess
+    cluster: Cluster, chart: Chart, deployed: OperatorProcess
 ) -> None:
     who = json.loads(
-        cluster.kubectl(
-            "auth", "whoami", "-o", "json", f"--token={_token(cluster, deployed)}"
-        ).stdout
+        cluster.kubectl("auth", "whoami", "-o", "json", f"--token={_token(cluster, chart)}").stdout
     )
     assert who["status"]["userInfo"]["username"] == (
-        f"system:serviceaccount:{NAMESPACE}:{deployed.service_account}"
+        f"system:serviceaccount:{NAMESPACE}:{chart.service_account}"
     )
 
 
-def _token(cluster: Cluster, deployed: OperatorProcess) -> str:
-    return cluster.kubectl(
-        "create", "token", deployed.service_account, "-n", NAMESPACE
-    ).stdout.strip()
+def _token(cluster: Cluster, chart: Chart) -> str:
+    return cluster.kubectl("create", "token", chart.service_account, "-n", NAMESPACE).stdout.strip()
 
 
 def test_a_message_ends_succeeded_with_logs_in_s3(

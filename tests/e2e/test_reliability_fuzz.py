@@ -41,21 +41,21 @@ from hypothesis import strategies as st
 from barbeque.api.envelope import MAX_DEPTH
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
+from tests.support.aws import MotoProcess
 from tests.support.operator import (
     GROUP,
     OPERATOR_NAMESPACE,
     VERSION,
     App,
+    OperatorProcess,
     cleanup_app,
     make_app,
+    operator_env,
 )
 from tests.support.reliability import (
     LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
     executions_path,
     list_all,
-    operator_env,
     phase_of,
     record_figures,
     send_batch,

@@ -28,16 +28,21 @@ import pytest
 
 from barbeque.config import Settings
 from tests.cluster.harness import DURATION_ANNOTATION, ApiError, Cluster
-from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app
+from tests.support.aws import MotoProcess
+from tests.support.operator import (
+    OPERATOR_NAMESPACE,
+    App,
+    OperatorProcess,
+    cleanup_app,
+    make_app,
+    operator_env,
+)
 from tests.support.reliability import (
     LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
     count,
     executions_path,
     lease,
     list_all,
-    operator_env,
     phase_of,
     queue_counts,
     record_figures,
@@ -53,12 +58,6 @@ LEADER_ELECTION = "leader_election" in Settings.model_fields
 needs_leader_election = pytest.mark.xfail(
     not LEADER_ELECTION, reason="leader election not implemented yet", strict=True
 )
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    with MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 @pytest.fixture

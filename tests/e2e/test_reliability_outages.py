@@ -29,26 +29,20 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import DURATION_ANNOTATION, Cluster
+from tests.support.aws import MotoProcess
 from tests.support.faults import HTTP, REFUSE, RESET, FaultProxy, client_tls, only, server_tls
+from tests.support.kube import kubeconfig_for
 from tests.support.operator import (
     BUCKET,
     OPERATOR_NAMESPACE,
     App,
+    OperatorProcess,
     cleanup_app,
     make_app,
-)
-from tests.support.reliability import (
-    MotoProcess,
-    OperatorProcess,
-    SlackStub,
-    executions_path,
-    kubeconfig_for,
-    list_all,
     operator_env,
-    phase_of,
-    record_figures,
-    slack_stub,
 )
+from tests.support.reliability import executions_path, list_all, phase_of, record_figures
+from tests.support.slack import SlackRecorder, slack_recorder
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +61,7 @@ class Stack:
     s3: MotoProcess
     sqs_proxy: FaultProxy
     api_proxy: FaultProxy
-    slack: SlackStub
+    slack: SlackRecorder
     operator: OperatorProcess
 
 
@@ -91,7 +85,7 @@ def stack(
                 tls_client=client_tls(cluster.ca_file),
             )
         )
-        slack = stack.enter_context(slack_stub())
+        slack = stack.enter_context(slack_recorder())
         operator = OperatorProcess(
             operator_env(
                 kubeconfig_for(cluster, workdir / "kubeconfig", server=api_proxy.url),
@@ -231,17 +225,17 @@ def test_slack_errors_and_stalls_never_hold_up_jobs(stack: Stack, app: App) -> N
 
     # 503 then 429: the third try gets through.
     before = (failures("false"), failures("true"))
-    slack.statuses[:] = [503, 429]
+    slack.failures[:] = [503, 429]
     first = run_one("5xx-then-429")
     assert first["status"]["notified"] is True
-    assert [c.status for c in slack.posts(channel)] == [503, 429, 200]
+    assert [c["status"] for c in slack.posts(channel)] == [503, 429, 200]
     assert (failures("false"), failures("true")) == (before[0] + 2, before[1])
 
     # Three 500s: given up after three tries, counted as final.
-    slack.statuses[:] = [500, 500, 500]
+    slack.failures[:] = [500, 500, 500]
     second = run_one("5xx-three-times")
     assert second["status"].get("notified") is False
-    assert [c.status for c in slack.posts(channel)][3:] == [500, 500, 500]
+    assert [c["status"] for c in slack.posts(channel)][3:] == [500, 500, 500]
     assert (failures("false"), failures("true")) == (before[0] + 4, before[1] + 1)
 
     # Slack hangs past the client's timeout on every call.

@@ -20,18 +20,10 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
-from tests.support.operator import App, cleanup_app, make_app
-from tests.support.reliability import (
-    LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
-    SlackStub,
-    executions_path,
-    install_chart,
-    list_all,
-    operator_env,
-    slack_stub,
-)
+from tests.support.aws import MotoProcess
+from tests.support.operator import App, OperatorProcess, cleanup_app, make_app, operator_env
+from tests.support.reliability import LABEL_EXECUTION, executions_path, install_chart, list_all
+from tests.support.slack import SlackRecorder, slack_recorder
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +45,7 @@ RESTRICTED = {
 class Deployed:
     cluster: Cluster
     moto: MotoProcess
-    slack: SlackStub
+    slack: SlackRecorder
     operator: OperatorProcess
 
 
@@ -64,7 +56,7 @@ def deployed(
     workdir = tmp_path_factory.mktemp("security")
     _, kubeconfig = install_chart(cluster, RELEASE, NAMESPACE, workdir / "kubeconfig")
     try:
-        with MotoProcess(workdir / "moto.log") as moto, slack_stub() as slack:
+        with MotoProcess(workdir / "moto.log") as moto, slack_recorder() as slack:
             env = operator_env(
                 kubeconfig,
                 NAMESPACE,
@@ -99,7 +91,7 @@ def test_no_secret_value_reaches_logs_records_events_or_metrics(
     cluster, slack, operator = deployed.cluster, deployed.slack, deployed.operator
     channel = f"#{app.namespace}"
     app.define("talkative", slack={"channel": channel, "notifySuccess": True})
-    slack.statuses[:] = [500, 429]  # the failures are logged, with whatever they carry
+    slack.failures[:] = [500, 429]  # the failures are logged, with whatever they carry
     ok = app.enqueue("talkative", {"n": 1})
     unknown = app.enqueue("no-such-job", {"n": 2})
     poison = app.send('{"Type": "JobExecution", "Application": 42}')
@@ -108,7 +100,7 @@ def test_no_secret_value_reaches_logs_records_events_or_metrics(
     app.wait_phase(execution_name(poison), ("Error",), timeout=60, namespace=NAMESPACE)
     wait_until("the Slack posts", lambda: len(slack.posts(channel)) >= 3 or None, 30)
     # The token was configured and used: the check below would see it if it leaked.
-    assert {c.auth for c in slack.posts(channel)} == {f"Bearer {SLACK_TOKEN}"}
+    assert {c["auth"] for c in slack.posts(channel)} == {f"Bearer {SLACK_TOKEN}"}
     assert operator.metric("barbeque_slack_failures_total") >= 2
 
     places = {

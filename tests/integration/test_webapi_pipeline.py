@@ -17,8 +17,7 @@ from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
-from tests.support.operator import App, cleanup_app, make_app
-from tests.support.reliability import OperatorProcess
+from tests.support.operator import App, OperatorProcess, cleanup_app, make_app
 from tests.support.waiting import wait_until
 from tests.support.webapi_servers import Service
 

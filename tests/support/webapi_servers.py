@@ -24,8 +24,7 @@ import pytest
 
 from tests.cluster.harness import ApiError, Cluster, free_port
 from tests.support.aws import CREDENTIALS, REGION, Aws
-from tests.support.operator import OPERATOR_NAMESPACE
-from tests.support.reliability import OperatorProcess, operator_env
+from tests.support.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
 from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN
 
