@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from barbeque.controller.leader import LeaderElector
 
@@ -104,3 +104,13 @@ class Manager:
             # Hand over now instead of making the next leader wait for the lease to expire.
             with contextlib.suppress(Exception):
                 await self.elector.release()
+
+
+async def cancel_all(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel the tasks, then wait for each to end; what they raise on the way is dropped
+    (a stopping component has no one left to tell)."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

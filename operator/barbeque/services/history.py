@@ -14,17 +14,17 @@ also counts them for the executions-by-phase gauge and picks up uploads to S3 le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from barbeque import metrics
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import FINISHED_PHASES, JobDefinition
+from barbeque.controller.manager import cancel_all
 from barbeque.services.store import Key, Store, parse_time
 
 logger = logging.getLogger(__name__)
@@ -138,27 +138,20 @@ class HistoryApi(Protocol):
     async def delete_execution(self, namespace: str, name: str) -> None: ...
 
 
+@dataclass(eq=False, repr=False)
 class HistoryCollector:
     """Sweeps finished executions on the active replica; exports the phase gauge."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        kube: HistoryApi,
-        reconcile_later: Callable[[Key], None],
-        ttl_seconds: int = 7 * 24 * 3600,
-        keep: int = 1000,
-        interval_seconds: float = 60.0,
-        gauge_seconds: float = 15.0,
-    ) -> None:
-        self.store = store
-        self.kube = kube
-        self.reconcile_later = reconcile_later
-        self.ttl_seconds = ttl_seconds
-        self.keep = keep
-        self.interval_seconds = interval_seconds
-        self.gauge_seconds = gauge_seconds
+    _: KW_ONLY
+    store: Store
+    kube: HistoryApi
+    reconcile_later: Callable[[Key], None]
+    ttl_seconds: int = 7 * 24 * 3600
+    keep: int = 1000
+    interval_seconds: float = 60.0
+    gauge_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
         # Finished executions by (application, job, phase), counted by the last sweep.
         self._finished_counts: Counter[tuple[str, str, str]] = Counter()
         self._phase_series: set[tuple[str, str, str]] = set()
@@ -171,11 +164,7 @@ class HistoryCollector:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(*self._tasks)
         self._tasks = []
 
     async def _sweep_loop(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 from barbeque import metrics
@@ -57,31 +58,23 @@ class Capacity:
             event.set()
 
 
+@dataclass(eq=False, repr=False)
 class Poller:
     """Drains one JobQueue until stopped."""
 
-    def __init__(
-        self,
-        queue: JobQueue,
-        *,
-        sqs: SqsApi,
-        intake: Intake,
-        store: Store,
-        kube: QueueStatusApi,
-        capacity: asyncio.Event,
-        error_backoff_max: float = 60.0,
-        pipeline_depth: int = PIPELINE_DEPTH,
-    ) -> None:
-        self.queue = queue
-        self.sqs = sqs
-        self.intake = intake
-        self.store = store
-        self.kube = kube
-        self.error_backoff_max = error_backoff_max
-        self.pipeline_depth = pipeline_depth
+    queue: JobQueue
+    _: KW_ONLY
+    sqs: SqsApi
+    intake: Intake
+    store: Store
+    kube: QueueStatusApi
+    # Set whenever a slot may have freed up: an execution finished, a batch recorded.
+    capacity: asyncio.Event
+    error_backoff_max: float = 60.0
+    pipeline_depth: int = PIPELINE_DEPTH
+
+    def __post_init__(self) -> None:
         self.url: str | None = None
-        # Set whenever a slot may have freed up: an execution finished, a batch recorded.
-        self.capacity = capacity
         self.stopping = asyncio.Event()
         self._last_status: dict[str, Any] | None = None
         # Batches being recorded (each holds a pipeline place), and those still deleting.

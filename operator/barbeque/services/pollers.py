@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from barbeque.api.models import JobQueue
@@ -21,27 +22,19 @@ from barbeque.services.store import Store
 logger = logging.getLogger(__name__)
 
 
+@dataclass(eq=False, repr=False)
 class Pollers:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        sqs: SqsApi,
-        kube: QueueStatusApi,
-        intake: Intake,
-        capacity: Capacity,
-        error_backoff_max: float = 60.0,
-        shutdown_grace_seconds: float = 20.0,
-        stats_seconds: float = 15.0,
-    ) -> None:
-        self.store = store
-        self.sqs = sqs
-        self.kube = kube
-        self.intake = intake
-        self.capacity = capacity
-        self.error_backoff_max = error_backoff_max
-        self.shutdown_grace_seconds = shutdown_grace_seconds
-        self.stats_seconds = stats_seconds
+    _: KW_ONLY
+    store: Store
+    sqs: SqsApi
+    kube: QueueStatusApi
+    intake: Intake
+    capacity: Capacity
+    error_backoff_max: float = 60.0
+    shutdown_grace_seconds: float = 20.0
+    stats_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
         self.active = False
         self.pollers: dict[str, tuple[Poller, asyncio.Task[None]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}

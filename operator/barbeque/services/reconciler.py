@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -141,23 +141,15 @@ class Outcome:
     finished_at: datetime
 
 
+@dataclass(eq=False, repr=False)
 class Reconciler:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        kube: KubeApi,
-        s3: ObjectStore,
-        notifier: Notifier,
-        console_url: str | None = None,
-        log_limit_bytes: int = 10 * 1024 * 1024,
-    ) -> None:
-        self.store = store
-        self.kube = kube
-        self.s3 = s3
-        self.notifier = notifier
-        self.console_url = console_url
-        self.log_limit_bytes = log_limit_bytes
+    _: KW_ONLY
+    store: Store
+    kube: KubeApi
+    s3: ObjectStore
+    notifier: Notifier
+    console_url: str | None = None
+    log_limit_bytes: int = 10 * 1024 * 1024
 
     async def reconcile(self, key: Key) -> None:
         execution = self.store.execution(key)

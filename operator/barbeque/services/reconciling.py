@@ -8,12 +8,13 @@ workers; stopped, it lets reconciles in hand finish within the grace period.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from barbeque import metrics
 from barbeque.adapters.kube import KubeError, NotFound
+from barbeque.controller.manager import cancel_all
 from barbeque.controller.workqueue import WorkQueue, run_workers
 from barbeque.services.reconciler import Reconciler, Requeue
 from barbeque.services.store import Key, Store
@@ -21,23 +22,17 @@ from barbeque.services.store import Key, Store
 logger = logging.getLogger(__name__)
 
 
+@dataclass(eq=False, repr=False)
 class Reconciling:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        queue: WorkQueue[Key],
-        reconciler: Reconciler,
-        workers: int = 16,
-        resync_seconds: float = 300.0,
-        shutdown_grace_seconds: float = 20.0,
-    ) -> None:
-        self.store = store
-        self.queue = queue
-        self.reconciler = reconciler
-        self.workers = workers
-        self.resync_seconds = resync_seconds
-        self.shutdown_grace_seconds = shutdown_grace_seconds
+    _: KW_ONLY
+    store: Store
+    queue: WorkQueue[Key]
+    reconciler: Reconciler
+    workers: int = 16
+    resync_seconds: float = 300.0
+    shutdown_grace_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -59,11 +54,7 @@ class Reconciling:
         # Reconciles are short; polling keeps the work queue free of shutdown plumbing.
         while self.queue.busy and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(*self._tasks)
         self._tasks = []
 
     async def _reconcile(self, key: Key) -> None:
