@@ -145,11 +145,10 @@ def delete_lease(cluster: Cluster) -> None:
             raise
 
 
-@needs_leader_election
-@pytest.mark.timeout(420)
-def test_the_standby_takes_over_when_the_leader_is_killed(
-    cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
-) -> None:
+def electing_pair(
+    cluster: Cluster, moto: MotoProcess, tmp_path: Path
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two operators with leader election, not started, and no Lease left from before."""
     delete_lease(cluster)
     env = operator_env(
         cluster.kubeconfig,
@@ -159,13 +158,27 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         BARBEQUE_LEADER_ELECTION="true",
         BARBEQUE_RESYNC_SECONDS="30",
     )
-    first = OperatorProcess(env, tmp_path / "first.log")
-    second = OperatorProcess(env, tmp_path / "second.log")
+    return OperatorProcess(env, tmp_path / "first.log"), OperatorProcess(
+        env, tmp_path / "second.log"
+    )
+
+
+def lead_then_stand_by(cluster: Cluster, first: OperatorProcess, second: OperatorProcess) -> None:
+    """Start ``first`` until it holds the Lease, then ``second`` as its standby."""
+    first.start()
+    wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
+    second.start()
+
+
+@needs_leader_election
+@pytest.mark.timeout(420)
+def test_the_standby_takes_over_when_the_leader_is_killed(
+    cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
+) -> None:
+    first, second = electing_pair(cluster, moto, tmp_path)
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
-        first.start()
-        wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
-        second.start()
+        lead_then_stand_by(cluster, first, second)
         operators = {identity(first): first, identity(second): second}
 
         thread, ids = sender(app, moto, bodies(app, "ha", 150, "a"), 25)
@@ -233,22 +246,10 @@ def test_a_frozen_leader_that_wakes_up_steps_down_without_doubling_anything(
 ) -> None:
     """SIGSTOP the leader past its lease (a long GC pause, a frozen VM), then SIGCONT it: the
     standby has taken over meanwhile, and the old leader must notice and stand down."""
-    delete_lease(cluster)
-    env = operator_env(
-        cluster.kubeconfig,
-        OPERATOR_NAMESPACE,
-        moto.url,
-        moto.url,
-        BARBEQUE_LEADER_ELECTION="true",
-        BARBEQUE_RESYNC_SECONDS="30",
-    )
-    first = OperatorProcess(env, tmp_path / "first.log")
-    second = OperatorProcess(env, tmp_path / "second.log")
+    first, second = electing_pair(cluster, moto, tmp_path)
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
-        first.start()
-        wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
-        second.start()
+        lead_then_stand_by(cluster, first, second)
         thread, ids = sender(app, moto, bodies(app, "ha", 80, "z"), 30)
         wait_until(
             "messages flowing",
