@@ -9,7 +9,8 @@ each request in ``kube_requests_total`` with the adapter's own calls and telling
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -88,55 +89,50 @@ class WatchClient:
             # TLS transports finish closing on the next loop turns (aiohttp's advice).
             await asyncio.sleep(0.25)
 
-    def _answered(self, call: str, status: int) -> None:
-        metrics.KUBE_REQUESTS.labels(call=call, code=str(status)).inc()
-        self.connection.answered(status)
-
-    async def list_page(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One LIST page: ``Expired`` on 410, ``TransientError`` on anything but 200."""
-        call = f"list_{self.resource}"
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, call: str, params: dict[str, Any]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One GET, counted by ``call`` and status; a failure to connect or to read (or an
+        unreadable body) is a ``TransientError``, counted once: a response broken later
+        was counted with its status."""
         answered = False
         try:
             async with self._client().get(
                 self._url(params), headers=self.connection.headers()
             ) as response:
-                self._answered(call, response.status)
+                metrics.KUBE_REQUESTS.labels(call=call, code=str(response.status)).inc()
+                self.connection.answered(response.status)
                 answered = True
-                data = await response.read()
-                if response.status == 410:
-                    raise Expired(f"410 Gone: {_excerpt(data)}", 410)
-                if response.status != 200:
-                    raise TransientError(f"{response.status}: {_excerpt(data)}", response.status)
-                result: dict[str, Any] = orjson.loads(data)
-                return result
+                yield response
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if not answered:
                 metrics.KUBE_REQUESTS.labels(call=call, code="error").inc()
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def list_page(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One LIST page: ``Expired`` on 410, ``TransientError`` on anything but 200."""
+        async with self._get(f"list_{self.resource}", params) as response:
+            data = await response.read()
+            if response.status == 410:
+                raise Expired(f"410 Gone: {_excerpt(data)}", 410)
+            if response.status != 200:
+                raise TransientError(f"{response.status}: {_excerpt(data)}", response.status)
+            result: dict[str, Any] = orjson.loads(data)
+            return result
+
     async def stream(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The events of one WATCH request, decoded, until the server ends it."""
         params = {**params, "watch": "true", "timeoutSeconds": self.timeout_seconds}
-        call = f"watch_{self.resource}"
-        answered = False
-        try:
-            async with self._client().get(
-                self._url(params), headers=self.connection.headers()
-            ) as response:
-                self._answered(call, response.status)
-                answered = True
-                if response.status == 410:
-                    raise Expired("410 Gone", 410)
-                if response.status != 200:
-                    text = await response.text()
-                    raise TransientError(f"{response.status}: {text[:300]}", response.status)
-                buffer = bytearray()
-                # Chunks, not readline: an execution may carry a 256 KiB message, more
-                # than aiohttp's line limit.
-                async for chunk in response.content.iter_any():
-                    for line in split_lines(buffer, chunk):
-                        yield orjson.loads(line)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            if not answered:  # a stream broken later was counted with its status
-                metrics.KUBE_REQUESTS.labels(call=call, code="error").inc()
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        async with self._get(f"watch_{self.resource}", params) as response:
+            if response.status == 410:
+                raise Expired("410 Gone", 410)
+            if response.status != 200:
+                text = await response.text()
+                raise TransientError(f"{response.status}: {text[:300]}", response.status)
+            buffer = bytearray()
+            # Chunks, not readline: an execution may carry a 256 KiB message, more
+            # than aiohttp's line limit.
+            async for chunk in response.content.iter_any():
+                for line in split_lines(buffer, chunk):
+                    yield orjson.loads(line)
