@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from barbeque.adapters import aws
 
 T = TypeVar("T")
 # How long a finished long poll waits for the event loop to take its answer before
@@ -99,18 +99,7 @@ def _in_daemon_thread(
 
 class Sqs:
     def __init__(self, region: str, endpoint_url: str | None, max_pool: int = 32) -> None:
-        self._client = boto3.client(
-            "sqs",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=Config(
-                max_pool_connections=max_pool,
-                retries={"mode": "standard", "max_attempts": 3},
-                # A long poll lasts up to 20 s; the read timeout must outlast it.
-                read_timeout=30,
-                connect_timeout=5,
-            ),
-        )
+        self._client = aws.client("sqs", region, endpoint_url, max_pool)
         self.calls: dict[str, int] = {}
 
     def _count(self, verb: str) -> None:
