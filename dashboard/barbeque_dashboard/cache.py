@@ -53,8 +53,8 @@ class Cache:
         self.generation = 0
         self.synced: set[str] = set()
         self._sorted: tuple[int, list[JobExecution]] = (-1, [])
-        self._by_job: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
-        self._children: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
+        # Executions grouped by a key ("job", "retry_of"), with the generation they are of.
+        self._indexes: dict[str, tuple[int, dict[tuple[str, str], list[JobExecution]]]] = {}
         self.last_error: str | None = None
         # Finished executions deleted while we watched, by message id, oldest first.
         self.gone: OrderedDict[str, Tombstone] = OrderedDict()
@@ -172,29 +172,33 @@ class Cache:
 
     def executions_of(self, application: str, job: str) -> list[JobExecution]:
         """Executions of one job definition, newest first."""
-        with self._lock:
-            generation, index = self._by_job
-            if generation != self.generation:
-                grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
-                for execution in self.executions():
-                    grouped[(execution.spec.application, execution.spec.job)].append(execution)
-                index = dict(grouped)
-                self._by_job = (self.generation, index)
-            return index.get((application, job), [])
+        index = self._index("job", lambda e: (e.spec.application, e.spec.job))
+        return index.get((application, job), [])
 
     def retries_of(self, namespace: str, name: str) -> list[JobExecution]:
         """Executions whose ``spec.retryOf`` is ``name``, newest first."""
+        index = self._index(
+            "retry_of",
+            lambda e: (e.metadata.namespace or "", e.spec.retry_of) if e.spec.retry_of else None,
+        )
+        return index.get((namespace, name), [])
+
+    def _index(
+        self, name: str, key_of: Callable[[JobExecution], tuple[str, str] | None]
+    ) -> dict[tuple[str, str], list[JobExecution]]:
+        """Executions grouped by ``key_of`` (None: in no group), newest first, built again
+        only once the store has changed."""
         with self._lock:
-            generation, index = self._children
+            generation, index = self._indexes.get(name, (-1, {}))
             if generation != self.generation:
                 grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
                 for execution in self.executions():
-                    if execution.spec.retry_of:
-                        key = (execution.metadata.namespace or "", execution.spec.retry_of)
+                    key = key_of(execution)
+                    if key is not None:
                         grouped[key].append(execution)
                 index = dict(grouped)
-                self._children = (self.generation, index)
-            return index.get((namespace, name), [])
+                self._indexes[name] = (self.generation, index)
+            return index
 
     def next_retry(self, execution: JobExecution) -> JobExecution | None:
         """The retry that follows ``execution``: its ``retriedBy``, else its newest child.
