@@ -139,14 +139,18 @@ class Sqs:
         )
         return str(result["QueueUrl"])
 
-    async def queue_arn(self, url: str) -> str:
+    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
         result = await self._call(
             "get_queue_attributes",
             self._client.get_queue_attributes,
             QueueUrl=url,
-            AttributeNames=["QueueArn"],
+            AttributeNames=names,
         )
-        return str(result["Attributes"]["QueueArn"])
+        attributes: dict[str, str] = result.get("Attributes", {})
+        return attributes
+
+    async def queue_arn(self, url: str) -> str:
+        return (await self.attributes(url, ["QueueArn"]))["QueueArn"]
 
     async def receive(
         self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
@@ -218,17 +222,14 @@ class Sqs:
         return str(result["MessageId"])
 
     async def stats(self, url: str) -> QueueStats:
-        result = await self._call(
-            "get_queue_attributes",
-            self._client.get_queue_attributes,
-            QueueUrl=url,
-            AttributeNames=[
+        attributes = await self.attributes(
+            url,
+            [
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )
-        attributes = result.get("Attributes", {})
         return QueueStats(
             visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
             in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
