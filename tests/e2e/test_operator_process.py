@@ -14,7 +14,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,35 +36,28 @@ NAMESPACE = "barbeque-e2e"
 RELEASE = "e2e"
 
 
-@dataclass
-class Chart:
-    """The chart installed without its pods, and its operator ServiceAccount's kubeconfig."""
-
-    service_account: str
-    kubeconfig: Path
-
-
 @pytest.fixture(scope="module")
 def chart(
     cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Chart]:
+) -> Iterator[tuple[str, Path]]:
+    """The chart installed without its pods: its operator ServiceAccount and a kubeconfig
+    that logs in as it."""
     path = tmp_path_factory.mktemp("chart") / "kubeconfig"
-    account, kubeconfig = install_chart(cluster, RELEASE, NAMESPACE, path)
     try:
-        yield Chart(account, kubeconfig)
+        yield install_chart(cluster, RELEASE, NAMESPACE, path)
     finally:
         cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
 
 
 @pytest.fixture(scope="module")
 def deployed(
-    chart: Chart,
+    chart: tuple[str, Path],
     aws: Aws,
     slack: SlackRecorder,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     env = operator_env(
-        chart.kubeconfig,
+        chart[1],
         NAMESPACE,
         aws.endpoint_url,
         aws.endpoint_url,
@@ -92,18 +84,20 @@ def e2e_app(cluster: Cluster, aws: Aws, deployed: OperatorProcess) -> Iterator[A
 
 
 def test_the_operator_runs_under_the_charts_service_account(
-    cluster: Cluster, chart: Chart, deployed: OperatorProcess
+    cluster: Cluster, chart: tuple[str, Path], deployed: OperatorProcess
 ) -> None:
     who = json.loads(
-        cluster.kubectl("auth", "whoami", "-o", "json", f"--token={_token(cluster, chart)}").stdout
+        cluster.kubectl(
+            "auth", "whoami", "-o", "json", f"--token={_token(cluster, chart[0])}"
+        ).stdout
     )
     assert who["status"]["userInfo"]["username"] == (
-        f"system:serviceaccount:{NAMESPACE}:{chart.service_account}"
+        f"system:serviceaccount:{NAMESPACE}:{chart[0]}"
     )
 
 
-def _token(cluster: Cluster, chart: Chart) -> str:
-    return cluster.kubectl("create", "token", chart.service_account, "-n", NAMESPACE).stdout.strip()
+def _token(cluster: Cluster, service_account: str) -> str:
+    return cluster.kubectl("create", "token", service_account, "-n", NAMESPACE).stdout.strip()
 
 
 def test_a_message_ends_succeeded_with_logs_in_s3(
