@@ -24,13 +24,11 @@ import httpx
 import uvicorn
 from tests.cluster.harness import free_port
 from tests.support.fakes import FakeS3, FakeSqs
+from tests.support.webapi import web_app
 
 from barbeque.api.models import API_VERSION
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
 
 PHASES = ("Succeeded",) * 7 + ("Failed", "Running", "Pending", "Error", "Scheduled")
 JOBS = ("send-mail", "resize-image", "sync-feed", "bill")
@@ -101,11 +99,8 @@ def build_cache(count: int) -> Cache:
 
 
 def _serve(cache: Cache) -> tuple[uvicorn.Server, threading.Thread, str]:
-    settings = DashboardSettings(public_reads=True, dashboard_refresh_seconds=0)
-    app = create_app(
-        backend=Backend(cache, FakeSqs(), FakeS3(), None),
-        authenticator=Authenticator({}),
-        settings=settings,
+    app = web_app(
+        Backend(cache, FakeSqs(), FakeS3(), None), public_reads=True, dashboard_refresh_seconds=0
     )
     port = free_port()
     server = uvicorn.Server(

@@ -1,4 +1,4 @@
-"""Builders and fakes for the Web API and console tests.
+"""Builders for the Web API and console tests: sample objects and the app over a backend.
 
 Objects are plain dicts shaped like what the API server returns, so the same builders feed
 the in-memory cache of unit tests and ``kubectl apply`` in integration tests.
@@ -11,8 +11,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi import FastAPI
+
 from barbeque.api.models import API_VERSION, LABEL_MESSAGE_ID
 from barbeque.services import naming
+from barbeque_dashboard.app import create_app
+from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.services import Backend
+from barbeque_dashboard.settings import DashboardSettings
 
 TOKEN = "test-token-0123456789"
 _rv = itertools.count(1)
@@ -110,3 +116,14 @@ def _iso(value: datetime) -> str:
 
 def ago(**kwargs: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(**kwargs)
+
+
+def web_app(backend: Backend, *, reviewer: Any = None, **settings: Any) -> FastAPI:
+    """The Web API and console over ``backend``: ``settings`` are DashboardSettings fields,
+    whose static tokens (``api_tokens``) are the ones accepted besides ``reviewer``'s."""
+    config = DashboardSettings(**settings)
+    return create_app(
+        backend=backend,
+        authenticator=Authenticator(config.static_tokens(), reviewer=reviewer),
+        settings=config,
+    )

@@ -10,21 +10,17 @@ import pytest
 from bench import console_pages
 from fastapi.testclient import TestClient
 
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
 from tests.support.fakes import FakeS3, FakeSqs
+from tests.support.webapi import web_app
 
 pytestmark = pytest.mark.unit
 
 
 def test_every_page_the_benchmark_times_renders_from_its_cache() -> None:
     cache = console_pages.build_cache(600)
-    app = create_app(
-        backend=Backend(cache, FakeSqs(), FakeS3(), None),
-        authenticator=Authenticator({}),
-        settings=DashboardSettings(public_reads=True, dashboard_refresh_seconds=0),
+    app = web_app(
+        Backend(cache, FakeSqs(), FakeS3(), None), public_reads=True, dashboard_refresh_seconds=0
     )
     with TestClient(app) as client:
         for path in console_pages.PAGES.values():
