@@ -21,6 +21,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture
 def ns(cluster: Cluster) -> Iterator[str]:  # noqa: F811
     with cluster.temporary_namespace("t", digits=10) as name:
         yield name
