@@ -24,7 +24,13 @@ from kubernetes import client
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import BUCKET, App, OperatorProcess, cleanup_app, make_app, operator_env
+from tests.support.operator import (
+    BUCKET,
+    App,
+    OperatorProcess,
+    application,
+    operator_env,
+)
 from tests.support.reliability import install_chart
 from tests.support.slack import SlackRecorder
 from tests.support.waiting import wait_until
@@ -78,9 +84,8 @@ def deployed(
 
 @pytest.fixture
 def e2e_app(cluster: Cluster, aws: Aws, deployed: OperatorProcess) -> Iterator[App]:
-    made = make_app(cluster, aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, aws) as made:
+        yield made
 
 
 def test_the_operator_runs_under_the_charts_service_account(

@@ -412,7 +412,12 @@ def test_fuzzed_messages_each_end_as_one_visible_error_and_the_operator_stays_up
     problems: list[str] = []
     for message_id, (body, dead) in sent.items():
         found = records.get(message_id, [])
-        problems += judge(message_id, body, dead, found, dead_ids, namespaces)
+        # Right for one reading of the body is right.
+        verdicts = [
+            judge(application, message_id, body, dead, found, dead_ids, namespaces)
+            for application in readings(body)
+        ]
+        problems += min(verdicts, key=len)
     for message_id in controls:
         found = records.get(message_id, [])
         if [phase_of(e) for e in found] != ["Succeeded"]:
@@ -482,22 +487,6 @@ def short(body: str) -> str:
 
 
 def judge(
-    message_id: str,
-    body: str,
-    dead_letter: bool,
-    found: list[dict[str, Any]],
-    dead_ids: set[str],
-    namespaces: set[str],
-) -> list[str]:
-    """What is wrong with the outcome of one message (nothing, for one reading of it)."""
-    verdicts = [
-        judge_as(application, message_id, body, dead_letter, found, dead_ids, namespaces)
-        for application in readings(body)
-    ]
-    return min(verdicts, key=len)
-
-
-def judge_as(
     application: str | None,
     message_id: str,
     body: str,
@@ -506,6 +495,7 @@ def judge_as(
     dead_ids: set[str],
     namespaces: set[str],
 ) -> list[str]:
+    """What is wrong with the outcome of one message, read as one for ``application``."""
     where = f"message {message_id} (queue {'with' if dead_letter else 'without'} DLQ) {short(body)}"
     if dead_letter and application is None:
         problems = []

@@ -33,8 +33,7 @@ from tests.support.operator import (
     OPERATOR_NAMESPACE,
     App,
     OperatorProcess,
-    cleanup_app,
-    make_app,
+    application,
     operator_env,
 )
 from tests.support.reliability import (
@@ -62,9 +61,8 @@ needs_leader_election = pytest.mark.xfail(
 
 @pytest.fixture
 def app(cluster: Cluster, crds: None, moto: MotoProcess) -> Iterator[App]:
-    made = make_app(cluster, moto.aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, moto.aws) as made:
+        yield made
 
 
 def identity(operator: OperatorProcess) -> str:

@@ -37,8 +37,7 @@ from tests.support.operator import (
     OPERATOR_NAMESPACE,
     App,
     OperatorProcess,
-    cleanup_app,
-    make_app,
+    application,
     operator_env,
 )
 from tests.support.reliability import executions_path, list_all, phase_of, record_figures
@@ -110,9 +109,8 @@ def stack(
 
 @pytest.fixture
 def app(stack: Stack) -> Iterator[App]:
-    made = make_app(stack.cluster, stack.sqs.aws)
-    yield made
-    cleanup_app(made)
+    with application(stack.cluster, stack.sqs.aws) as made:
+        yield made
 
 
 def all_in_phase(app: App, ids: list[str], phases: tuple[str, ...]) -> list[dict[str, Any]] | None:

@@ -21,7 +21,14 @@ import pytest
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import MotoProcess
-from tests.support.operator import App, OperatorProcess, cleanup_app, make_app, operator_env
+from tests.support.operator import (
+    App,
+    OperatorProcess,
+    application,
+    cleanup_app,
+    make_app,
+    operator_env,
+)
 from tests.support.reliability import LABEL_EXECUTION, executions_path, install_chart, list_all
 from tests.support.slack import SlackRecorder, slack_recorder
 from tests.support.waiting import wait_until
@@ -80,9 +87,8 @@ def deployed(
 
 @pytest.fixture
 def app(deployed: Deployed) -> Iterator[App]:
-    made = make_app(deployed.cluster, deployed.moto.aws)
-    yield made
-    cleanup_app(made)
+    with application(deployed.cluster, deployed.moto.aws) as made:
+        yield made
 
 
 def test_no_secret_value_reaches_logs_records_events_or_metrics(

@@ -221,11 +221,20 @@ def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:
     return App(cluster, aws, namespace, queue, queue_url, api)
 
 
+@contextlib.contextmanager
+def application(cluster: Cluster, aws: Aws, **queue_spec: Any) -> Iterator[App]:
+    """``make_app`` for the block, then its JobQueue and namespace are deleted."""
+    made = make_app(cluster, aws, **queue_spec)
+    try:
+        yield made
+    finally:
+        cleanup_app(made)
+
+
 @pytest.fixture
 def app(cluster: Cluster, aws: Aws, operator: KopfRunner) -> Iterator[App]:
-    made = make_app(cluster, aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, aws) as made:
+        yield made
 
 
 def cleanup_app(made: App) -> None:
