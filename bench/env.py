@@ -41,6 +41,7 @@ import boto3
 from botocore.config import Config
 from tests.cluster import binaries
 from tests.cluster.harness import ApiError, Cluster
+from tests.support import samples as objects
 from tests.support.aws import CREDENTIALS, REGION, MotoProcess
 from tests.support.operator import OperatorProcess, operator_env
 from tests.support.waiting import wait_until
@@ -691,12 +692,9 @@ class Environment:
         return app
 
     def create_jobqueue(self, app: App, **spec: Any) -> None:
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "JobQueue",
-            "metadata": {"name": app.queue},
-            "spec": {"receiveWaitSeconds": 20, "visibilityTimeoutSeconds": 60, **spec},
-        }
+        body = objects.queue(
+            app.queue, **{"receiveWaitSeconds": 20, "visibilityTimeoutSeconds": 60, **spec}
+        )
         self.k8s.api("POST", f"{GROUP_PATH}/jobqueues", body)
 
     def delete_jobqueue(self, app: App) -> None:
@@ -859,12 +857,7 @@ def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float)
 
 
 def definition_body(namespace: str, name: str, queue: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobDefinition",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"image": "busybox:1.36", "queue": queue, "command": ["echo", "hi"], **spec},
-    }
+    return objects.definition(namespace, name, queue, **spec)
 
 
 def message_body(app: App, job: str, payload: Any) -> str:

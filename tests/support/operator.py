@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from barbeque.adapters.kube import load_api_client
 from barbeque.config import get_settings
 from tests.cluster.harness import Cluster
+from tests.support import samples
 from tests.support.aws import CREDENTIALS, REGION, Aws, free_port
 from tests.support.slack import SlackRecorder
 from tests.support.waiting import wait_until
@@ -113,17 +114,7 @@ class App:
         return client.CustomObjectsApi(self.api)
 
     def define(self, name: str, **spec: Any) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "JobDefinition",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {
-                "image": "busybox:1.36",
-                "queue": self.queue,
-                "command": ["echo", "hi"],
-                **spec,
-            },
-        }
+        body = samples.definition(self.namespace, name, self.queue, **spec)
         result: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "jobdefinitions", body
         )
@@ -211,12 +202,9 @@ def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:
     api = load_api_client(str(cluster.kubeconfig))
     sqs = aws.sqs()
     queue_url = sqs.create_queue(QueueName=f"Barbeque-{queue}")["QueueUrl"]
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "JobQueue",
-        "metadata": {"name": queue},
-        "spec": {"receiveWaitSeconds": 1, "visibilityTimeoutSeconds": 5, **queue_spec},
-    }
+    body = samples.queue(
+        queue, **{"receiveWaitSeconds": 1, "visibilityTimeoutSeconds": 5, **queue_spec}
+    )
     client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, "jobqueues", body)
     return App(cluster, aws, namespace, queue, queue_url, api)
 

@@ -19,29 +19,24 @@ from barbeque_dashboard.app import create_app
 from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.services import Backend
 from barbeque_dashboard.settings import DashboardSettings
+from tests.support import samples
 
 TOKEN = "test-token-0123456789"
 _rv = itertools.count(1)
 
 
 def queue_body(name: str = "default", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobQueue",
-        "metadata": {"name": name, "resourceVersion": str(next(_rv))},
-        "spec": spec,
-    }
+    body = samples.queue(name, **spec)
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    return body
 
 
 def definition_body(
     application: str, job: str, queue: str = "default", **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobDefinition",
-        "metadata": {"name": job, "namespace": application, "resourceVersion": str(next(_rv))},
-        "spec": {"queue": queue, "image": "busybox:1.36", "command": ["echo", "hi"], **spec},
-    }
+    body = samples.definition(application, job, queue, **spec)
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    return body
 
 
 def execution_body(
