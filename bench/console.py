@@ -5,7 +5,7 @@ then ``python -m barbeque_dashboard`` runs as its own process (admin kubeconfig,
 reads, live refresh off), fills its watch-backed cache, and the execution list is timed
 over real HTTP: the console page (``/job_executions``, HTML, first page) and the Web API
 list (``/v1/job_executions``, JSON, 50 per page), ``--repeat`` sequential requests each.
-``python -m barbeque_dashboard.bench`` times the same pages from an in-memory cache with
+``python -m bench.console_pages`` times the same pages from an in-memory cache with
 no apiserver behind it.
 
     python -m bench.console --executions 10000 --repeat 30
@@ -21,6 +21,7 @@ import sys
 import time
 
 import httpx
+from tests.cluster.harness import free_port
 
 from bench.env import (
     BUCKET,
@@ -30,7 +31,6 @@ from bench.env import (
     Environment,
     Result,
     common_arguments,
-    free_port,
     log,
     memory_kb,
     pdeathsig,

@@ -40,7 +40,11 @@ import aiohttp
 import boto3
 from botocore.config import Config
 from tests.cluster import binaries
-from tests.cluster.harness import ApiError, Cluster, free_port
+from tests.cluster.harness import ApiError, Cluster
+from tests.support import samples as objects
+from tests.support.aws import CREDENTIALS, REGION, MotoProcess
+from tests.support.operator import OperatorProcess, operator_env
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
@@ -48,13 +52,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 GROUP_PATH = f"/apis/{GROUP}/{VERSION}"
 OPERATOR_NAMESPACE = "barbeque-system"
 BUCKET = "barbeque-bench"
-REGION = "us-east-1"
 BENCH_AGENT = "barbeque-bench"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
 T = TypeVar("T")
 
 
@@ -66,17 +64,6 @@ def out(text: str = "") -> None:
 def log(text: str) -> None:
     sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {text}\n")
     sys.stderr.flush()
-
-
-def wait_until(what: str, predicate: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pdeathsig() -> None:
@@ -417,35 +404,10 @@ class Watch(threading.Thread):
 
 
 @dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    metrics_url: str
-    started_at: float
+class BenchOperator(OperatorProcess):
+    """The tests' operator process, with what the benchmarks read of it."""
+
     trace_path: Path | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def wait_started(self, timeout: float = 120.0) -> float:
-        """Wait for the startup handler to finish (store primed); returns the seconds taken."""
-
-        def started() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the operator exited with {self.process.returncode}:\n{self.tail()}"
-                )
-            return "Barbeque operator started" in self.log_text()
-
-        wait_until("the operator to start", started, timeout)
-        return time.monotonic() - self.started_at
 
     def memory(self) -> dict[str, int]:
         return memory_kb(self.pid)
@@ -455,18 +417,13 @@ class OperatorProcess:
 
     def metrics(self) -> dict[str, float]:
         """Its own /metrics, summed over labels, by sample name."""
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
         values: Counter[str] = Counter()
-        for line in text.splitlines():
+        for line in self.metrics_text().splitlines():
             if line.startswith("#") or not line.strip():
                 continue
             name, _, value = line.rpartition(" ")
             values[name.split("{", 1)[0]] += float(value)
         return dict(values)
-
-    def stop(self) -> None:
-        stop_process(self.process)
 
 
 @dataclass
@@ -546,9 +503,9 @@ class Environment:
         self.operator_env = operator_env or {}
         self.trace = trace
         self.cluster: Cluster | None = None
-        self.moto: subprocess.Popen[bytes] | None = None
+        self.moto: MotoProcess | None = None
         self.moto_url = ""
-        self.operator: OperatorProcess | None = None
+        self.operator: BenchOperator | None = None
         self.pythonpath: list[str] = []
         self.source = "work tree"
         self._operators = 0
@@ -598,33 +555,16 @@ class Environment:
             self.cluster.stop()
             self.cluster = None
         if self.moto is not None:
-            stop_process(self.moto, grace=10)
+            self.moto.stop()
             self.moto = None
         if not self.keep:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _start_moto(self) -> None:
-        port = free_port()
-        self.moto_url = f"http://127.0.0.1:{port}"
-        log_file = (self.scratch / "moto.log").open("wb")
-        self.moto = subprocess.Popen(
-            [sys.executable, "-m", "bench.moto_server", "--port", str(port)],
-            cwd=ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=pdeathsig,
-        )
-
-        def answers() -> bool:
-            if self.moto is not None and self.moto.poll() is not None:
-                raise RuntimeError("moto's server exited; see " + str(self.scratch / "moto.log"))
-            try:
-                self.moto_calls()
-            except OSError:
-                return False
-            return True
-
-        wait_until("moto's server", answers, 30)
+        self.moto = MotoProcess(
+            self.scratch / "moto.log", module="bench.moto_server", cwd=ROOT, preexec_fn=pdeathsig
+        ).start()
+        self.moto_url = self.moto.url
         self.s3().create_bucket(Bucket=BUCKET)
 
     # -- clients --------------------------------------------------------------------------
@@ -668,35 +608,27 @@ class Environment:
 
     # -- the operator ---------------------------------------------------------------------
 
-    def start_operator(self, launcher: bool = False, **extra: str) -> OperatorProcess:
+    def start_operator(self, launcher: bool = False, **extra: str) -> BenchOperator:
         """Start the operator (stopping a running one first) and wait until it primed.
 
         ``launcher``: through bench.traced_operator even without --trace.
         """
         self.stop_operator()
         self._operators += 1
-        metrics_port, health_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            **CREDENTIALS,
-            "KUBECONFIG": str(self.k8s.kubeconfig),
-            "BARBEQUE_NAMESPACE": OPERATOR_NAMESPACE,
-            "BARBEQUE_AWS_REGION": REGION,
-            "BARBEQUE_SQS_ENDPOINT_URL": self.moto_url,
-            "BARBEQUE_S3_ENDPOINT_URL": self.moto_url,
-            "BARBEQUE_S3_BUCKET": BUCKET,
-            "BARBEQUE_S3_CREATE_BUCKET": "true",
-            "BARBEQUE_METRICS_PORT": str(metrics_port),
-            # The benchmarks keep every execution: no history pruning where it exists.
-            "BARBEQUE_HISTORY_KEEP": "1000000",
-            "BARBEQUE_HISTORY_TTL_SECONDS": str(365 * 24 * 3600),
+        env = operator_env(
+            self.k8s.kubeconfig,
+            OPERATOR_NAMESPACE,
+            self.moto_url,
+            self.moto_url,
+            BARBEQUE_S3_BUCKET=BUCKET,
+            # The benchmarks keep every execution: no history pruning.
+            BARBEQUE_HISTORY_TTL_SECONDS=str(365 * 24 * 3600),
             **self.operator_env,
             **extra,
-        }
+        )
         if self.workers:
             env["BARBEQUE_WORKERS"] = str(self.workers)
-        for name in ("BARBEQUE_SLACK_TOKEN", "KUBERNETES_SERVICE_HOST"):
-            env.pop(name, None)
+        env.pop("KUBERNETES_SERVICE_HOST", None)
         module = "barbeque"
         trace_path = None
         pythonpath = list(self.pythonpath)
@@ -708,25 +640,18 @@ class Environment:
             env["BARBEQUE_BENCH_TRACE"] = str(trace_path)
         if pythonpath:
             env["PYTHONPATH"] = os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")])
-        log_path = self.scratch / f"operator-{self._operators}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [
-                    sys.executable, "-m", module, "operator",
-                    "--liveness", f"http://127.0.0.1:{health_port}/healthz",
-                ],
-                env=env, cwd=self.scratch, stdout=log_file, stderr=subprocess.STDOUT,
-                preexec_fn=pdeathsig,
-            )  # fmt: skip
-        self.operator = OperatorProcess(
-            process,
-            log_path,
-            f"http://127.0.0.1:{metrics_port}/metrics",
-            time.monotonic(),
-            trace_path,
+        self.operator = BenchOperator(
+            env,
+            self.scratch / f"operator-{self._operators}.log",
+            module=module,
+            cwd=self.scratch,
+            preexec_fn=pdeathsig,
+            trace_path=trace_path,
         )
         try:
-            self.operator.wait_started()
+            self.operator.start(wait=False)
+            # Started: the start-up handler has primed the store.
+            self.operator.wait_log("Barbeque operator started", 120)
         except BaseException:
             self.stop_operator()
             raise
@@ -767,12 +692,9 @@ class Environment:
         return app
 
     def create_jobqueue(self, app: App, **spec: Any) -> None:
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "JobQueue",
-            "metadata": {"name": app.queue},
-            "spec": {"receiveWaitSeconds": 20, "visibilityTimeoutSeconds": 60, **spec},
-        }
+        body = objects.queue(
+            app.queue, **{"receiveWaitSeconds": 20, "visibilityTimeoutSeconds": 60, **spec}
+        )
         self.k8s.api("POST", f"{GROUP_PATH}/jobqueues", body)
 
     def delete_jobqueue(self, app: App) -> None:
@@ -828,7 +750,8 @@ class Environment:
             for proc in state.get("processes", []):
                 pids[proc["name"]] = int(proc["pid"])
         if self.moto is not None:
-            pids["moto"] = self.moto.pid
+            assert self.moto.process is not None
+            pids["moto"] = self.moto.process.pid
         if self.operator is not None:
             pids["operator"] = self.operator.pid
         pids["bench"] = os.getpid()
@@ -934,12 +857,7 @@ def cpu_table(before: dict[str, float], after: dict[str, float], seconds: float)
 
 
 def definition_body(namespace: str, name: str, queue: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobDefinition",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"image": "busybox:1.36", "queue": queue, "command": ["echo", "hi"], **spec},
-    }
+    return objects.definition(namespace, name, queue, **spec)
 
 
 def message_body(app: App, job: str, payload: Any) -> str:

@@ -28,8 +28,8 @@ from bench.env import (
     BUCKET,
     GROUP_PATH,
     App,
+    BenchOperator,
     Environment,
-    OperatorProcess,
     Result,
     common_arguments,
     log,
@@ -123,7 +123,7 @@ async def create_finished(env: Environment, app: App, count: int, concurrency: i
     return time.monotonic() - started
 
 
-def settle(operator: OperatorProcess, timeout: float = 180.0) -> float:
+def settle(operator: BenchOperator, timeout: float = 180.0) -> float:
     """Wait until the operator used < 2 % of a core for 3 s; returns the seconds waited."""
     started = time.monotonic()
     last = operator.cpu()

@@ -106,16 +106,17 @@ async def _dumper() -> None:
 
 def install() -> None:
     from barbeque.adapters import kube, s3, sqs
-    from barbeque.services import intake, reconciler, runtime
+    from barbeque.controller import manager
+    from barbeque.services import intake, poller, reconciler
 
     _wrap_call(kube.Kube, "kube")
     _wrap_call(sqs.Sqs, "sqs")
     _wrap_call(s3.S3, "s3")
-    _wrap_async(intake.Poller, "handle", "poller.handle")
+    _wrap_async(poller.Poller, "handle", "poller.handle")
     _wrap_async(intake.Intake, "record", "intake.record")
     _wrap_async(reconciler.Reconciler, "reconcile", "reconciler.reconcile")
 
-    original_start = runtime.Runtime.start
+    original_start = manager.Manager.start
 
     async def start(self: Any, *args: Any, **kwargs: Any) -> None:
         await original_start(self, *args, **kwargs)
@@ -123,7 +124,7 @@ def install() -> None:
             _TASKS.append(asyncio.create_task(_lag_monitor(), name="bench-lag"))
             _TASKS.append(asyncio.create_task(_dumper(), name="bench-dump"))
 
-    runtime.Runtime.start = start  # type: ignore[method-assign]
+    manager.Manager.start = start  # type: ignore[method-assign]
     atexit.register(dump)
 
 

@@ -104,17 +104,7 @@ class DashboardKube(Kube):
 
 
 class DashboardSqs(Sqs):
-    """The operator's SQS adapter plus queue attributes for the console."""
-
-    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
-        result = await self._call(
-            "get_queue_attributes",
-            self._client.get_queue_attributes,
-            QueueUrl=url,
-            AttributeNames=names,
-        )
-        attributes: dict[str, str] = result.get("Attributes", {})
-        return attributes
+    """The operator's SQS adapter plus the dead-letter queue lookup of the console."""
 
     async def url_for_arn(self, arn: str) -> str:
         # arn:aws:sqs:<region>:<account>:<name>

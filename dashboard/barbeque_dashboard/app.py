@@ -2,11 +2,12 @@
 
 ``create_app()`` with no arguments wires the real adapters from the environment
 (``barbeque.config.Settings`` for AWS/S3/namespace, ``DashboardSettings`` for the web
-service) and starts the watch threads; tests hand in a ready ``Backend`` instead.
+service) and starts the watches on its event loop; tests hand in a ready ``Backend``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -238,14 +239,24 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
     """The real collaborators: Kubernetes watch cache, SQS, S3, token checks."""
     from barbeque.adapters.kube import Connection, load_api_client
     from barbeque.adapters.s3 import S3
+    from barbeque.adapters.watch import WatchClient
+    from barbeque.api.models import GROUP, VERSION
     from barbeque_dashboard.adapters import DashboardKube, DashboardSqs
-    from barbeque_dashboard.cache import Cache, start_watchers
+    from barbeque_dashboard.cache import Cache, build_watches
 
-    kube = DashboardKube(Connection.from_api_client(load_api_client()), pool_size=16)
-    # The watch threads need their own client: a watch holds its connection open.
-    watch_client = load_api_client()
+    connection = Connection.from_api_client(load_api_client())
+    kube = DashboardKube(connection, pool_size=16)
     cache = Cache()
-    watchers = start_watchers(cache, watch_client)
+    # Each lists first, then watches; /readyz says "starting" until all three listed.
+    watches = [
+        (watch, asyncio.create_task(watch.run(), name=f"watch-{watch.resource}"))
+        for watch in build_watches(
+            cache,
+            lambda kind: WatchClient(
+                connection, f"/apis/{GROUP}/{VERSION}/{kind}", timeout_seconds=60
+            ),
+        )
+    ]
     sqs = DashboardSqs(base.aws_region, base.sqs_endpoint_url)
     s3 = S3(base.aws_region, base.s3_endpoint_url, base.s3_bucket)
     backend = Backend(
@@ -268,8 +279,8 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
     )
 
     async def stop() -> None:
-        for watcher in watchers:
-            watcher.stop()
+        for watch, task in watches:
+            await watch.stop(task)
         await kube.close()
 
     return backend, authenticator, stop

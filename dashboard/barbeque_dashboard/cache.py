@@ -1,23 +1,25 @@
 """A watch-backed, in-memory view of the custom resources, for every read of the service.
 
-One background thread per kind lists the objects once, then watches from the list's
-resourceVersion; when the watch expires (410 Gone) it lists again and drops what
-vanished meanwhile. Requests never list the API server: they read this cache, which
-reuses the operator's ``Store`` (same parsing, same "newer resourceVersion wins" rule).
+One ``controller.listwatch.ListWatch`` per kind, on the service's event loop, lists the
+objects once, then watches from the list's resourceVersion; when the watch expires
+(410 Gone) it lists again and reports what vanished meanwhile. Requests never list the
+API server: they read this cache, which reuses the operator's ``Store`` (same parsing,
+same "newer resourceVersion wins" rule).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from barbeque.api.models import GROUP, VERSION, JobDefinition, JobExecution, JobQueue
+from barbeque.api.models import JobDefinition, JobExecution, JobQueue
+from barbeque.controller.listwatch import ListWatch, WatchApi
 from barbeque.services.store import Store
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ class Cache:
         self.generation = 0
         self.synced: set[str] = set()
         self._sorted: tuple[int, list[JobExecution]] = (-1, [])
-        self._by_job: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
-        self._children: tuple[int, dict[tuple[str, str], list[JobExecution]]] = (-1, {})
+        # Executions grouped by a key ("job", "retry_of"), with the generation they are of.
+        self._indexes: dict[str, tuple[int, dict[tuple[str, str], list[JobExecution]]]] = {}
         self.last_error: str | None = None
         # Finished executions deleted while we watched, by message id, oldest first.
         self.gone: OrderedDict[str, Tombstone] = OrderedDict()
@@ -103,6 +105,11 @@ class Cache:
                     self._delete(kind, namespace, name)
             for item in items:
                 self.apply(kind, "ADDED", item)
+        self.listed(kind)
+
+    def listed(self, kind: str) -> None:
+        """A complete LIST of ``kind`` was applied: the view of it is whole."""
+        with self._lock:
             self.synced.add(kind)
             self.generation += 1
 
@@ -165,29 +172,33 @@ class Cache:
 
     def executions_of(self, application: str, job: str) -> list[JobExecution]:
         """Executions of one job definition, newest first."""
-        with self._lock:
-            generation, index = self._by_job
-            if generation != self.generation:
-                grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
-                for execution in self.executions():
-                    grouped[(execution.spec.application, execution.spec.job)].append(execution)
-                index = dict(grouped)
-                self._by_job = (self.generation, index)
-            return index.get((application, job), [])
+        index = self._index("job", lambda e: (e.spec.application, e.spec.job))
+        return index.get((application, job), [])
 
     def retries_of(self, namespace: str, name: str) -> list[JobExecution]:
         """Executions whose ``spec.retryOf`` is ``name``, newest first."""
+        index = self._index(
+            "retry_of",
+            lambda e: (e.metadata.namespace or "", e.spec.retry_of) if e.spec.retry_of else None,
+        )
+        return index.get((namespace, name), [])
+
+    def _index(
+        self, name: str, key_of: Callable[[JobExecution], tuple[str, str] | None]
+    ) -> dict[tuple[str, str], list[JobExecution]]:
+        """Executions grouped by ``key_of`` (None: in no group), newest first, built again
+        only once the store has changed."""
         with self._lock:
-            generation, index = self._children
+            generation, index = self._indexes.get(name, (-1, {}))
             if generation != self.generation:
                 grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
                 for execution in self.executions():
-                    if execution.spec.retry_of:
-                        key = (execution.metadata.namespace or "", execution.spec.retry_of)
+                    key = key_of(execution)
+                    if key is not None:
                         grouped[key].append(execution)
                 index = dict(grouped)
-                self._children = (self.generation, index)
-            return index.get((namespace, name), [])
+                self._indexes[name] = (self.generation, index)
+            return index
 
     def next_retry(self, execution: JobExecution) -> JobExecution | None:
         """The retry that follows ``execution``: its ``retriedBy``, else its newest child.
@@ -224,126 +235,25 @@ class Cache:
         return sorted(n for n in names if n)
 
 
-ListFn = Callable[..., Any]
+def build_watches(cache: Cache, client_for: Callable[[str], WatchApi]) -> list[ListWatch]:
+    """One ListWatch per kind into ``cache``: the operator's watch machinery, so relists,
+    bookmarks, 401 re-authentication and the request metrics are one implementation.
+    ``client_for(kind)`` makes the HTTP half (``adapters.watch.WatchClient``)."""
+    watches = []
+    for kind in KINDS:
 
+        def on_event(type_: str, body: dict[str, Any], kind: str = kind) -> None:
+            cache.apply(kind, type_, body)
 
-class Watcher:
-    """List, then watch, one kind into the cache, in a daemon thread, until stopped."""
+        def on_error(exc: Exception, kind: str = kind) -> None:
+            cache.last_error = f"{kind}: {type(exc).__name__}: {exc}"[:500]
 
-    def __init__(
-        self,
-        cache: Cache,
-        api_client: Any,
-        kind: str,
-        timeout_seconds: int = 60,
-        page_size: int = 500,
-    ) -> None:
-        from kubernetes import client
-
-        self.cache = cache
-        self.kind = kind
-        self.timeout_seconds = timeout_seconds
-        self.page_size = page_size
-        self._custom: Any = client.CustomObjectsApi(api_client)
-        self.watch_factory: Callable[[], Any] = _kubernetes_watch
-        self._stop = threading.Event()
-        self._watch: Any = None
-        self.thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
-        self.relists = 0
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
-
-    def _list(self) -> str:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        resource_version = ""
-        while True:
-            kwargs: dict[str, Any] = {"limit": self.page_size}
-            if token:
-                kwargs["_continue"] = token
-            page = cast(
-                dict[str, Any],
-                self._custom.list_cluster_custom_object(GROUP, VERSION, self.kind, **kwargs),
+        watches.append(
+            ListWatch(
+                client_for(kind),
+                on_event=on_event,
+                on_listed=functools.partial(cache.listed, kind),
+                on_error=on_error,
             )
-            items.extend(page.get("items", []))
-            meta = page.get("metadata") or {}
-            resource_version = meta.get("resourceVersion") or resource_version
-            token = meta.get("continue")
-            if not token:
-                break
-        self.cache.replace(self.kind, items)
-        self.relists += 1
-        return resource_version
-
-    def _run(self) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        delay = 1.0
-        resource_version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if resource_version is None:
-                    resource_version = self._list()
-                self._watch = self.watch_factory()
-                for event in self._watch.stream(
-                    self._custom.list_cluster_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.kind,
-                    resource_version=resource_version,
-                    timeout_seconds=self.timeout_seconds,
-                    allow_watch_bookmarks=True,
-                ):
-                    body = event["raw_object"]
-                    meta = body.get("metadata") or {}
-                    resource_version = meta.get("resourceVersion") or resource_version
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        self.cache.apply(self.kind, event["type"], body)
-                    if self._stop.is_set():
-                        break
-                delay = 1.0
-            except ApiException as exc:
-                if exc.status == 410:
-                    # The watch fell too far behind: list again and resume from there.
-                    resource_version = None
-                    continue
-                self._failed(exc, delay)
-                resource_version = None
-                delay = min(delay * 2, 30.0)
-            except Exception as exc:  # the thread must survive any API hiccup
-                self._failed(exc, delay)
-                resource_version = None
-                delay = min(delay * 2, 30.0)
-
-    def _failed(self, exc: Exception, delay: float) -> None:
-        self.cache.last_error = f"{self.kind}: {type(exc).__name__}: {exc}"[:500]
-        logger.warning("Watching %s failed; relisting in %.0fs: %s", self.kind, delay, exc)
-        self._stop.wait(delay)
-
-
-def _kubernetes_watch() -> Any:
-    from kubernetes import watch
-
-    return watch.Watch()  # type: ignore[no-untyped-call]
-
-
-def start_watchers(cache: Cache, api_client: Any) -> list[Watcher]:
-    watchers = [Watcher(cache, api_client, kind) for kind in KINDS]
-    for watcher in watchers:
-        watcher.start()
-    return watchers
-
-
-def wait_synced(cache: Cache, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cache.ready:
-            return True
-        time.sleep(0.05)
-    return cache.ready
+        )
+    return watches

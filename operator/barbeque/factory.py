@@ -1,4 +1,8 @@
-"""The one place that wires settings and adapters into services."""
+"""The one place that wires settings and adapters into services, in dependency order.
+
+Each part is built once, with keyword arguments, from parts already built: nothing is
+handed a placeholder to be replaced later, and no constructor rewires its collaborators.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,83 @@ from barbeque.adapters.kube import Connection, Kube, load_api_client
 from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack
 from barbeque.adapters.sqs import Sqs
-from barbeque.adapters.watch import ListWatch
+from barbeque.adapters.watch import WatchClient
 from barbeque.api.models import GROUP, LABEL_EXECUTION, UNFINISHED_SELECTOR, VERSION
 from barbeque.config import Settings
+from barbeque.controller.leader import LeaderElector
+from barbeque.controller.listwatch import ListWatch
+from barbeque.controller.manager import Manager
+from barbeque.controller.workqueue import WorkQueue
+from barbeque.services.events import EventRouter
+from barbeque.services.history import HistoryCollector
 from barbeque.services.intake import Intake
-from barbeque.services.leader import LeaderElector
 from barbeque.services.notifications import Notifier
+from barbeque.services.poller import Capacity
+from barbeque.services.pollers import Pollers
 from barbeque.services.reconciler import Reconciler
-from barbeque.services.runtime import Runtime
-from barbeque.services.store import Store
+from barbeque.services.reconciling import Reconciling
+from barbeque.services.store import Key, Store
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Operator:
     settings: Settings
     kube: Kube
     sqs: Sqs
     s3: S3
     store: Store
-    runtime: Runtime
+    queue: WorkQueue[Key]
+    events: EventRouter
+    history: HistoryCollector
+    manager: Manager
+
+    async def start(self) -> None:
+        """Load definitions, Jobs, pods and executions before any decision is taken, then
+        run (or stand by for the Lease).
+
+        Without the priming, an execution seen before its definition would be marked
+        UnknownJob, and a queue's concurrency cap would start counting from zero.
+        """
+        for body in await self.kube.list_objects("jobdefinitions"):
+            self.store.put_definition(body)
+        # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's
+        # resourceVersion. Unfinished executions only; finished ones needing a follow-up
+        # come with the first sweep.
+        await self.manager.prime()
+        logger.info(
+            "Primed the store: %d definitions, %d jobs, %d pods, %d executions",
+            len(self.store.definitions),
+            len(self.store.jobs),
+            len(self.store.pods),
+            len(self.store.executions),
+        )
+        await self.manager.start()
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        self.queue.shutdown()
+
+
+def build_slack(settings: Settings) -> Slack | None:
+    if not settings.slack_token:
+        logger.info("BARBEQUE_SLACK_TOKEN is not set: Slack notifications are logged, not sent")
+        return None
+    return Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
+
+
+def build_elector(settings: Settings, kube: Kube) -> LeaderElector | None:
+    if not settings.leader_election:
+        return None
+    return LeaderElector(
+        kube,
+        settings.namespace,
+        settings.lease_name,
+        settings.identity,
+        lease_seconds=settings.lease_seconds,
+        renew_seconds=max(1.0, settings.lease_seconds / 3),
+    )
 
 
 def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operator:
@@ -42,71 +102,78 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         settings.s3_bucket,
         max_pool=settings.kube_qps_threads,
     )
-    slack = (
-        Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
-        if settings.slack_token
-        else None
-    )
-    if slack is None:
-        logger.info("BARBEQUE_SLACK_TOKEN is not set: Slack notifications are logged, not sent")
-    store = Store(keep_finished=False)
+    queue: WorkQueue[Key] = WorkQueue()
+    capacity = Capacity()
+    store = Store(keep_finished=False, on_slot_freed=capacity.freed)
     reconciler = Reconciler(
-        store,
-        kube,
-        s3,
-        Notifier(slack, settings.slack_attempts),
+        store=store,
+        kube=kube,
+        s3=s3,
+        notifier=Notifier(build_slack(settings), settings.slack_attempts),
         console_url=settings.console_url,
         log_limit_bytes=settings.log_tail_bytes,
     )
-    intake = Intake(store, kube, settings.namespace, on_created=lambda key: None)
-    elector = (
-        LeaderElector(
-            kube,
-            settings.namespace,
-            settings.lease_name,
-            settings.identity,
-            lease_seconds=settings.lease_seconds,
-            renew_seconds=max(1.0, settings.lease_seconds / 3),
-        )
-        if settings.leader_election
-        else None
+    intake = Intake(
+        store=store, kube=kube, operator_namespace=settings.namespace, on_created=queue.add
     )
-    # Ours only, by label: other workloads' Jobs and pods never reach the operator.
-    job_watch, pod_watch = (
-        ListWatch(
-            connection,
-            path,
-            on_event=lambda type_, body: None,
-            label_selector=LABEL_EXECUTION,
-            remembered_label=LABEL_EXECUTION,
-        )
-        for path in ("/apis/batch/v1/jobs", "/api/v1/pods")
+    pollers = Pollers(
+        store=store,
+        sqs=sqs,
+        kube=kube,
+        intake=intake,
+        capacity=capacity,
+        error_backoff_max=settings.sqs_error_backoff_max_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
-    execution_watch = ListWatch(
-        connection,
-        f"/apis/{GROUP}/{VERSION}/jobexecutions",
-        on_event=lambda type_, body: None,
-        field_selector=UNFINISHED_SELECTOR,
-    )
-    runtime = Runtime(
-        store,
-        kube,
-        sqs,
-        reconciler,
-        intake,
-        job_watch,
-        pod_watch,
-        execution_watch,
+    reconciling = Reconciling(
+        store=store,
+        queue=queue,
+        reconciler=reconciler,
         workers=settings.workers,
         resync_seconds=settings.resync_seconds,
-        sqs_error_backoff_max=settings.sqs_error_backoff_max_seconds,
-        elector=elector,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
-        history_ttl_seconds=settings.history_ttl_seconds,
-        history_keep=settings.history_keep,
-        history_interval_seconds=settings.history_interval_seconds,
     )
-    job_watch.on_event = runtime.on_job_event
-    pod_watch.on_event = runtime.on_pod_event
-    execution_watch.on_event = runtime.on_execution_event
-    return Operator(settings, kube, sqs, s3, store, runtime)
+    history = HistoryCollector(
+        store=store,
+        kube=kube,
+        reconcile_later=queue.add,
+        ttl_seconds=settings.history_ttl_seconds,
+        keep=settings.history_keep,
+        interval_seconds=settings.history_interval_seconds,
+    )
+    events = EventRouter(store=store, queue=queue, pollers=pollers, history=history)
+    # Ours only, by label: other workloads' Jobs and pods never reach the operator.
+    job_watch = ListWatch(
+        WatchClient(connection, "/apis/batch/v1/jobs"),
+        on_event=events.on_job,
+        label_selector=LABEL_EXECUTION,
+        remembered_label=LABEL_EXECUTION,
+    )
+    pod_watch = ListWatch(
+        WatchClient(connection, "/api/v1/pods"),
+        on_event=events.on_pod,
+        label_selector=LABEL_EXECUTION,
+        remembered_label=LABEL_EXECUTION,
+    )
+    execution_watch = ListWatch(
+        WatchClient(connection, f"/apis/{GROUP}/{VERSION}/jobexecutions"),
+        on_event=events.on_execution,
+        field_selector=UNFINISHED_SELECTOR,
+    )
+    manager = Manager(
+        watches=[job_watch, pod_watch, execution_watch],
+        # Started in this order, stopped in reverse: pollers stop feeding work first.
+        components=[reconciling, history, pollers],
+        elector=build_elector(settings, kube),
+    )
+    return Operator(
+        settings=settings,
+        kube=kube,
+        sqs=sqs,
+        s3=s3,
+        store=store,
+        queue=queue,
+        events=events,
+        history=history,
+        manager=manager,
+    )

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.cluster.harness import Cluster, free_port
+from tests.support.kube import service_account_kubeconfig
 
 pytestmark = pytest.mark.e2e
 
@@ -520,30 +521,6 @@ class Dashboard:
 
 def service_account_token(cluster: Cluster, account: str, namespace: str) -> str:
     return cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
-
-
-def service_account_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {
-                            "server": cluster.server,
-                            "certificate-authority": str(cluster.ca_file),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    return path
 
 
 def http_get(url: str, token: str | None = None) -> tuple[int, str]:

@@ -9,25 +9,16 @@ ServiceAccount token, and owner-reference garbage collection.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.cluster import DURATION_ANNOTATION, EXIT_CODE_ANNOTATION, ApiError, Cluster
 from tests.cluster.fixture import cluster  # noqa: F401  (the session fixture)
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -23,10 +23,16 @@ from tests.cluster.harness import EXIT_CODE_ANNOTATION, Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
 from tests.support.faults import PASS, REFUSE, FaultProxy
-from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app, wait_until
+from tests.support.operator import (
+    OPERATOR_NAMESPACE,
+    App,
+    OperatorProcess,
+    application,
+    operator_env,
+)
 from tests.support.prometheus import Prometheus
-from tests.support.reliability import OperatorProcess, operator_env
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -117,9 +123,8 @@ def stack(
 
 @pytest.fixture
 def app(stack: Stack) -> Iterator[App]:
-    made = make_app(stack.cluster, stack.aws)
-    yield made
-    cleanup_app(made)
+    with application(stack.cluster, stack.aws) as made:
+        yield made
 
 
 def evidence(name: str, found: dict[str, Any]) -> None:
@@ -159,7 +164,7 @@ def test_every_dashboard_query_returns_data_from_a_real_run(stack: Stack, app: A
     # A queue's counters start at 0 (so increase() sees their first step): wait until
     # Prometheus has the zero before the invalid message comes.
     zero = f'barbeque_messages_invalid_total{{queue="{app.queue}",reason="InvalidMessage"}}'
-    wait_until(lambda: stack.prometheus.query(zero), 60, "the queue's counters at 0")
+    wait_until("the queue's counters at 0", lambda: stack.prometheus.query(zero), 60)
     ids = [app.enqueue("hello", {"i": i}) for i in range(3)]
     flaky = app.enqueue("flaky", {})
     app.send("not json at all")
@@ -174,9 +179,9 @@ def test_every_dashboard_query_returns_data_from_a_real_run(stack: Stack, app: A
     # SQS refuses for a few seconds: receive errors.
     stack.sqs_proxy.set_mode(REFUSE)
     wait_until(
+        "an SQS error counted",
         lambda: stack.operator.metric("barbeque_sqs_errors_total", queue=app.queue) >= 1,
         60,
-        "an SQS error counted",
     )
     stack.sqs_proxy.set_mode(PASS)
 
@@ -200,17 +205,17 @@ def test_every_dashboard_query_returns_data_from_a_real_run(stack: Stack, app: A
 
     # Invalid messages fire at once (no `for`): the real Prometheus says so.
     firing = wait_until(
+        "BarbequeInvalidMessages to fire",
         lambda: alert(stack.prometheus, "BarbequeInvalidMessages", "firing"),
         60,
-        "BarbequeInvalidMessages to fire",
     )
     assert firing["labels"]["queue"] == app.queue
     assert firing["labels"]["reason"] == "InvalidMessage"
     evidence("BarbequeInvalidMessages-firing", firing)
     assert wait_until(
+        "BarbequeSQSErrors to be pending",
         lambda: alert(stack.prometheus, "BarbequeSQSErrors", "pending"),
         60,
-        "BarbequeSQSErrors to be pending",
     )
 
 
@@ -223,9 +228,9 @@ def test_stopping_s3_makes_the_s3_alert_pending(stack: Stack, app: App) -> None:
         execution = app.wait_phase(execution_name(message_id), ("Succeeded",), timeout=90)
         assert execution["status"]["logs"]["uploaded"] is False
         pending = wait_until(
+            "BarbequeS3Failing to be pending",
             lambda: alert(stack.prometheus, "BarbequeS3Failing", "pending"),
             60,
-            "BarbequeS3Failing to be pending",
         )
         evidence("BarbequeS3Failing-pending", pending)
         assert pending["annotations"]["runbook_url"].endswith("#barbeques3failing")
@@ -235,6 +240,7 @@ def test_stopping_s3_makes_the_s3_alert_pending(stack: Stack, app: App) -> None:
         stack.s3_proxy.set_mode(PASS)
     # S3 back: the logs are uploaded (the operator kept retrying).
     wait_until(
+        "the logs to reach S3",
         lambda: (
             (app.execution(execution_name(message_id)) or {})
             .get("status", {})
@@ -242,7 +248,6 @@ def test_stopping_s3_makes_the_s3_alert_pending(stack: Stack, app: App) -> None:
             .get("uploaded")
         ),
         90,
-        "the logs to reach S3",
     )
 
 

@@ -9,15 +9,11 @@ and a real Prometheus scrapes the operator's /metrics.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +24,16 @@ from kubernetes import client
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import BUCKET, App, cleanup_app, make_app, wait_until
+from tests.support.operator import (
+    BUCKET,
+    App,
+    OperatorProcess,
+    application,
+    operator_env,
+)
+from tests.support.reliability import install_chart
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,140 +42,67 @@ NAMESPACE = "barbeque-e2e"
 RELEASE = "e2e"
 
 
-@dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    metrics_url: str
-    log: Path
-    service_account: str
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def wait_http(url: str, timeout: float) -> None:
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    wait_until(answers, timeout, url)
-
-
-def service_account_kubeconfig(cluster: Cluster, service_account: str, path: Path) -> Path:
-    token = cluster.kubectl(
-        "create", "token", service_account, "-n", NAMESPACE, "--duration=2h"
-    ).stdout.strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture(scope="module")
+def chart(
+    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """The chart installed without its pods: its operator ServiceAccount and a kubeconfig
+    that logs in as it."""
+    path = tmp_path_factory.mktemp("chart") / "kubeconfig"
+    try:
+        yield install_chart(cluster, RELEASE, NAMESPACE, path)
+    finally:
+        cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
 
 
 @pytest.fixture(scope="module")
 def deployed(
-    cluster: Cluster,
-    crds: None,
+    chart: tuple[str, Path],
     aws: Aws,
     slack: SlackRecorder,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    cluster.helm(
-        "install", RELEASE, str(ROOT / "charts" / "barbeque"),
-        "--namespace", NAMESPACE, "--create-namespace",
-        "--set", "operator.replicas=0",
-        "--set", "dashboard.enabled=false",
-    )  # fmt: skip
-    deployment = json.loads(
-        cluster.kubectl(
-            "get", "deployments", "-n", NAMESPACE,
-            "-l", "app.kubernetes.io/component=operator", "-o", "json",
-        ).stdout
-    )["items"][0]  # fmt: skip
-    service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    workdir = tmp_path_factory.mktemp("operator")
-    kubeconfig = service_account_kubeconfig(cluster, service_account, workdir / "kubeconfig")
-    metrics_port, health_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "BARBEQUE_NAMESPACE": NAMESPACE,
-        "BARBEQUE_SQS_ENDPOINT_URL": aws.endpoint_url,
-        "BARBEQUE_S3_ENDPOINT_URL": aws.endpoint_url,
-        "BARBEQUE_S3_BUCKET": BUCKET,
-        "BARBEQUE_S3_CREATE_BUCKET": "true",
-        "BARBEQUE_SLACK_TOKEN": "xoxb-e2e",
-        "BARBEQUE_SLACK_API_URL": slack.url,
-        "BARBEQUE_METRICS_PORT": str(metrics_port),
-    }
-    log = workdir / "operator.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "barbeque", "operator",
-                "--liveness", f"http://127.0.0.1:{health_port}/healthz",
-            ],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = OperatorProcess(
-        process, f"http://127.0.0.1:{metrics_port}/metrics", log, service_account
+    env = operator_env(
+        chart[1],
+        NAMESPACE,
+        aws.endpoint_url,
+        aws.endpoint_url,
+        slack_url=slack.url,
+        slack_token="xoxb-e2e",
     )
+    operator = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator.log")
+    operator.start(timeout=60)
     try:
-        wait_http(f"http://127.0.0.1:{health_port}/healthz", 60)
-        yield running
+        yield operator
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        cluster.helm("uninstall", RELEASE, "--namespace", NAMESPACE, check=False)
+        code, _ = operator.terminate(30)
+        if code is None:
+            operator.kill()
     # A clean shutdown on SIGTERM, within the time Kubernetes gives a pod by default.
-    assert process.returncode == 0, running.log_text()[-3000:]
+    assert code == 0, operator.tail(3000)
 
 
 @pytest.fixture
 def e2e_app(cluster: Cluster, aws: Aws, deployed: OperatorProcess) -> Iterator[App]:
-    made = make_app(cluster, aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, aws) as made:
+        yield made
 
 
 def test_the_operator_runs_under_the_charts_service_account(
-    cluster: Cluster, deployed: OperatorProcess
+    cluster: Cluster, chart: tuple[str, Path], deployed: OperatorProcess
 ) -> None:
     who = json.loads(
         cluster.kubectl(
-            "auth", "whoami", "-o", "json", f"--token={_token(cluster, deployed)}"
+            "auth", "whoami", "-o", "json", f"--token={_token(cluster, chart[0])}"
         ).stdout
     )
     assert who["status"]["userInfo"]["username"] == (
-        f"system:serviceaccount:{NAMESPACE}:{deployed.service_account}"
+        f"system:serviceaccount:{NAMESPACE}:{chart[0]}"
     )
 
 
-def _token(cluster: Cluster, deployed: OperatorProcess) -> str:
-    return cluster.kubectl(
-        "create", "token", deployed.service_account, "-n", NAMESPACE
-    ).stdout.strip()
+def _token(cluster: Cluster, service_account: str) -> str:
+    return cluster.kubectl("create", "token", service_account, "-n", NAMESPACE).stdout.strip()
 
 
 def test_a_message_ends_succeeded_with_logs_in_s3(
@@ -232,7 +163,7 @@ def test_a_duplicate_delivery_makes_one_job(e2e_app: App) -> None:
     )
     e2e_app.set_queue(suspend=False)
     e2e_app.wait_phase(execution_name(message_id), ("Succeeded",))
-    wait_until(lambda: e2e_app.queue_depth() == 0 or None, 30, "the duplicate to be deleted")
+    wait_until("the duplicate to be deleted", lambda: e2e_app.queue_depth() == 0 or None, 30)
     assert len(e2e_app.executions()) == 1
     assert len(client.BatchV1Api(e2e_app.api).list_namespaced_job(e2e_app.namespace).items) == 1
 
@@ -285,7 +216,7 @@ def test_prometheus_scrapes_the_operator(
             return float(result[0]["value"][1]) if result else None
 
         try:
-            scraped = wait_until(value, 60, "Prometheus to scrape the operator")
+            scraped = wait_until("Prometheus to scrape the operator", value, 60)
         except AssertionError:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets") as response:
                 targets = json.loads(response.read())["data"]["activeTargets"]
@@ -314,7 +245,7 @@ def test_prometheus_scrapes_the_operator(
         # The operator's own Job creates, as Prometheus stored them (other tests of this
         # module share the operator, so at least this test's three).
         query = 'sum(barbeque_kube_requests_total{call="create_job",code="201"})'
-        jobs_created = wait_until(value, 30, "Prometheus to have the Job creates")
+        jobs_created = wait_until("Prometheus to have the Job creates", value, 30)
         assert jobs_created >= 3
     finally:
         prometheus.terminate()

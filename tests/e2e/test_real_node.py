@@ -30,8 +30,9 @@ from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster, free_port
 from tests.cluster.realnode import NODE_NAME, RealNode, chart_settings, placement
 from tests.support.aws import CREDENTIALS, Aws
-from tests.support.operator import BUCKET, App, cleanup_app, make_app, wait_until
+from tests.support.operator import BUCKET, App, application
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +101,7 @@ def installed(
         return None
 
     try:
-        pods = wait_until(both_ready, 120, "the operator and console pods Ready")
+        pods = wait_until("the operator and console pods Ready", both_ready, 120)
         yield Installed(
             real_node,
             f"http://127.0.0.1:{ports['metrics']}/metrics",
@@ -121,14 +122,13 @@ def installed(
 @pytest.fixture
 def real_app(cluster: Cluster, aws: Aws, installed: Installed) -> Iterator[App]:
     """An application whose namespace enforces Pod Security ``restricted``."""
-    made = make_app(cluster, aws)
-    cluster.kubectl(
-        "label", "namespace", made.namespace,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )  # fmt: skip
-    yield made
-    cleanup_app(made)
+    with application(cluster, aws) as made:
+        cluster.kubectl(
+            "label", "namespace", made.namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        )  # fmt: skip
+        yield made
 
 
 def define(app: App, installed: Installed, name: str, script: str, **spec: Any) -> None:
@@ -274,7 +274,7 @@ def test_a_container_past_its_deadline_fails_and_its_process_is_gone(
     execution = real_app.wait_phase(name, FINISHED, timeout=60)
     assert execution["status"]["phase"] == "Failed"
     assert execution["status"]["reason"] == "DeadlineExceeded", execution["status"]
-    wait_until(lambda: not processes_with(["sleep", "3011"]) or None, 30, "the process to end")
+    wait_until("the process to end", lambda: not processes_with(["sleep", "3011"]) or None, 30)
 
 
 def test_cancelling_a_running_execution_stops_the_real_process(
@@ -283,14 +283,14 @@ def test_cancelling_a_running_execution_stops_the_real_process(
     define(real_app, installed, "long", TERMINABLE.format(3023))
     name = execution_name(real_app.enqueue("long", {}))
     real_app.wait_phase(name, ("Running",), timeout=90)
-    wait_until(lambda: processes_with(["sleep", "3023"]) or None, 30, "the process to start")
+    wait_until("the process to start", lambda: processes_with(["sleep", "3023"]) or None, 30)
     real_app.custom.patch_namespaced_custom_object(
         "barbeque.dev", "v1alpha1", real_app.namespace, "jobexecutions", name,
         {"spec": {"cancel": True}},
     )  # fmt: skip
     execution = real_app.wait_phase(name, FINISHED, timeout=60)
     assert execution["status"]["reason"] == "Cancelled"
-    wait_until(lambda: not processes_with(["sleep", "3023"]) or None, 45, "the process to end")
+    wait_until("the process to end", lambda: not processes_with(["sleep", "3023"]) or None, 45)
 
 
 def test_a_container_over_its_memory_limit_fails_oom_killed(
@@ -328,7 +328,7 @@ def test_an_image_that_does_not_exist_says_so_and_ends_in_error_within_its_start
         reason = ((found or {}).get("status") or {}).get("reason")
         return found if reason in ("ErrImagePull", "ImagePullBackOff") else None
 
-    waiting = wait_until(pull_error, 60, "the execution to show the image pull error")
+    waiting = wait_until("the execution to show the image pull error", pull_error, 60)
     assert "no-such-image" in waiting["status"]["message"]
     started = time.monotonic()
     execution = real_app.wait_phase(name, FINISHED, timeout=60)
@@ -336,7 +336,9 @@ def test_an_image_that_does_not_exist_says_so_and_ends_in_error_within_its_start
     assert execution["status"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert time.monotonic() - started < 45
     # Its Job is deleted, so the kubelet stops pulling.
-    wait_until(lambda: pod_of(cluster, real_app.namespace, name) is None or None, 60, "pod gone")
+    wait_until(
+        "its pod gone", lambda: pod_of(cluster, real_app.namespace, name) is None or None, 60
+    )
 
 
 def test_a_kubelet_restart_during_a_run_neither_loses_nor_doubles_the_execution(

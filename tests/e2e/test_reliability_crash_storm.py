@@ -21,7 +21,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,19 @@ from typing import Any
 import pytest
 
 from tests.cluster.harness import DURATION_ANNOTATION, Cluster
-from tests.support.operator import OPERATOR_NAMESPACE, cleanup_app, make_app
+from tests.support.aws import MotoProcess
+from tests.support.operator import (
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    cleanup_app,
+    make_app,
+    operator_env,
+)
 from tests.support.reliability import (
     LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
     count,
     executions_path,
     list_all,
-    operator_env,
     phase_of,
     queue_counts,
     record_figures,
@@ -55,12 +58,6 @@ STARTUP_KILLS = 0.2
 WORKING_LIFE = (0.3, 6.0)
 SEND_SECONDS = 25.0
 CONVERGE_SECONDS = float(os.environ.get("BARBEQUE_CRASH_STORM_CONVERGE_SECONDS") or 600)
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    with MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 @pytest.mark.timeout(CONVERGE_SECONDS + 300)

@@ -41,26 +41,26 @@ from hypothesis import strategies as st
 from barbeque.api.envelope import MAX_DEPTH
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
+from tests.support.aws import MotoProcess
 from tests.support.operator import (
     GROUP,
     OPERATOR_NAMESPACE,
     VERSION,
     App,
+    OperatorProcess,
     cleanup_app,
     make_app,
-    wait_until,
+    operator_env,
 )
 from tests.support.reliability import (
     LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
     executions_path,
     list_all,
-    operator_env,
     phase_of,
     record_figures,
     send_batch,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -350,7 +350,7 @@ def dead_letter_queue(cluster: Cluster, app: App, moto: MotoProcess) -> tuple[st
         url: str | None = (queue.get("status") or {}).get("queueUrl")
         return url
 
-    wait_until(resolved, 60, f"the operator to create SQS queue of {name}")
+    wait_until(f"the operator to create SQS queue of {name}", resolved, 60)
     sqs = moto.aws.sqs()
     url = sqs.get_queue_url(QueueName=f"Barbeque-{name}")["QueueUrl"]
     dead = sqs.get_queue_url(QueueName=f"{name}-dead")["QueueUrl"]
@@ -403,7 +403,7 @@ def test_fuzzed_messages_each_end_as_one_visible_error_and_the_operator_stays_up
         return records if expected_records | set(controls) <= finished else None
 
     try:
-        records = wait_until(settled, 180, "every message to be recorded")
+        records = wait_until("every message to be recorded", settled, 180)
     except AssertionError:
         records = records_of(pipeline)
     dead_ids = drain(sqs, pipeline.dead_url, surely_dead)
@@ -412,7 +412,12 @@ def test_fuzzed_messages_each_end_as_one_visible_error_and_the_operator_stays_up
     problems: list[str] = []
     for message_id, (body, dead) in sent.items():
         found = records.get(message_id, [])
-        problems += judge(message_id, body, dead, found, dead_ids, namespaces)
+        # Right for one reading of the body is right.
+        verdicts = [
+            judge(application, message_id, body, dead, found, dead_ids, namespaces)
+            for application in readings(body)
+        ]
+        problems += min(verdicts, key=len)
     for message_id in controls:
         found = records.get(message_id, [])
         if [phase_of(e) for e in found] != ["Succeeded"]:
@@ -482,22 +487,6 @@ def short(body: str) -> str:
 
 
 def judge(
-    message_id: str,
-    body: str,
-    dead_letter: bool,
-    found: list[dict[str, Any]],
-    dead_ids: set[str],
-    namespaces: set[str],
-) -> list[str]:
-    """What is wrong with the outcome of one message (nothing, for one reading of it)."""
-    verdicts = [
-        judge_as(application, message_id, body, dead_letter, found, dead_ids, namespaces)
-        for application in readings(body)
-    ]
-    return min(verdicts, key=len)
-
-
-def judge_as(
     application: str | None,
     message_id: str,
     body: str,
@@ -506,6 +495,7 @@ def judge_as(
     dead_ids: set[str],
     namespaces: set[str],
 ) -> list[str]:
+    """What is wrong with the outcome of one message, read as one for ``application``."""
     where = f"message {message_id} (queue {'with' if dead_letter else 'without'} DLQ) {short(body)}"
     if dead_letter and application is None:
         problems = []
@@ -558,7 +548,7 @@ def test_a_payload_nested_past_the_limit_is_an_error_record_even_for_a_real_job(
             return found
         return None
 
-    found = wait_until(outcomes, 60, "every nested message to be recorded")
+    found = wait_until("every nested message to be recorded", outcomes, 60)
     assert phase_of(found[MAX_DEPTH][0]) == "Succeeded"
     for depth in depths[1:]:
         status = found[depth][0]["status"]
@@ -566,4 +556,4 @@ def test_a_payload_nested_past_the_limit_is_an_error_record_even_for_a_real_job(
         assert not status.get("jobName")
         if depth < 900:  # deeper still, Python's json parser itself gives up: InvalidJSON
             assert f"at most {MAX_DEPTH} are accepted" in status["message"], status
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "every message to be deleted")
+    wait_until("every message to be deleted", lambda: app.queue_depth() == 0 or None, 30)

@@ -28,21 +28,26 @@ import pytest
 
 from barbeque.config import Settings
 from tests.cluster.harness import DURATION_ANNOTATION, ApiError, Cluster
-from tests.support.operator import OPERATOR_NAMESPACE, App, cleanup_app, make_app, wait_until
+from tests.support.aws import MotoProcess
+from tests.support.operator import (
+    OPERATOR_NAMESPACE,
+    App,
+    OperatorProcess,
+    application,
+    operator_env,
+)
 from tests.support.reliability import (
     LABEL_EXECUTION,
-    MotoProcess,
-    OperatorProcess,
     count,
     executions_path,
     lease,
     list_all,
-    operator_env,
     phase_of,
     queue_counts,
     record_figures,
     send_batch,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,17 +59,10 @@ needs_leader_election = pytest.mark.xfail(
 )
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    with MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
 @pytest.fixture
 def app(cluster: Cluster, crds: None, moto: MotoProcess) -> Iterator[App]:
-    made = make_app(cluster, moto.aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, moto.aws) as made:
+        yield made
 
 
 def identity(operator: OperatorProcess) -> str:
@@ -110,7 +108,7 @@ def converge(cluster: Cluster, app: App, moto: MotoProcess, ids: list[str], time
         executions = list_all(cluster, executions_path(app.namespace))
         return len(executions) >= len(ids) and all(phase_of(e) == "Succeeded" for e in executions)
 
-    wait_until(done, timeout, f"{len(ids)} executions to succeed")
+    wait_until(f"{len(ids)} executions to succeed", done, timeout)
 
 
 def exactly_once(cluster: Cluster, app: App, ids: list[str]) -> dict[str, Any]:
@@ -145,11 +143,10 @@ def delete_lease(cluster: Cluster) -> None:
             raise
 
 
-@needs_leader_election
-@pytest.mark.timeout(420)
-def test_the_standby_takes_over_when_the_leader_is_killed(
-    cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
-) -> None:
+def electing_pair(
+    cluster: Cluster, moto: MotoProcess, tmp_path: Path
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two operators with leader election, not started, and no Lease left from before."""
     delete_lease(cluster)
     env = operator_env(
         cluster.kubeconfig,
@@ -159,20 +156,34 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         BARBEQUE_LEADER_ELECTION="true",
         BARBEQUE_RESYNC_SECONDS="30",
     )
-    first = OperatorProcess(env, tmp_path / "first.log")
-    second = OperatorProcess(env, tmp_path / "second.log")
+    return OperatorProcess(env, tmp_path / "first.log"), OperatorProcess(
+        env, tmp_path / "second.log"
+    )
+
+
+def lead_then_stand_by(cluster: Cluster, first: OperatorProcess, second: OperatorProcess) -> None:
+    """Start ``first`` until it holds the Lease, then ``second`` as its standby."""
+    first.start()
+    wait_until("the first to lead", lambda: holder(cluster) == identity(first), 60)
+    second.start()
+
+
+@needs_leader_election
+@pytest.mark.timeout(420)
+def test_the_standby_takes_over_when_the_leader_is_killed(
+    cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
+) -> None:
+    first, second = electing_pair(cluster, moto, tmp_path)
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
-        first.start()
-        wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
-        second.start()
+        lead_then_stand_by(cluster, first, second)
         operators = {identity(first): first, identity(second): second}
 
         thread, ids = sender(app, moto, bodies(app, "ha", 150, "a"), 25)
         wait_until(
+            "messages flowing",
             lambda: count(cluster, executions_path(app.namespace)) >= 30 or None,
             90,
-            "messages flowing",
         )
         leader = operators[holder(cluster)]
         standby = second if leader is first else first
@@ -181,7 +192,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         leader.kill()
         killed = time.monotonic()
         wait_until(
-            lambda: holder(cluster) == identity(standby), 60, "the standby to take the Lease"
+            "the standby to take the Lease", lambda: holder(cluster) == identity(standby), 60
         )
         takeover = time.monotonic() - killed
         thread.join(120)
@@ -197,7 +208,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
         time.sleep(4)
         code, took = standby.terminate(30)
         stopped = time.monotonic()
-        wait_until(lambda: holder(cluster) == identity(leader), 30, "the hand-over")
+        wait_until("the hand-over", lambda: holder(cluster) == identity(leader), 30)
         handover = time.monotonic() - stopped
         thread.join(60)
         converge(cluster, app, moto, ids + more, 180)
@@ -233,39 +244,27 @@ def test_a_frozen_leader_that_wakes_up_steps_down_without_doubling_anything(
 ) -> None:
     """SIGSTOP the leader past its lease (a long GC pause, a frozen VM), then SIGCONT it: the
     standby has taken over meanwhile, and the old leader must notice and stand down."""
-    delete_lease(cluster)
-    env = operator_env(
-        cluster.kubeconfig,
-        OPERATOR_NAMESPACE,
-        moto.url,
-        moto.url,
-        BARBEQUE_LEADER_ELECTION="true",
-        BARBEQUE_RESYNC_SECONDS="30",
-    )
-    first = OperatorProcess(env, tmp_path / "first.log")
-    second = OperatorProcess(env, tmp_path / "second.log")
+    first, second = electing_pair(cluster, moto, tmp_path)
     try:
         app.define("ha", podAnnotations={DURATION_ANNOTATION: "1000"})
-        first.start()
-        wait_until(lambda: holder(cluster) == identity(first), 60, "the first to lead")
-        second.start()
+        lead_then_stand_by(cluster, first, second)
         thread, ids = sender(app, moto, bodies(app, "ha", 80, "z"), 30)
         wait_until(
+            "messages flowing",
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
-            "messages flowing",
         )
         assert first.process is not None
         first.process.send_signal(signal.SIGSTOP)
         frozen = time.monotonic()
         try:
-            wait_until(lambda: holder(cluster) == identity(second), 60, "the standby to take over")
+            wait_until("the standby to take over", lambda: holder(cluster) == identity(second), 60)
             takeover = time.monotonic() - frozen
             time.sleep(3)
         finally:
             first.process.send_signal(signal.SIGCONT)
         woke = time.monotonic()
-        wait_until(lambda: "Lost the leadership" in first.log_text(), 30, "the old leader to yield")
+        wait_until("the old leader to yield", lambda: "Lost the leadership" in first.log_text(), 30)
         stood_down = time.monotonic() - woke
         thread.join(120)
         converge(cluster, app, moto, ids, 240)
@@ -318,9 +317,9 @@ def test_sigterm_in_a_burst_exits_in_time_and_loses_nothing(
         operator.start()
         ids = send_batch(moto.aws.sqs(), app.queue_url, bodies(app, "burst", 200, "burst"))
         wait_until(
+            "the burst to be under way",
             lambda: count(cluster, executions_path(app.namespace)) >= 20 or None,
             90,
-            "the burst to be under way",
         )
         executions_at_sigterm = count(cluster, executions_path(app.namespace))
         code, took = operator.terminate(30)

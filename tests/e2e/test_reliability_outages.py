@@ -29,27 +29,20 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import DURATION_ANNOTATION, Cluster
+from tests.support.aws import MotoProcess
 from tests.support.faults import HTTP, REFUSE, RESET, FaultProxy, client_tls, only, server_tls
+from tests.support.kube import kubeconfig_for
 from tests.support.operator import (
     BUCKET,
     OPERATOR_NAMESPACE,
     App,
-    cleanup_app,
-    make_app,
-    wait_until,
-)
-from tests.support.reliability import (
-    MotoProcess,
     OperatorProcess,
-    SlackStub,
-    executions_path,
-    kubeconfig_for,
-    list_all,
+    application,
     operator_env,
-    phase_of,
-    record_figures,
-    slack_stub,
 )
+from tests.support.reliability import executions_path, list_all, phase_of, record_figures
+from tests.support.slack import SlackRecorder, slack_recorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +60,7 @@ class Stack:
     s3: MotoProcess
     sqs_proxy: FaultProxy
     api_proxy: FaultProxy
-    slack: SlackStub
+    slack: SlackRecorder
     operator: OperatorProcess
 
 
@@ -91,7 +84,7 @@ def stack(
                 tls_client=client_tls(cluster.ca_file),
             )
         )
-        slack = stack.enter_context(slack_stub())
+        slack = stack.enter_context(slack_recorder())
         operator = OperatorProcess(
             operator_env(
                 kubeconfig_for(cluster, workdir / "kubeconfig", server=api_proxy.url),
@@ -116,9 +109,8 @@ def stack(
 
 @pytest.fixture
 def app(stack: Stack) -> Iterator[App]:
-    made = make_app(stack.cluster, stack.sqs.aws)
-    yield made
-    cleanup_app(made)
+    with application(stack.cluster, stack.sqs.aws) as made:
+        yield made
 
 
 def all_in_phase(app: App, ids: list[str], phases: tuple[str, ...]) -> list[dict[str, Any]] | None:
@@ -145,7 +137,7 @@ def assert_nothing_lost_or_doubled(
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Once converged: the queue drained, one execution and one Job per message, no Error
     record of the app's queue in the operator's namespace, the operator alive."""
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the queue to drain")
+    wait_until("the queue to drain", lambda: app.queue_depth() == 0 or None, 30)
     executions = app.executions()
     assert len(converged) == len(executions) == len(ids), "lost or doubled executions"
     jobs = app.jobs()
@@ -170,7 +162,7 @@ def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack,
     down = time.monotonic()
     ids = [app.enqueue("hello", {"i": i}) for i in range(8)]
     during = wait_until(
-        lambda: all_in_phase(app, ids, ("Succeeded",)), 90, "executions to finish without S3"
+        "executions to finish without S3", lambda: all_in_phase(app, ids, ("Succeeded",)), 90
     )
     finished_while_down = time.monotonic() - down
     assert all(e["status"]["logs"]["uploaded"] is False for e in during), [
@@ -195,7 +187,7 @@ def test_s3_down_executions_finish_and_logs_follow_when_it_returns(stack: Stack,
             return executions
         return None
 
-    uploaded = wait_until(all_uploaded, 90, "every upload to be retried after S3 came back")
+    uploaded = wait_until("every upload to be retried after S3 came back", all_uploaded, 90)
     caught_up = time.monotonic() - back
     for execution in uploaded:
         prefix = execution["status"]["logs"]["prefix"]
@@ -231,17 +223,17 @@ def test_slack_errors_and_stalls_never_hold_up_jobs(stack: Stack, app: App) -> N
 
     # 503 then 429: the third try gets through.
     before = (failures("false"), failures("true"))
-    slack.statuses[:] = [503, 429]
+    slack.failures[:] = [503, 429]
     first = run_one("5xx-then-429")
     assert first["status"]["notified"] is True
-    assert [c.status for c in slack.posts(channel)] == [503, 429, 200]
+    assert [c["status"] for c in slack.posts(channel)] == [503, 429, 200]
     assert (failures("false"), failures("true")) == (before[0] + 2, before[1])
 
     # Three 500s: given up after three tries, counted as final.
-    slack.statuses[:] = [500, 500, 500]
+    slack.failures[:] = [500, 500, 500]
     second = run_one("5xx-three-times")
     assert second["status"].get("notified") is False
-    assert [c.status for c in slack.posts(channel)][3:] == [500, 500, 500]
+    assert [c["status"] for c in slack.posts(channel)][3:] == [500, 500, 500]
     assert (failures("false"), failures("true")) == (before[0] + 4, before[1] + 1)
 
     # Slack hangs past the client's timeout on every call.
@@ -284,7 +276,7 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
     proxy = stack.api_proxy
     app.define("steady", podAnnotations={DURATION_ANNOTATION: "1500"})
     ids = [app.enqueue("steady", {"before": i}) for i in range(10)]
-    wait_until(lambda: len(app.executions()) >= 3 or None, 60, "work in progress")
+    wait_until("work in progress", lambda: len(app.executions()) >= 3 or None, 60)
     answered_before = sum(proxy.stats.answered.values())
     started = time.monotonic()
     phases = []
@@ -300,7 +292,7 @@ def test_the_operator_converges_after_the_api_server_fails_for_a_while(
     assert answered > 0, "the faults never met a request"
 
     converged = wait_until(
-        lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
+        "every execution to finish", lambda: all_in_phase(app, ids, ("Succeeded",)), 180
     )
     converge_seconds = time.monotonic() - faults_end
     assert_nothing_lost_or_doubled(stack, app, ids, converged)
@@ -325,7 +317,7 @@ def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, 
     proxy, operator = stack.api_proxy, stack.operator
     app.define("steady", podAnnotations={DURATION_ANNOTATION: "1500"})
     ids = [app.enqueue("steady", {"before": i}) for i in range(6)]
-    wait_until(lambda: len(app.executions()) >= 3 or None, 60, "work in progress")
+    wait_until("work in progress", lambda: len(app.executions()) >= 3 or None, 60)
     namespaced = rf"^/apis/[^?]*/namespaces/{app.namespace}/"
     writes = {
         "create JobExecution": only("POST", namespaced + r"jobexecutions(\?|$)"),
@@ -348,7 +340,7 @@ def test_the_operator_converges_after_409_conflicts_on_its_writes(stack: Stack, 
 
     try:
         converged = wait_until(
-            lambda: all_in_phase(app, ids, ("Succeeded",)), 180, "every execution to finish"
+            "every execution to finish", lambda: all_in_phase(app, ids, ("Succeeded",)), 180
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{shortfall(app, ids)}\n{operator.tail()}") from exc

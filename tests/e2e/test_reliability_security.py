@@ -20,18 +20,18 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
-from tests.support.operator import App, cleanup_app, make_app, wait_until
-from tests.support.reliability import (
-    LABEL_EXECUTION,
-    MotoProcess,
+from tests.support.aws import MotoProcess
+from tests.support.operator import (
+    App,
     OperatorProcess,
-    SlackStub,
-    executions_path,
-    install_chart,
-    list_all,
+    application,
+    cleanup_app,
+    make_app,
     operator_env,
-    slack_stub,
 )
+from tests.support.reliability import LABEL_EXECUTION, executions_path, install_chart, list_all
+from tests.support.slack import SlackRecorder, slack_recorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ RESTRICTED = {
 class Deployed:
     cluster: Cluster
     moto: MotoProcess
-    slack: SlackStub
+    slack: SlackRecorder
     operator: OperatorProcess
 
 
@@ -63,7 +63,7 @@ def deployed(
     workdir = tmp_path_factory.mktemp("security")
     _, kubeconfig = install_chart(cluster, RELEASE, NAMESPACE, workdir / "kubeconfig")
     try:
-        with MotoProcess(workdir / "moto.log") as moto, slack_stub() as slack:
+        with MotoProcess(workdir / "moto.log") as moto, slack_recorder() as slack:
             env = operator_env(
                 kubeconfig,
                 NAMESPACE,
@@ -87,9 +87,8 @@ def deployed(
 
 @pytest.fixture
 def app(deployed: Deployed) -> Iterator[App]:
-    made = make_app(deployed.cluster, deployed.moto.aws)
-    yield made
-    cleanup_app(made)
+    with application(deployed.cluster, deployed.moto.aws) as made:
+        yield made
 
 
 def test_no_secret_value_reaches_logs_records_events_or_metrics(
@@ -98,16 +97,16 @@ def test_no_secret_value_reaches_logs_records_events_or_metrics(
     cluster, slack, operator = deployed.cluster, deployed.slack, deployed.operator
     channel = f"#{app.namespace}"
     app.define("talkative", slack={"channel": channel, "notifySuccess": True})
-    slack.statuses[:] = [500, 429]  # the failures are logged, with whatever they carry
+    slack.failures[:] = [500, 429]  # the failures are logged, with whatever they carry
     ok = app.enqueue("talkative", {"n": 1})
     unknown = app.enqueue("no-such-job", {"n": 2})
     poison = app.send('{"Type": "JobExecution", "Application": 42}')
     app.wait_phase(execution_name(ok), ("Succeeded",), timeout=90)
     app.wait_phase(execution_name(unknown), ("Error",), timeout=60)
     app.wait_phase(execution_name(poison), ("Error",), timeout=60, namespace=NAMESPACE)
-    wait_until(lambda: len(slack.posts(channel)) >= 3 or None, 30, "the Slack posts")
+    wait_until("the Slack posts", lambda: len(slack.posts(channel)) >= 3 or None, 30)
     # The token was configured and used: the check below would see it if it leaked.
-    assert {c.auth for c in slack.posts(channel)} == {f"Bearer {SLACK_TOKEN}"}
+    assert {c["auth"] for c in slack.posts(channel)} == {f"Bearer {SLACK_TOKEN}"}
     assert operator.metric("barbeque_slack_failures_total") >= 2
 
     places = {

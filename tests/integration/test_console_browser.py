@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support import webapi_servers
+from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN, ago, execution_body
-from tests.support.webapi_servers import BUCKET, ROOT, App, Service, wait_until
+from tests.support.webapi_servers import BUCKET, ROOT, App, Service
 
 pytestmark = pytest.mark.integration
 

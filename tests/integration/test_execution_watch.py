@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from barbeque.adapters.kube import Connection, load_api_client
-from barbeque.adapters.watch import ListWatch
+from barbeque.adapters.watch import WatchClient
 from barbeque.api.models import GROUP, UNFINISHED_SELECTOR, VERSION
+from barbeque.controller.listwatch import ListWatch
 from tests.cluster.harness import Cluster
 
 pytestmark = pytest.mark.integration
@@ -81,12 +82,14 @@ def test_only_unfinished_executions_are_listed_and_watched(
 
     async def scenario() -> None:
         watch = ListWatch(
-            Connection.from_api_client(load_api_client(str(cluster.kubeconfig))),
-            f"/apis/{GROUP}/{VERSION}/jobexecutions",
-            recorder,
+            WatchClient(
+                Connection.from_api_client(load_api_client(str(cluster.kubeconfig))),
+                f"/apis/{GROUP}/{VERSION}/jobexecutions",
+                timeout_seconds=30,
+            ),
+            on_event=recorder,
             field_selector=UNFINISHED_SELECTOR,
             page_size=2,
-            timeout_seconds=30,
         )
         await watch.relist()
         assert recorder.names("ADDED") == {"running"}

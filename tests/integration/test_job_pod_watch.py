@@ -1,4 +1,4 @@
-"""The runtime's own watches of Jobs and pods, against the real kube-apiserver.
+"""The operator's own watches of Jobs and pods, against the real kube-apiserver.
 
 They replaced kopf's: the operator built by the factory must still see its Jobs and
 pods (and only those labelled with an execution), including a pod's deletion, and a
@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from barbeque.adapters.kube import Connection, load_api_client
-from barbeque.adapters.watch import ListWatch
+from barbeque.adapters.watch import WatchClient
 from barbeque.api.models import LABEL_EXECUTION
 from barbeque.config import Settings
+from barbeque.controller.listwatch import ListWatch
 from barbeque.factory import build_operator
 from tests.cluster.harness import Cluster
 
@@ -78,7 +79,7 @@ async def eventually(check: Any) -> None:
             await asyncio.sleep(0.1)
 
 
-def test_job_and_pod_events_reach_the_runtime_through_its_watches(
+def test_job_and_pod_events_reach_the_operator_through_its_watches(
     cluster: Cluster, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster.api("POST", jobs(ns), job(ns, "before", "exec-before"))
@@ -86,17 +87,17 @@ def test_job_and_pod_events_reach_the_runtime_through_its_watches(
 
     async def scenario() -> None:
         operator = build_operator(Settings(metrics_port=0), kubeconfig=str(cluster.kubeconfig))
-        runtime, store = operator.runtime, operator.store
+        store = operator.store
         queued: set[tuple[str, str]] = set()
-        add = runtime.queue.add
+        add = operator.queue.add
 
         def record(key: tuple[str, str]) -> None:
             queued.add(key)
             add(key)
 
-        monkeypatch.setattr(runtime.queue, "add", record)
+        monkeypatch.setattr(operator.queue, "add", record)
         try:
-            await runtime.prime()
+            await operator.manager.prime()
             assert (ns, "before") in store.jobs
             assert store.pods[ns, "exec-before"].name == "before-pod"
 
@@ -113,7 +114,7 @@ def test_job_and_pod_events_reach_the_runtime_through_its_watches(
             await eventually(lambda: (ns, "after") not in store.jobs)
             assert all(p.name != "stranger" for p in store.pods.values())
         finally:
-            await runtime.stop()
+            await operator.stop()
             await operator.kube.close()
 
     asyncio.run(scenario())
@@ -129,9 +130,11 @@ def test_a_relist_reports_a_vanished_pod_with_its_execution(cluster: Cluster, ns
 
     async def scenario() -> None:
         watch = ListWatch(
-            Connection.from_api_client(load_api_client(str(cluster.kubeconfig))),
-            "/api/v1/pods",
-            record,
+            WatchClient(
+                Connection.from_api_client(load_api_client(str(cluster.kubeconfig))),
+                "/api/v1/pods",
+            ),
+            on_event=record,
             label_selector=LABEL_EXECUTION,
             remembered_label=LABEL_EXECUTION,
         )
@@ -139,7 +142,7 @@ def test_a_relist_reports_a_vanished_pod_with_its_execution(cluster: Cluster, ns
             await watch.relist()
             assert [(t, m["name"]) for t, m in events] == [("ADDED", "gone")]
             # Deleted while no watch ran (a watch that expired): only the next LIST can
-            # tell, and the runtime needs the execution label to forget the pod.
+            # tell, and the operator needs the execution label to forget the pod.
             delete_pod(cluster, ns, "gone")
             await watch.relist()
         finally:

@@ -18,8 +18,9 @@ from kubernetes import client
 from barbeque import metrics
 from barbeque.services.naming import execution_name
 from tests.support.aws import Aws
-from tests.support.operator import BUCKET, GROUP, OPERATOR_NAMESPACE, VERSION, App, wait_until
+from tests.support.operator import BUCKET, GROUP, OPERATOR_NAMESPACE, VERSION, App
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def test_a_message_runs_to_succeeded_with_logs_and_message_in_s3(app: App, aws: 
     assert env["BARBEQUE_QUEUE_NAME"] == app.queue
     assert env["BARBEQUE_RETRY_COUNT"] == "0"
 
-    assert wait_until(lambda: app.queue_depth() == 0 or None, 10, "SQS to be empty") is True
+    assert wait_until("SQS to be empty", lambda: app.queue_depth() == 0 or None, 10) is True
 
 
 def test_success_is_posted_to_slack_when_asked(app: App, slack: SlackRecorder) -> None:
@@ -124,7 +125,7 @@ def test_a_duplicate_delivery_creates_one_execution_and_one_job(app: App, aws: A
     app.set_queue(suspend=False)
 
     app.wait_phase(name, ("Succeeded",))
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the redelivered message to be deleted")
+    wait_until("the redelivered message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
     assert sample("barbeque_messages_duplicate_total", queue=app.queue) == duplicates_before + 1
     assert [e["metadata"]["name"] for e in app.executions()] == [name]
     assert [j.metadata.name for j in app.jobs()] == [name]
@@ -142,11 +143,11 @@ def test_the_message_is_deleted_only_after_its_execution_exists(app: App) -> Non
         },
     )
     wait_until(
+        "the quota to be active",
         lambda: (
             core.read_namespaced_resource_quota("no-executions", app.namespace).status.hard or None
         ),
         30,
-        "the quota to be active",
     )
     message_id = app.enqueue("hello", {"kept": True})
     name = execution_name(message_id)
@@ -157,7 +158,7 @@ def test_the_message_is_deleted_only_after_its_execution_exists(app: App) -> Non
 
     core.delete_namespaced_resource_quota("no-executions", app.namespace)
     app.wait_phase(name, ("Succeeded",), timeout=60)
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the message to be deleted")
+    wait_until("the message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
 
 
 def test_a_failing_pod_ends_failed_notifies_slack_and_retries_with_backoff(
@@ -204,9 +205,9 @@ def test_a_failing_pod_ends_failed_notifies_slack_and_retries_with_backoff(
 
     texts = [m["text"] for m in slack.wait_for(lambda m: m.get("channel") == "#failures")]
     wait_until(
+        "three failure posts",
         lambda: len([m for m in slack.messages("#failures")]) >= 3 or None,
         10,
-        "three failure posts",
     )
     texts = [m["text"] for m in slack.messages("#failures")]
     assert texts[0].startswith("*[FAILURE]* Failed to execute")
@@ -250,7 +251,7 @@ def test_the_concurrency_cap_leaves_messages_in_sqs(app: App) -> None:
         ]
 
     # While the first two run, the other four stay in SQS.
-    wait_until(lambda: len(app.executions()) == 2 or None, 30, "two executions")
+    wait_until("two executions", lambda: len(app.executions()) == 2 or None, 30)
     for _ in range(3):  # checked over a few receive rounds, well within the pods' 8 s
         assert len(app.executions()) == 2
         assert len(unfinished()) <= 2
@@ -295,7 +296,7 @@ def test_a_poison_message_becomes_an_error_record_and_the_operator_goes_on(app: 
     assert "ghost-app" in ghost["status"]["message"]
 
     app.wait_phase(execution_name(good), ("Succeeded",))
-    assert wait_until(lambda: app.queue_depth() == 0 or None, 20, "all messages deleted")
+    assert wait_until("all messages deleted", lambda: app.queue_depth() == 0 or None, 20)
     assert (
         sample("barbeque_messages_invalid_total", queue=app.queue, reason="InvalidMessage")
         >= invalid_before + 2
@@ -328,7 +329,7 @@ def test_a_cancelled_execution_stops_its_job(app: App) -> None:
     )
     cancelled = app.wait_phase(name, ("Failed",))
     assert cancelled["status"]["reason"] == "Cancelled"
-    wait_until(lambda: not app.jobs() or None, 30, "the Job to be deleted")
+    wait_until("the Job to be deleted", lambda: not app.jobs() or None, 30)
 
 
 def test_history_beyond_the_definitions_policy_is_deleted_and_kept_in_s3(
@@ -338,22 +339,22 @@ def test_history_beyond_the_definitions_policy_is_deleted_and_kept_in_s3(
     ids = [app.enqueue("hello", {"i": i}) for i in range(3)]
     for message_id in ids:
         wait_until(
+            f"{message_id} to finish",
             lambda m=message_id: (
                 app.execution(execution_name(m)) is None
                 or (app.execution(execution_name(m)) or {}).get("status", {}).get("phase")
                 == "Succeeded"
             ),
             60,
-            f"{message_id} to finish",
         )
     remaining = wait_until(
+        "history collection to keep one execution",
         lambda: (
             [e["metadata"]["name"] for e in app.executions()]
             if len(app.executions()) == 1
             else None
         ),
         30,
-        "history collection to keep one execution",
     )
     assert remaining[0] in {execution_name(m) for m in ids}
     for message_id in ids:

@@ -23,7 +23,8 @@ from barbeque.api.models import JobDefinition, JobExecution
 from barbeque.services import builders
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import EXIT_CODE_ANNOTATION
-from tests.support.operator import GROUP, VERSION, App, wait_until
+from tests.support.operator import GROUP, VERSION, App
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def finished_executions(app: App, count: int, timeout: float = 90) -> list[dict[
             return executions
         return None
 
-    return wait_until(done, timeout, f"{count} finished executions")
+    return wait_until(f"{count} finished executions", done, timeout)
 
 
 def test_a_message_whose_visibility_timeout_expires_is_recorded_once(app: App) -> None:
@@ -108,7 +109,7 @@ def test_a_message_whose_visibility_timeout_expires_is_recorded_once(app: App) -
     assert absent or time.monotonic() >= hidden_until, "recorded while still hidden"
     execution = app.wait_phase(execution_name(message_id), ("Succeeded",), timeout=60)
     assert execution["spec"]["messageId"] == message_id
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the message to be deleted")
+    wait_until("the message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
     time.sleep(6)  # one more visibility timeout: nothing comes back
     assert [e["metadata"]["name"] for e in app.executions()] == [execution_name(message_id)]
     assert [j.metadata.name for j in app.jobs()] == [execution_name(message_id)]
@@ -126,7 +127,7 @@ def test_a_batch_half_recorded_before_a_crash_ends_one_execution_per_message(app
     app.set_queue(suspend=False)
 
     executions = finished_executions(app, 6)
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "every message to be deleted")
+    wait_until("every message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
     time.sleep(6)
     executions = app.executions()
     assert sorted(e["spec"]["messageId"] for e in executions) == sorted(ids)
@@ -149,7 +150,7 @@ def test_a_crash_after_the_job_was_created_leaves_one_job(app: App) -> None:
 
     finished = app.wait_phase(execution_name(message_id), ("Succeeded",), timeout=60)
     assert finished["status"]["jobName"] == execution_name(message_id)
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the message to be deleted")
+    wait_until("the message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
     time.sleep(6)
     assert [e["metadata"]["name"] for e in app.executions()] == [execution_name(message_id)]
     jobs = app.jobs()
@@ -192,7 +193,7 @@ def test_a_crash_after_the_retry_was_created_keeps_one_retry(app: App) -> None:
     failed = app.wait_phase(root, ("Failed",), timeout=60)
     assert failed["status"]["retriedBy"] == f"{root}-retry-1"
     app.wait_phase(f"{root}-retry-1", ("Failed",), timeout=60)
-    wait_until(lambda: app.queue_depth() == 0 or None, 30, "the message to be deleted")
+    wait_until("the message to be deleted", lambda: app.queue_depth() == 0 or None, 30)
     time.sleep(3)
     assert sorted(e["metadata"]["name"] for e in app.executions()) == [root, f"{root}-retry-1"]
     assert sorted(j.metadata.name for j in app.jobs()) == [root, f"{root}-retry-1"]

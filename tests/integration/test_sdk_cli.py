@@ -17,8 +17,9 @@ import yaml
 from barbeque.sdk import AsyncClient, Client, NotFound, Unauthorized
 from tests.support import webapi_servers
 from tests.support.faults import HTTP, PASS, FaultProxy
+from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN, execution_body
-from tests.support.webapi_servers import App, Service, wait_until
+from tests.support.webapi_servers import App, Service
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ import pytest
 from barbeque.api import envelope
 from barbeque.services.naming import execution_name
 from tests.support import webapi_servers
+from tests.support.waiting import wait_until
 from tests.support.webapi import execution_body, queue_body
-from tests.support.webapi_servers import App, Service, wait_until
+from tests.support.webapi_servers import App, Service
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
-from tests.support.operator import App, cleanup_app, make_app
-from tests.support.reliability import OperatorProcess
-from tests.support.webapi_servers import Service, wait_until
+from tests.support.operator import App, OperatorProcess, application
+from tests.support.waiting import wait_until
+from tests.support.webapi_servers import Service
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,8 @@ operator_process = webapi_servers.operator_process
 
 @pytest.fixture
 def app(cluster: Cluster, aws: Aws, operator_process: OperatorProcess) -> Iterator[App]:
-    made = make_app(cluster, aws)
-    try:
+    with application(cluster, aws) as made:
         yield made
-    finally:
-        cleanup_app(made)
 
 
 FAIL = {"barbeque.dev/kwok-exit-code": "3"}

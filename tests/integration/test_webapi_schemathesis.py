@@ -28,10 +28,11 @@ from tests.cluster.harness import DURATION_ANNOTATION, EXIT_CODE_ANNOTATION, Clu
 from tests.support import webapi_servers
 from tests.support.aws import Aws
 from tests.support.operator import App as OperatorApp
-from tests.support.operator import cleanup_app, make_app
-from tests.support.reliability import OperatorProcess, record_figures
+from tests.support.operator import OperatorProcess, cleanup_app, make_app
+from tests.support.reliability import record_figures
+from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN
-from tests.support.webapi_servers import ROOT, App, Service, wait_until
+from tests.support.webapi_servers import ROOT, App, Service
 
 pytestmark = pytest.mark.integration
 

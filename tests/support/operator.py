@@ -1,4 +1,7 @@
-"""The operator running in-process (kopf's runner) against the real local servers.
+"""The operator against the real local servers: in-process (kopf's runner, the
+``operator`` fixture) or as its own process (``OperatorProcess``, as it ships: a test can
+start, SIGKILL, SIGTERM and start it again, with one log across its lives and its
+``/metrics`` read back).
 
 Tests talk to the same things a user does: SQS (moto's server) to enqueue, the
 Kubernetes API to read JobExecutions and Jobs, S3 for logs, the Slack recorder.
@@ -9,22 +12,29 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from barbeque.adapters.kube import load_api_client
 from barbeque.config import get_settings
 from tests.cluster.harness import Cluster
-from tests.support.aws import Aws
+from tests.support import samples
+from tests.support.aws import CREDENTIALS, REGION, Aws, free_port
 from tests.support.slack import SlackRecorder
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
@@ -32,19 +42,9 @@ OPERATOR_NAMESPACE = "barbeque-system"
 BUCKET = "barbeque-logs"
 T = TypeVar("T")
 
-
-def wait_until(fn: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-        except AssertionError as exc:
-            value, last = None, exc
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last}")
+# Executions must stay countable for the whole test: keep history garbage collection (when
+# the operator has it) from deleting any of them.
+NO_HISTORY_GC = {"BARBEQUE_HISTORY_TTL_SECONDS": "604800", "BARBEQUE_HISTORY_KEEP": "1000000"}
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,9 @@ def crds(cluster: Cluster) -> None:
     cluster.create_namespace(OPERATOR_NAMESPACE)
 
 
-def operator_env(cluster: Cluster, aws: Aws, slack: SlackRecorder, **extra: str) -> dict[str, str]:
+def in_process_env(
+    cluster: Cluster, aws: Aws, slack: SlackRecorder, **extra: str
+) -> dict[str, str]:
     return {
         "KUBECONFIG": str(cluster.kubeconfig),
         "BARBEQUE_NAMESPACE": OPERATOR_NAMESPACE,
@@ -86,7 +88,7 @@ def operator(cluster: Cluster, aws: Aws, slack: SlackRecorder, crds: None) -> It
     Module scope, so that it is gone before another module runs an operator of its own:
     two operators would both drain every queue.
     """
-    os.environ.update(operator_env(cluster, aws, slack))
+    os.environ.update(in_process_env(cluster, aws, slack))
     get_settings.cache_clear()
     runner = KopfRunner(
         ["run", "--all-namespaces", "--standalone", "-m", "barbeque.handlers"], timeout=60
@@ -112,17 +114,7 @@ class App:
         return client.CustomObjectsApi(self.api)
 
     def define(self, name: str, **spec: Any) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "JobDefinition",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {
-                "image": "busybox:1.36",
-                "queue": self.queue,
-                "command": ["echo", "hi"],
-                **spec,
-            },
-        }
+        body = samples.definition(self.namespace, name, self.queue, **spec)
         result: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "jobdefinitions", body
         )
@@ -177,7 +169,7 @@ class App:
                 return execution
             return None
 
-        return wait_until(reached, timeout, f"execution {name} to reach {phases}")
+        return wait_until(f"execution {name} to reach {phases}", reached, timeout)
 
     def queue_depth(self) -> int:
         attributes = self.aws.sqs().get_queue_attributes(
@@ -199,7 +191,7 @@ class App:
             queue = self.custom.get_cluster_custom_object(GROUP, VERSION, "jobqueues", self.queue)
             return (queue.get("status") or {}).get("observedGeneration") == generation or None
 
-        wait_until(observed, 30, f"JobQueue {self.queue} generation {generation} observed")
+        wait_until(f"JobQueue {self.queue} generation {generation} observed", observed, 30)
 
 
 def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:
@@ -210,21 +202,27 @@ def make_app(cluster: Cluster, aws: Aws, **queue_spec: Any) -> App:
     api = load_api_client(str(cluster.kubeconfig))
     sqs = aws.sqs()
     queue_url = sqs.create_queue(QueueName=f"Barbeque-{queue}")["QueueUrl"]
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "JobQueue",
-        "metadata": {"name": queue},
-        "spec": {"receiveWaitSeconds": 1, "visibilityTimeoutSeconds": 5, **queue_spec},
-    }
+    body = samples.queue(
+        queue, **{"receiveWaitSeconds": 1, "visibilityTimeoutSeconds": 5, **queue_spec}
+    )
     client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, "jobqueues", body)
     return App(cluster, aws, namespace, queue, queue_url, api)
 
 
+@contextlib.contextmanager
+def application(cluster: Cluster, aws: Aws, **queue_spec: Any) -> Iterator[App]:
+    """``make_app`` for the block, then its JobQueue and namespace are deleted."""
+    made = make_app(cluster, aws, **queue_spec)
+    try:
+        yield made
+    finally:
+        cleanup_app(made)
+
+
 @pytest.fixture
 def app(cluster: Cluster, aws: Aws, operator: KopfRunner) -> Iterator[App]:
-    made = make_app(cluster, aws)
-    yield made
-    cleanup_app(made)
+    with application(cluster, aws) as made:
+        yield made
 
 
 def cleanup_app(made: App) -> None:
@@ -232,3 +230,190 @@ def cleanup_app(made: App) -> None:
         made.custom.delete_cluster_custom_object(GROUP, VERSION, "jobqueues", made.queue)
     made.cluster.delete_namespace(made.namespace)
     made.api.close()
+
+
+# -- the operator as its own process ------------------------------------------------------
+
+
+def operator_env(
+    kubeconfig: Path,
+    namespace: str,
+    sqs_url: str,
+    s3_url: str,
+    slack_url: str = "",
+    slack_token: str = "",
+    **extra: str,
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "KUBECONFIG": str(kubeconfig),
+        "BARBEQUE_NAMESPACE": namespace,
+        "BARBEQUE_AWS_REGION": REGION,
+        "BARBEQUE_SQS_ENDPOINT_URL": sqs_url,
+        "BARBEQUE_S3_ENDPOINT_URL": s3_url,
+        "BARBEQUE_S3_BUCKET": BUCKET,
+        "BARBEQUE_S3_CREATE_BUCKET": "true",
+        **NO_HISTORY_GC,
+        **extra,
+    }
+    for key in ("BARBEQUE_SLACK_TOKEN", "BARBEQUE_SLACK_API_URL", "BARBEQUE_LEADER_ELECTION"):
+        if key not in extra:
+            env.pop(key, None)
+    if slack_token:
+        env["BARBEQUE_SLACK_TOKEN"] = slack_token
+        env["BARBEQUE_SLACK_API_URL"] = slack_url
+    return env
+
+
+@dataclass
+class OperatorProcess:
+    """One operator; ``start`` again after ``kill`` or ``terminate`` (new ports each life).
+
+    ``module``: what ``python -m`` runs (the benchmarks' ``bench.traced_operator`` wraps
+    the operator); ``cwd`` and ``preexec_fn`` go to ``subprocess.Popen``.
+    """
+
+    env: dict[str, str]
+    log: Path
+    verbose: bool = False
+    module: str = "barbeque"
+    cwd: Path | None = None
+    preexec_fn: Callable[[], None] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic() of the current life's start
+    metrics_port: int = 0
+    health_port: int = 0
+    lives: int = 0
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, wait: bool = True, timeout: float = 90.0) -> OperatorProcess:
+        assert not self.alive(), "already running"
+        self.metrics_port, self.health_port = free_port(), free_port()
+        env = {**self.env, "BARBEQUE_METRICS_PORT": str(self.metrics_port)}
+        self.lives += 1
+        args = [sys.executable, "-m", self.module, "operator"]
+        args += ["--liveness", f"http://127.0.0.1:{self.health_port}/healthz"]
+        if self.verbose:
+            args.append("--verbose")
+        with self.log.open("ab") as out:
+            out.write(f"\n===== life {self.lives} at {time.time():.3f} =====\n".encode())
+            out.flush()
+            self.started_at = time.monotonic()
+            self.process = subprocess.Popen(
+                args,
+                env=env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.preexec_fn,
+            )
+        self.pids.append(self.process.pid)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"the operator exited: {self.tail()}")
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+                ) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_until("the operator's liveness endpoint", ready, timeout)
+        # Liveness answers before the start-up handler has primed the store; /metrics
+        # is served from inside that handler, so it answering means "started".
+        wait_until("the operator's /metrics", lambda: self._metrics_text() is not None, timeout)
+
+    def life_log(self) -> str:
+        """The log of the current (or last) life only."""
+        return self.log_text().rsplit("===== life", 1)[-1]
+
+    def wait_log(self, text: str, timeout: float = 90.0) -> None:
+        """Wait until the current life has logged ``text``."""
+
+        def logged() -> bool:
+            if not self.alive():
+                raise AssertionError(f"the operator exited: {self.tail()}")
+            return text in self.life_log()
+
+        wait_until(f"the operator to log {text!r}", logged, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as when a node dies or the OOM killer strikes."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def terminate(self, timeout: float = 30.0) -> tuple[int | None, float]:
+        """SIGTERM; returns (exit code or None if it outlived ``timeout``, seconds taken)."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - started
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        code, _ = self.terminate(30)
+        if code is None:
+            self.kill()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+    def _metrics_text(self) -> str | None:
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    def metrics_text(self) -> str:
+        text = self._metrics_text()
+        assert text is not None, f"/metrics of the operator does not answer: {self.tail()}"
+        return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples called ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+@contextlib.contextmanager
+def running(operator: OperatorProcess, wait: bool = True) -> Iterator[OperatorProcess]:
+    operator.start(wait=wait)
+    try:
+        yield operator
+    finally:
+        operator.stop()

@@ -1,4 +1,4 @@
-"""Builders and fakes for the Web API and console tests.
+"""Builders for the Web API and console tests: sample objects and the app over a backend.
 
 Objects are plain dicts shaped like what the API server returns, so the same builders feed
 the in-memory cache of unit tests and ``kubectl apply`` in integration tests.
@@ -7,38 +7,36 @@ the in-memory cache of unit tests and ``kubectl apply`` in integration tests.
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from barbeque.adapters.sqs import QueueStats
+from fastapi import FastAPI
+
 from barbeque.api.models import API_VERSION, LABEL_MESSAGE_ID
 from barbeque.services import naming
-from barbeque_dashboard.adapters import Review
+from barbeque_dashboard.app import create_app
+from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.services import Backend
+from barbeque_dashboard.settings import DashboardSettings
+from tests.support import samples
 
 TOKEN = "test-token-0123456789"
 _rv = itertools.count(1)
 
 
 def queue_body(name: str = "default", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobQueue",
-        "metadata": {"name": name, "resourceVersion": str(next(_rv))},
-        "spec": spec,
-    }
+    body = samples.queue(name, **spec)
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    return body
 
 
 def definition_body(
     application: str, job: str, queue: str = "default", **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "JobDefinition",
-        "metadata": {"name": job, "namespace": application, "resourceVersion": str(next(_rv))},
-        "spec": {"queue": queue, "image": "busybox:1.36", "command": ["echo", "hi"], **spec},
-    }
+    body = samples.definition(application, job, queue, **spec)
+    body["metadata"]["resourceVersion"] = str(next(_rv))
+    return body
 
 
 def execution_body(
@@ -115,64 +113,12 @@ def ago(**kwargs: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(**kwargs)
 
 
-class FakeSqs:
-    """Records what would be sent; queue URLs are made up from names."""
-
-    def __init__(self, missing: set[str] | None = None) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.missing = missing or set()
-
-    async def queue_url(self, name: str) -> str:
-        from barbeque.adapters.sqs import QueueMissing
-
-        if name in self.missing:
-            raise QueueMissing(f"no queue {name}")
-        return f"https://sqs.test/000000000000/{name}"
-
-    async def send(self, url: str, body: str, delay_seconds: int = 0) -> str:
-        message_id = str(uuid.uuid4())
-        self.sent.append(
-            {"url": url, "body": json.loads(body), "delay": delay_seconds, "id": message_id}
-        )
-        return message_id
-
-    async def stats(self, url: str) -> QueueStats:
-        return QueueStats(visible=len(self.sent), in_flight=0, delayed=0)
-
-    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
-        return {}
-
-    async def url_for_arn(self, arn: str) -> str:
-        return await self.queue_url(arn.split(":")[-1])
-
-
-class FakeS3:
-    bucket = "barbeque"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, str] = {}
-
-    async def get_text(self, key: str) -> str | None:
-        return self.objects.get(key)
-
-
-class FakeKube:
-    def __init__(self) -> None:
-        self.cancelled: list[tuple[str, str]] = []
-        self.reviews: dict[str, Review] = {}
-        self.review_calls = 0
-
-    async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
-        self.cancelled.append((namespace, name))
-        return {}
-
-    async def review(
-        self, token: str, *, verb: str, resource: str, namespace: str | None, group: str = ""
-    ) -> Review:
-        self.review_calls += 1
-        review = self.reviews.get(token)
-        if review is None:
-            return Review(authenticated=False, reason="unknown token")
-        if review.authenticated and namespace not in (None, "allowed"):
-            return Review(True, review.user, False, "RBAC: no rule")
-        return review
+def web_app(backend: Backend, *, reviewer: Any = None, **settings: Any) -> FastAPI:
+    """The Web API and console over ``backend``: ``settings`` are DashboardSettings fields,
+    whose static tokens (``api_tokens``) are the ones accepted besides ``reviewer``'s."""
+    config = DashboardSettings(**settings)
+    return create_app(
+        backend=backend,
+        authenticator=Authenticator(config.static_tokens(), reviewer=reviewer),
+        settings=config,
+    )

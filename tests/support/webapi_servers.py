@@ -13,9 +13,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,24 +24,13 @@ import pytest
 
 from tests.cluster.harness import ApiError, Cluster, free_port
 from tests.support.aws import CREDENTIALS, REGION, Aws
-from tests.support.operator import OPERATOR_NAMESPACE
-from tests.support.reliability import OperatorProcess, operator_env
+from tests.support.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
+from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "barbeque-webapi"
 GROUP_PATH = "/apis/barbeque.dev/v1alpha1"
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -73,18 +73,17 @@ async def test_a_retried_startup_closes_the_failed_operators_connections(
 ) -> None:
     built: list[Any] = []
 
-    class Runtime:
-        async def prime(self) -> None:
-            raise RuntimeError("the API server is not there yet")
-
     class Kube:
         closed = False
 
         async def close(self) -> None:
             self.closed = True
 
+    async def start() -> None:
+        raise RuntimeError("the API server is not there yet")
+
     def build_operator(config: Settings) -> Any:
-        operator = SimpleNamespace(kube=Kube(), runtime=Runtime())
+        operator = SimpleNamespace(kube=Kube(), start=start)
         built.append(operator)
         return operator
 

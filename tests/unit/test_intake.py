@@ -3,104 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import copy
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from barbeque.adapters.kube import (
-    AlreadyExists,
     Conflict,
-    Invalid,
-    KubeError,
-    NotFound,
-    TransientError,
 )
-from barbeque.adapters.sqs import Message, QueueStats
+from barbeque.adapters.sqs import Message
 from barbeque.api.models import JobQueue
-from barbeque.services.intake import Intake, Poller
+from barbeque.controller.workqueue import WorkQueue
+from barbeque.services.intake import Intake, Outcome
+from barbeque.services.poller import Poller
 from barbeque.services.store import Store
-from barbeque.services.workqueue import WorkQueue
+from tests.support.fakes import FakeKube, FakeSqs
 
-pytestmark = pytest.mark.unit
-
-
-class FakeKube:
-    def __init__(self, namespaces: set[str]) -> None:
-        self.namespaces = namespaces
-        self.created: dict[tuple[str, str], dict[str, Any]] = {}
-        self.fail_next = 0
-        self.failure: KubeError = TransientError("503 Service Unavailable", 503)
-        # Bodies the API server refuses (400/422); like the real one, it decodes and
-        # validates a body before it looks for the namespace.
-        self.refuses: Callable[[dict[str, Any]], bool] = lambda body: False
-        self.attempts: list[tuple[str, str]] = []
-        # Creates wait here while it is clear: the API server is slow.
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.waiting = 0
-        self.most_waiting = 0
-
-    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.waiting += 1
-        self.most_waiting = max(self.most_waiting, self.waiting)
-        try:
-            await self.gate.wait()
-        finally:
-            self.waiting -= 1
-        if self.fail_next:
-            self.fail_next -= 1
-            raise self.failure
-        meta = body["metadata"]
-        self.attempts.append((meta["namespace"], meta["name"]))
-        if self.refuses(body):
-            raise Invalid("400 BadRequest: the body could not be decoded", 400)
-        if meta["namespace"] not in self.namespaces:
-            raise NotFound("namespace not found", 404)
-        key = (meta["namespace"], meta["name"])
-        if key in self.created:
-            raise AlreadyExists("exists", 409)
-        created = copy.deepcopy(body)
-        created["metadata"]["resourceVersion"] = str(len(self.created) + 1)
-        self.created[key] = created
-        return created
-
-    async def patch_execution_status(self, *args: Any) -> dict[str, Any]:
-        raise AssertionError("intake does not write status")
-
-    async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        pass
-
-
-class FakeSqs:
-    def __init__(self, queued: list[Message] | None = None) -> None:
-        self.queued = list(queued or [])
-        self.deleted: list[str] = []
-        self.asked: list[int] = []  # max_messages of each receive that returned messages
-        self.deleting = 0
-        self.most_deleting = 0
-
-    async def receive(
-        self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
-    ) -> list[Message]:
-        if not self.queued:
-            await asyncio.sleep(0.01)  # a (short) long poll that finds nothing
-            return []
-        batch, self.queued = self.queued[:max_messages], self.queued[max_messages:]
-        self.asked.append(max_messages)
-        return batch
-
-    async def delete_batch(self, url: str, receipts: list[str]) -> list[str]:
-        self.deleting += 1
-        self.most_deleting = max(self.most_deleting, self.deleting)
-        await asyncio.sleep(0.001)
-        self.deleting -= 1
-        self.deleted.extend(receipts)
-        return []
-
-    async def stats(self, url: str) -> QueueStats:
-        return QueueStats(0, 0, 0)
+# The event loop runs on a fake clock (looptime): the sleeps of the fakes and the waits
+# below take no real time.
+pytestmark = [pytest.mark.unit, pytest.mark.looptime]
 
 
 def queue(**spec: Any) -> JobQueue:
@@ -117,8 +37,12 @@ def setup(
     store = Store()
     kube = FakeKube({"blog", "barbeque-system"})
     sqs = FakeSqs(queued)
-    intake = Intake(store, kube, "barbeque-system", on_created=lambda key: None)
-    poller = Poller(queue(**spec), sqs, intake, store, kube)  # type: ignore[arg-type]
+    intake = Intake(
+        store=store, kube=kube, operator_namespace="barbeque-system", on_created=lambda key: None
+    )
+    poller = Poller(
+        queue(**spec), sqs=sqs, intake=intake, store=store, kube=kube, capacity=asyncio.Event()
+    )  # type: ignore[arg-type]
     poller.url = "http://sqs/default"
     return poller, kube, sqs, store
 
@@ -129,7 +53,7 @@ GOOD = '{"Type":"JobExecution","Application":"blog","Job":"notify","Message":{"a
 async def test_a_message_is_recorded_then_deleted() -> None:
     poller, kube, sqs, store = setup()
     [result] = await poller.handle([message(GOOD)])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     assert ("blog", "id-1") in kube.created
     assert sqs.deleted == ["receipt-id-1"]
     assert store.active_by_queue["default"] == 1
@@ -139,7 +63,7 @@ async def test_a_redelivered_message_is_deleted_and_creates_nothing() -> None:
     poller, kube, sqs, _ = setup()
     await poller.handle([message(GOOD)])
     [again] = await poller.handle([message(GOOD)])
-    assert again.outcome == "duplicate"
+    assert again.outcome is Outcome.DUPLICATE
     assert len(kube.created) == 1
     assert sqs.deleted == ["receipt-id-1", "receipt-id-1"]
 
@@ -148,7 +72,7 @@ async def test_an_api_outage_keeps_the_message_in_sqs() -> None:
     poller, kube, sqs, _ = setup()
     kube.fail_next = 1
     [result] = await poller.handle([message(GOOD)])
-    assert result.outcome == "failed"
+    assert result.outcome is Outcome.FAILED
     assert sqs.deleted == []
     assert kube.created == {}
 
@@ -160,11 +84,11 @@ async def test_a_conflict_on_create_keeps_the_message_and_the_next_delivery_reco
     kube.fail_next = 1
     kube.failure = Conflict("409 Conflict: the object has been modified", 409)
     [result] = await poller.handle([message(GOOD)])
-    assert result.outcome == "failed"
+    assert result.outcome is Outcome.FAILED
     assert sqs.deleted == []
     assert kube.created == {}
     [again] = await poller.handle([message(GOOD)])
-    assert again.outcome == "created"
+    assert again.outcome is Outcome.CREATED
     assert list(kube.created) == [("blog", "id-1")]
     assert sqs.deleted == ["receipt-id-1"]
 
@@ -172,7 +96,7 @@ async def test_a_conflict_on_create_keeps_the_message_and_the_next_delivery_reco
 async def test_unreadable_json_becomes_an_error_record_in_the_operator_namespace() -> None:
     poller, kube, sqs, _ = setup()
     [result] = await poller.handle([message("{oops")])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     record = kube.created[("barbeque-system", "id-1")]
     assert record["spec"]["invalidReason"].startswith("InvalidJSON: the message body is not JSON")
     assert record["spec"]["rawMessage"] == "{oops"
@@ -182,7 +106,7 @@ async def test_unreadable_json_becomes_an_error_record_in_the_operator_namespace
 async def test_with_a_dead_letter_queue_a_message_naming_no_application_stays_for_redrive() -> None:
     poller, kube, sqs, _ = setup(deadLetterQueue={"queueName": "dlq", "maxReceiveCount": 3})
     [result] = await poller.handle([message("{oops")])
-    assert result.outcome == "deferred"
+    assert result.outcome is Outcome.DEFERRED
     assert kube.created == {}
     assert sqs.deleted == []
 
@@ -191,7 +115,7 @@ async def test_an_unknown_application_is_recorded_in_the_operator_namespace() ->
     poller, kube, _, _ = setup()
     body = '{"Type":"JobExecution","Application":"ghost","Job":"j","Message":1}'
     [result] = await poller.handle([message(body)])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     record = kube.created[("barbeque-system", "id-1")]
     assert record["spec"]["application"] == "ghost"
     assert "no namespace 'ghost'" in record["spec"]["invalidReason"]
@@ -210,7 +134,7 @@ async def test_a_message_the_api_server_refuses_is_an_error_in_its_applications_
     poller, kube, sqs, _ = setup()
     kube.refuses = holds_refused
     [result] = await poller.handle([message(REFUSED)])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     assert list(kube.created) == [("blog", "id-1")]
     record = kube.created[("blog", "id-1")]
     assert record["spec"]["invalidReason"].startswith("RejectedMessage: the API server refused")
@@ -225,7 +149,7 @@ async def test_a_refused_message_of_an_unknown_application_is_an_error_in_the_op
     poller, kube, _, _ = setup()
     kube.refuses = holds_refused
     [result] = await poller.handle([message(REFUSED.replace('"blog"', '"ghost"'))])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     assert list(kube.created) == [("barbeque-system", "id-1")]
     record = kube.created[("barbeque-system", "id-1")]
     assert record["spec"]["invalidReason"].startswith("UnknownApplication: application 'ghost'")
@@ -235,7 +159,7 @@ async def test_an_error_record_the_applications_namespace_refuses_goes_to_the_op
     poller, kube, sqs, _ = setup()
     kube.refuses = lambda body: body["metadata"]["namespace"] == "blog"
     [result] = await poller.handle([message(GOOD)])
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     assert kube.attempts == [("blog", "id-1"), ("blog", "id-1"), ("barbeque-system", "id-1")]
     record = kube.created[("barbeque-system", "id-1")]
     assert record["spec"]["invalidReason"].startswith("RejectedMessage")
@@ -247,7 +171,7 @@ async def test_an_error_record_refused_everywhere_stays_in_sqs() -> None:
     poller, kube, sqs, _ = setup()
     kube.refuses = lambda body: True
     [result] = await poller.handle([message(GOOD)])
-    assert result.outcome == "deferred"
+    assert result.outcome is Outcome.DEFERRED
     assert kube.created == {}
     assert len(kube.attempts) == 3
     assert sqs.deleted == []
@@ -257,7 +181,7 @@ async def test_without_the_operators_namespace_a_message_stays_in_sqs_after_one_
     poller, kube, sqs, _ = setup()
     kube.namespaces.clear()
     [result] = await poller.handle([message("{oops")])
-    assert result.outcome == "failed"
+    assert result.outcome is Outcome.FAILED
     assert kube.attempts == [("barbeque-system", "id-1")]
     assert sqs.deleted == []
 
@@ -268,7 +192,7 @@ async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:
     [result] = await poller.handle(
         [message('{"Type":"JobRetry","RetryMessageId":"first"}', "second")]
     )
-    assert result.outcome == "created"
+    assert result.outcome is Outcome.CREATED
     child = kube.created[("blog", "second")]
     assert child["spec"]["attempt"] == 1
     assert child["spec"]["retryOf"] == "first"
@@ -335,7 +259,14 @@ async def test_messages_still_being_recorded_count_against_the_cap() -> None:
 async def test_two_pollers_of_one_queue_share_its_cap() -> None:
     # A restart can overlap the old poller with its successor for a moment.
     first, kube, sqs, store = setup(backlog(40), maxConcurrentExecutions=15)
-    second = Poller(first.queue, sqs, first.intake, store, kube)  # type: ignore[arg-type]
+    second = Poller(
+        first.queue,
+        sqs=sqs,  # type: ignore[arg-type]
+        intake=first.intake,
+        store=store,
+        kube=kube,
+        capacity=first.capacity,
+    )
     second.url = first.url
     kube.gate.clear()
     running = [asyncio.create_task(p.run()) for p in (first, second)]

@@ -26,7 +26,8 @@ from barbeque.adapters.kube import (
     NotFound,
     TransientError,
 )
-from barbeque.adapters.watch import ListWatch
+from barbeque.adapters.watch import WatchClient
+from barbeque.controller.listwatch import ListWatch
 from barbeque.metrics import REGISTRY
 
 pytestmark = pytest.mark.unit
@@ -229,7 +230,9 @@ async def test_a_watch_refused_with_401_reads_the_credentials_again(server: Any)
         (401, status(401, "Unauthorized")),
         (200, json.dumps({"items": [], "metadata": {"resourceVersion": "7"}})),
     ]
-    watch = ListWatch(kube.connection, "/api/v1/pods", on_event=lambda kind, body: None)
+    watch = ListWatch(
+        WatchClient(kube.connection, "/api/v1/pods"), on_event=lambda kind, body: None
+    )
 
     def listed(code: str) -> float:
         labels = {"call": "list_pods", "code": code}

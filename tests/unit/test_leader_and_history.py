@@ -10,8 +10,8 @@ import pytest
 
 from barbeque.adapters.kube import AlreadyExists, Conflict
 from barbeque.api.models import JobDefinition
+from barbeque.controller.leader import LeaderElector
 from barbeque.services.history import Record, select_expired
-from barbeque.services.leader import LeaderElector
 
 pytestmark = pytest.mark.unit
 

@@ -11,13 +11,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from barbeque import metrics
-from barbeque.services.workqueue import WorkQueue
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
+from barbeque.controller.workqueue import WorkQueue
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
-from tests.support.webapi import TOKEN, FakeKube, FakeS3, FakeSqs, definition_body, queue_body
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
+from tests.support.webapi import TOKEN, definition_body, queue_body, web_app
 
 pytestmark = pytest.mark.unit
 
@@ -151,13 +149,8 @@ def console_client() -> TestClient:
     cache.replace("jobqueues", [queue_body("default")])
     cache.replace("jobdefinitions", [definition_body("shop", "SendMail")])
     cache.replace("jobexecutions", [])
-    settings = DashboardSettings(public_reads=True, api_tokens=TOKEN)
-    app = create_app(
-        backend=Backend(cache, FakeSqs(), FakeS3(), FakeKube(), console_url=None),
-        authenticator=Authenticator(settings.static_tokens()),
-        settings=settings,
-    )
-    return TestClient(app)
+    backend = Backend(cache, FakeSqs(), FakeS3(), FakeKube(), console_url=None)
+    return TestClient(web_app(backend, public_reads=True, api_tokens=TOKEN))
 
 
 def test_the_console_counts_requests_by_route_template() -> None:

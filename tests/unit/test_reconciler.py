@@ -6,17 +6,16 @@ against the real API server, SQS, S3 and Slack.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from barbeque.adapters.kube import AlreadyExists, Invalid
 from barbeque.services.notifications import Notifier
 from barbeque.services.reconciler import Reconciler, Requeue
 from barbeque.services.store import Store
+from tests.support.fakes import FakeKube, FakeS3, FakeSlack
 
 pytestmark = pytest.mark.unit
 
@@ -24,82 +23,18 @@ NS = "blog"
 _rv = itertools.count(2)  # "1" is what World.receive stores
 
 
-class FakeKube:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.executions: dict[str, dict[str, Any]] = {}
-        self.writes: list[str] = []
-        self.reject_jobs = False
-
-    async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        name = body["metadata"]["name"]
-        if name in self.executions:
-            raise AlreadyExists("exists", 409)
-        self.writes.append(f"create execution {name}")
-        created = copy.deepcopy(body)
-        created["metadata"].update(uid=f"uid-{name}", resourceVersion=str(next(_rv)))
-        self.executions[name] = created
-        return created
-
-    async def patch_execution_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any]:
-        self.writes.append(f"status {name} {status.get('phase', '-')}")
-        current = self.store.executions[(namespace, name)].model_dump(
-            by_alias=True, mode="json", exclude_none=True
-        )
-        current.setdefault("status", {}).update({k: v for k, v in status.items() if v is not None})
-        current["metadata"]["resourceVersion"] = str(next(_rv))
-        return current
-
-    async def create_job(self, body: dict[str, Any]) -> None:
-        if self.reject_jobs:
-            raise Invalid("422 Invalid: spec.template.spec.containers[0].image: Required", 422)
-        name = body["metadata"]["name"]
-        if name in self.jobs:
-            raise AlreadyExists("exists", 409)
-        self.writes.append(f"create job {name}")
-        self.jobs[name] = body
-
-    async def delete_job(self, namespace: str, name: str) -> None:
-        self.writes.append(f"delete job {name}")
-        self.jobs.pop(name, None)
-
-    async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
-        return f"log of {pod}\n"
-
-
-class FakeS3:
-    bucket = "logs"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, str] = {}
-        self.down = False
-        self.refused: set[str] = set()  # key suffixes whose PUT fails
-
-    async def put_text(self, key: str, text: str, content_type: str = "text/plain") -> None:
-        if self.down or any(key.endswith(suffix) for suffix in self.refused):
-            raise OSError("S3 is down")
-        self.objects[key] = text
-
-
-class FakeSlack:
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, str, str]] = []
-
-    async def post(self, channel: str, text: str, color: str) -> None:
-        self.posts.append((channel, text, color))
-
-
 class World:
     def __init__(self) -> None:
         self.store = Store()
-        self.kube = FakeKube(self.store)
-        self.s3 = FakeS3()
+        self.kube = FakeKube(store=self.store, versions=_rv)
+        self.s3 = FakeS3("logs")
         self.slack = FakeSlack()
         self.reconciler = Reconciler(
-            self.store, self.kube, self.s3, Notifier(self.slack, attempts=1), "http://console"
+            store=self.store,
+            kube=self.kube,
+            s3=self.s3,
+            notifier=Notifier(self.slack, attempts=1),
+            console_url="http://console",
         )
 
     def define(self, name: str = "notify", **spec: Any) -> None:

@@ -8,19 +8,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from barbeque_dashboard.adapters import Review
-from barbeque_dashboard.app import create_app
 from barbeque_dashboard.auth import Action, Authenticator, bearer
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 from tests.support.webapi import (
     TOKEN,
-    FakeKube,
-    FakeS3,
-    FakeSqs,
     definition_body,
     execution_body,
     queue_body,
+    web_app,
 )
 
 pytestmark = pytest.mark.unit
@@ -53,11 +50,11 @@ def client(kube: FakeKube) -> Iterator[TestClient]:
         "jobdefinitions", [definition_body("allowed", "J"), definition_body("other", "J")]
     )
     cache.replace("jobexecutions", [execution_body("other", "J", "theirs", phase="Failed")])
-    settings = DashboardSettings(public_reads=False, api_tokens=f"{TOKEN}, second-token")
-    app = create_app(
-        backend=Backend(cache, FakeSqs(), FakeS3(), kube),
-        authenticator=Authenticator(settings.static_tokens(), reviewer=kube),
-        settings=settings,
+    app = web_app(
+        Backend(cache, FakeSqs(), FakeS3(), kube),
+        reviewer=kube,
+        public_reads=False,
+        api_tokens=f"{TOKEN}, second-token",
     )
     with TestClient(app) as test_client:
         yield test_client

@@ -8,20 +8,16 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 from tests.support.webapi import (
     TOKEN,
-    FakeKube,
-    FakeS3,
-    FakeSqs,
     ago,
     definition_body,
     execution_body,
     queue_body,
+    web_app,
 )
 
 pytestmark = pytest.mark.unit
@@ -73,12 +69,8 @@ class Console:
         executions[-1]["spec"]["notBefore"] = "2099-01-01T00:00:00Z"
         self.cache.replace("jobexecutions", executions)
         self.s3.objects["shop/SendMail/with-logs/stdout.txt"] = "line one\nboom: it failed\n"
-        settings = DashboardSettings(public_reads=True, api_tokens=TOKEN)
-        self.app = create_app(
-            backend=Backend(self.cache, self.sqs, self.s3, FakeKube()),
-            authenticator=Authenticator(settings.static_tokens()),
-            settings=settings,
-        )
+        backend = Backend(self.cache, self.sqs, self.s3, FakeKube())
+        self.app = web_app(backend, public_reads=True, api_tokens=TOKEN)
 
 
 @pytest.fixture

@@ -12,20 +12,16 @@ from fastapi.testclient import TestClient
 
 from barbeque.api import envelope
 from barbeque.api.models import Phase
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 from tests.support.webapi import (
     TOKEN,
-    FakeKube,
-    FakeS3,
-    FakeSqs,
     ago,
     definition_body,
     execution_body,
     queue_body,
+    web_app,
 )
 
 pytestmark = pytest.mark.unit
@@ -43,12 +39,7 @@ class World:
         self.cache.replace("jobdefinitions", [definition_body("shop", "SendMail")])
         self.cache.replace("jobexecutions", [])
         backend = Backend(self.cache, self.sqs, self.s3, self.kube, console_url=None)
-        settings = DashboardSettings(public_reads=public_reads, api_tokens=TOKEN)
-        self.app = create_app(
-            backend=backend,
-            authenticator=Authenticator(settings.static_tokens()),
-            settings=settings,
-        )
+        self.app = web_app(backend, public_reads=public_reads, api_tokens=TOKEN)
 
     def add(self, body: dict[str, Any]) -> dict[str, Any]:
         self.cache.apply("jobexecutions", "ADDED", body)

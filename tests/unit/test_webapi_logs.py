@@ -8,20 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from barbeque.adapters.kube import KubeError
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
-from tests.support.webapi import (
-    TOKEN,
-    FakeKube,
-    FakeS3,
-    FakeSqs,
-    definition_body,
-    execution_body,
-    queue_body,
-)
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
+from tests.support.webapi import TOKEN, definition_body, execution_body, queue_body, web_app
 
 pytestmark = pytest.mark.unit
 
@@ -49,14 +39,8 @@ class World:
         self.cache.replace("jobqueues", [queue_body("default")])
         self.cache.replace("jobdefinitions", [definition_body("shop", "SendMail")])
         self.cache.replace("jobexecutions", [])
-        settings = DashboardSettings(public_reads=False, api_tokens=TOKEN)
-        self.client = TestClient(
-            create_app(
-                backend=Backend(self.cache, FakeSqs(), self.s3, self.kube, console_url=None),
-                authenticator=Authenticator(settings.static_tokens()),
-                settings=settings,
-            )
-        )
+        backend = Backend(self.cache, FakeSqs(), self.s3, self.kube, console_url=None)
+        self.client = TestClient(web_app(backend, public_reads=False, api_tokens=TOKEN))
 
     def add(self, body: dict[str, Any], **status: Any) -> None:
         body.setdefault("status", {}).update(status)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from typing import Any, ClassVar
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
+from barbeque.adapters.watch import Expired
 from barbeque.api.models import JobExecution
 from barbeque_dashboard import status as words
-from barbeque_dashboard.cache import Cache, Watcher
+from barbeque_dashboard.cache import KINDS, Cache, build_watches
 from tests.support.webapi import ago, execution_body
 
 pytestmark = pytest.mark.unit
@@ -130,63 +129,52 @@ def test_cache_relist_forgets_deleted_objects_and_keeps_newer_versions() -> None
     assert cache.ready
 
 
-class FakeCustomObjects:
-    """Lists in turn from ``pages``; the API server's side of a list."""
+class FakeWatchApi:
+    """The API server's side: LISTs in turn from ``pages``; the first WATCH answers 410
+    Gone, later ones send ``event`` and then stay open until cancelled."""
 
-    def __init__(self, pages: list[tuple[list[dict[str, Any]], str]]) -> None:
+    path = "/apis/barbeque.dev/v1alpha1/jobexecutions"
+    resource = "jobexecutions"
+
+    def __init__(self, pages: list[tuple[list[dict[str, Any]], str]], event: dict[str, Any]):
         self.pages = pages
+        self.event = event
         self.lists = 0
+        self.watched_from: list[str | None] = []
+        self.sent = asyncio.Event()
 
-    def list_cluster_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def list_page(self, params: dict[str, Any]) -> dict[str, Any]:
         items, resource_version = self.pages[min(self.lists, len(self.pages) - 1)]
         self.lists += 1
         return {"items": items, "metadata": {"resourceVersion": resource_version}}
 
+    async def stream(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        self.watched_from.append(params.get("resourceVersion"))
+        if len(self.watched_from) == 1:
+            raise Expired("410 Gone", 410)
+        yield {"type": "MODIFIED", "object": self.event}
+        self.sent.set()
+        await asyncio.Event().wait()
 
-class FakeWatch:
-    """First watch: 410 Gone. Later watches: one MODIFIED event, then idle until stopped."""
-
-    calls: ClassVar[list[str | None]] = []
-
-    def __init__(self, event: dict[str, Any], stopped: threading.Event) -> None:
-        self.event = event
-        self.stopped = stopped
-
-    def stream(self, func: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        FakeWatch.calls.append(kwargs.get("resource_version"))
-        if len(FakeWatch.calls) == 1:
-            raise ApiException(status=410, reason="Gone")
-        yield {"type": "MODIFIED", "raw_object": self.event}
-        self.stopped.wait(5)
-
-    def stop(self) -> None:
-        self.stopped.set()
+    async def close(self) -> None:
+        pass
 
 
-def test_watcher_lists_again_after_410_gone_and_drops_what_vanished() -> None:
+async def test_the_cache_lists_again_after_410_gone_and_drops_what_vanished() -> None:
     a = execution_body("a", "j", "m-a", phase="Running")
     b = execution_body("a", "j", "m-b", phase="Running")
     b_done = execution_body("a", "j", "m-b", phase="Succeeded")
     cache = Cache()
-    watcher = Watcher(cache, api_client=None, kind="jobexecutions")
-    api = FakeCustomObjects([([a, b], "10"), ([b], "20")])
-    watcher._custom = api
-    stopped = threading.Event()
-    FakeWatch.calls = []
-    watcher.watch_factory = lambda: FakeWatch(b_done, stopped)
-    watcher.start()
+    api = FakeWatchApi([([a, b], "10"), ([b], "20")], b_done)
+    watch = dict(zip(KINDS, build_watches(cache, lambda kind: api), strict=True))["jobexecutions"]
+    task = asyncio.create_task(watch.run())
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            found = cache.execution_by_message_id("m-b")
-            if found is not None and found.status.phase == "Succeeded":
-                break
-            time.sleep(0.01)
+        await asyncio.wait_for(api.sent.wait(), 5)
     finally:
-        watcher.stop()
-        watcher.thread.join(timeout=5)
+        await watch.stop(task)
     assert api.lists == 2
-    assert FakeWatch.calls[:2] == ["10", "20"]
+    assert api.watched_from[:2] == ["10", "20"]
+    assert "jobexecutions" in cache.synced
     assert cache.execution_by_message_id("m-a") is None
     found = cache.execution_by_message_id("m-b")
     assert found is not None

@@ -248,12 +248,8 @@ class Kube:
         )
 
     async def delete_execution(self, namespace: str, name: str) -> None:
-        await self._request(
-            "delete_execution",
-            "DELETE",
-            f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
-            params={"propagationPolicy": "Background"},
-        )
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}"
+        await self._delete("delete_execution", path)
 
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
         await self._request(
@@ -283,12 +279,12 @@ class Kube:
         )
 
     async def delete_job(self, namespace: str, name: str) -> None:
-        await self._request(
-            "delete_job",
-            "DELETE",
-            f"/apis/batch/v1/namespaces/{segment(namespace)}/jobs/{segment(name)}",
-            params={"propagationPolicy": "Background"},
-        )
+        path = f"/apis/batch/v1/namespaces/{segment(namespace)}/jobs/{segment(name)}"
+        await self._delete("delete_job", path)
+
+    async def _delete(self, call: str, path: str) -> None:
+        # In the background: the API server deletes the children (a Job's pods) after.
+        await self._request(call, "DELETE", path, params={"propagationPolicy": "Background"})
 
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
         content = await self._request(

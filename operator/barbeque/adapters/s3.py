@@ -6,9 +6,9 @@ import asyncio
 import functools
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from barbeque.adapters import aws
 
 
 class S3Error(Exception):
@@ -20,18 +20,8 @@ class S3:
         self, region: str, endpoint_url: str | None, bucket: str, max_pool: int = 32
     ) -> None:
         self.bucket = bucket
-        self._client = boto3.client(
-            "s3",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=Config(
-                # botocore keeps 10 by default; every reconcile worker may upload at once.
-                max_pool_connections=max_pool,
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=5,
-                read_timeout=30,
-                s3={"addressing_style": "path"},
-            ),
+        self._client = aws.client(
+            "s3", region, endpoint_url, max_pool, s3={"addressing_style": "path"}
         )
         self.calls: dict[str, int] = {}
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from barbeque.adapters import aws
 
 T = TypeVar("T")
 # How long a finished long poll waits for the event loop to take its answer before
@@ -99,18 +99,7 @@ def _in_daemon_thread(
 
 class Sqs:
     def __init__(self, region: str, endpoint_url: str | None, max_pool: int = 32) -> None:
-        self._client = boto3.client(
-            "sqs",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=Config(
-                max_pool_connections=max_pool,
-                retries={"mode": "standard", "max_attempts": 3},
-                # A long poll lasts up to 20 s; the read timeout must outlast it.
-                read_timeout=30,
-                connect_timeout=5,
-            ),
-        )
+        self._client = aws.client("sqs", region, endpoint_url, max_pool)
         self.calls: dict[str, int] = {}
 
     def _count(self, verb: str) -> None:
@@ -150,14 +139,18 @@ class Sqs:
         )
         return str(result["QueueUrl"])
 
-    async def queue_arn(self, url: str) -> str:
+    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
         result = await self._call(
             "get_queue_attributes",
             self._client.get_queue_attributes,
             QueueUrl=url,
-            AttributeNames=["QueueArn"],
+            AttributeNames=names,
         )
-        return str(result["Attributes"]["QueueArn"])
+        attributes: dict[str, str] = result.get("Attributes", {})
+        return attributes
+
+    async def queue_arn(self, url: str) -> str:
+        return (await self.attributes(url, ["QueueArn"]))["QueueArn"]
 
     async def receive(
         self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
@@ -229,17 +222,14 @@ class Sqs:
         return str(result["MessageId"])
 
     async def stats(self, url: str) -> QueueStats:
-        result = await self._call(
-            "get_queue_attributes",
-            self._client.get_queue_attributes,
-            QueueUrl=url,
-            AttributeNames=[
+        attributes = await self.attributes(
+            url,
+            [
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )
-        attributes = result.get("Attributes", {})
         return QueueStats(
             visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
             in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),

@@ -1,11 +1,11 @@
-"""kopf handlers: receive watch events and lifecycle hooks, hand them to the runtime.
+"""kopf handlers: receive watch events and lifecycle hooks, hand them to the operator.
 
 Only event handlers are used (no on.create/on.update): they write nothing of kopf's
 own (no annotations, no finalizers, no handler-named status keys) on our objects; the
-runtime's reconciler owns every write.
+reconciler owns every write.
 
-JobExecutions, Jobs and pods are not watched through kopf but by the runtime's own
-watches (``adapters.watch``): the API server sends unfinished executions only, so
+JobExecutions, Jobs and pods are not watched through kopf but by the operator's own
+watches (``controller.listwatch``): the API server sends unfinished executions only, so
 retained history costs no memory, and the busiest streams skip kopf's per-event work.
 """
 
@@ -90,8 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     try:
         if config.s3_create_bucket:
             await operator.s3.ensure_bucket()
-        await operator.runtime.prime()
-        await operator.runtime.start()
+        await operator.start()
     except BaseException:
         # The retry builds a new operator: this one's API server connections go now.
         await operator.kube.close()
@@ -104,7 +103,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     operator: Operator | None = memo.get("operator")
     if operator is not None:
-        await operator.runtime.stop()
+        await operator.stop()
         await operator.kube.close()
     server = memo.get("metrics_server")
     if server is not None:
@@ -114,9 +113,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "jobdefinitions", id="definitions")
 async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.operator.runtime.on_definition_event(event.get("type"), event["object"])
+    memo.operator.events.on_definition(event.get("type"), event["object"])
 
 
 @kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
 async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.operator.runtime.on_queue_event(event.get("type"), event["object"])
+    memo.operator.events.on_queue(event.get("type"), event["object"])

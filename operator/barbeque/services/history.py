@@ -5,20 +5,29 @@ of executions kept per definition, but only once its record is safe in S3 and on
 no retry of its chain is still to run (a retry is owned by the execution it retries, so
 deleting that one would delete the pending retry too).
 
-The operator keeps no finished execution in memory; a periodic sweep pages through all
-of them as plain ``Record`` tuples (a few hundred bytes each, dropped after the sweep).
+The operator keeps no finished execution in memory; a periodic sweep
+(``HistoryCollector``, a component of the active replica) pages through all of them as
+plain ``Record`` tuples (a few hundred bytes each, dropped after the sweep). The sweep
+also counts them for the executions-by-phase gauge and picks up uploads to S3 left to do.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+import asyncio
+import logging
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import KW_ONLY, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from barbeque import metrics
+from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import FINISHED_PHASES, JobDefinition
-from barbeque.services.store import Key, parse_time
+from barbeque.controller.manager import cancel_all
+from barbeque.services.store import Key, Store, parse_time
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +120,134 @@ def select_expired(
             if len(expired) >= limit:
                 return expired
     return expired
+
+
+def needs_follow_up(body: dict[str, Any]) -> bool:
+    """Finished, but the upload of its record to S3 is still to be done."""
+    status = body.get("status") or {}
+    logs = status.get("logs")
+    return (
+        status.get("phase") in FINISHED_PHASES
+        and isinstance(logs, dict)
+        and logs.get("uploaded") is False
+    )
+
+
+class HistoryApi(Protocol):
+    def pages(self, kind: str) -> AsyncIterator[list[dict[str, Any]]]: ...
+    async def delete_execution(self, namespace: str, name: str) -> None: ...
+
+
+@dataclass(eq=False, repr=False)
+class HistoryCollector:
+    """Sweeps finished executions on the active replica; exports the phase gauge."""
+
+    _: KW_ONLY
+    store: Store
+    kube: HistoryApi
+    reconcile_later: Callable[[Key], None]
+    ttl_seconds: int = 7 * 24 * 3600
+    keep: int = 1000
+    interval_seconds: float = 60.0
+    gauge_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        # Finished executions by (application, job, phase), counted by the last sweep.
+        self._finished_counts: Counter[tuple[str, str, str]] = Counter()
+        self._phase_series: set[tuple[str, str, str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._sweep_loop(), name="barbeque-history"),
+            asyncio.create_task(self._gauge_loop(), name="barbeque-phase-gauge"),
+        ]
+
+    async def stop(self) -> None:
+        await cancel_all(*self._tasks)
+        self._tasks = []
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except KubeError as exc:
+                logger.warning("Sweeping finished executions failed: %s", exc)
+            await asyncio.sleep(self.interval_seconds)
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            self.export_phase_gauge()
+            await asyncio.sleep(self.gauge_seconds)
+
+    async def sweep(self) -> int:
+        """Page through every execution: count finished ones, pick up uploads left to do
+        (finished while S3 was down, then the operator restarted) and delete executions
+        past their definition's history policy. Returns how many were deleted."""
+        records: list[Record] = []
+        finished: Counter[tuple[str, str, str]] = Counter()
+        async for page in self.kube.pages("jobexecutions"):
+            for body in page:
+                record = Record.from_body(body)
+                records.append(record)
+                if not record.finished:
+                    continue
+                labels = metrics.definition_labels(
+                    record.application,
+                    record.job,
+                    known=self.store.definition(record.key[0], record.job) is not None,
+                )
+                finished[(*labels, record.phase or "")] += 1
+                if (
+                    needs_follow_up(body)
+                    and self.store.execution(record.key) is None
+                    and self.store.put_execution(body) is not None
+                ):
+                    self.reconcile_later(record.key)
+        self._finished_counts = finished
+        # Stale events arrive within seconds; a tombstone older than a sweep has served.
+        self.store.prune_settled(max(60.0, self.interval_seconds))
+        expired = select_expired(
+            records, self.store.definitions, datetime.now(UTC), self.ttl_seconds, self.keep
+        )
+        deleted = 0
+        for namespace, name in expired:
+            try:
+                await self.kube.delete_execution(namespace, name)
+            except NotFound:
+                pass
+            except KubeError as exc:
+                logger.warning("Could not delete old execution %s/%s: %s", namespace, name, exc)
+                continue
+            self.store.delete_execution(namespace, name)
+            deleted += 1
+        if deleted:
+            metrics.EXECUTIONS_COLLECTED.inc(deleted)
+            logger.info("Deleted %d finished executions past their history policy", deleted)
+        return deleted
+
+    def export_phase_gauge(self) -> None:
+        counts: Counter[tuple[str, str, str]] = Counter(self._finished_counts)
+        for execution in self.store.iter_executions():
+            phase = execution.status.phase or "Pending"
+            if phase not in FINISHED_PHASES:
+                known = self.store.definition(
+                    execution.metadata.namespace or "", execution.spec.job
+                )
+                application, definition = metrics.definition_labels(
+                    execution.spec.application, execution.spec.job, known=known is not None
+                )
+                counts[(application, definition, phase)] += 1
+        for series in self._phase_series - set(counts):
+            metrics.EXECUTIONS_BY_PHASE.labels(*series).set(0)
+        for series, count in counts.items():
+            metrics.EXECUTIONS_BY_PHASE.labels(*series).set(count)
+        self._phase_series |= set(counts)
+
+    def forget_definition(self, namespace: str, name: str) -> None:
+        """A deleted definition's phase series: no longer exported, not even as zeros."""
+        gone = {labels for labels in self._phase_series if labels[:2] == (namespace, name)}
+        self._phase_series -= gone
+        for labels in gone:
+            self._finished_counts.pop(labels, None)
+        metrics.forget_definition(namespace, name)

@@ -24,6 +24,11 @@ def execution_name(message_id: str) -> str:
     return f"m-{digest}"
 
 
+def is_namespace_name(name: str) -> bool:
+    """Whether ``name`` can name a namespace (an RFC 1123 label), so an application."""
+    return len(name) <= 63 and _LABEL.match(name) is not None
+
+
 def retry_name(root_name: str, attempt: int) -> str:
     """The name of an automatic retry: stable, so a retry is created once."""
     return f"{root_name}-retry-{attempt}"

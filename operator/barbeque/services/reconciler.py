@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from barbeque.api.models import (
     JobDefinition,
     JobDefinitionSpec,
     JobExecution,
+    JobExecutionStatus,
     LogLocation,
     Phase,
 )
@@ -114,27 +115,27 @@ def log_prefix(execution: JobExecution) -> str:
 
 def condition(
     type_: str, status: bool, reason: str, message: str, generation: int | None
-) -> dict[str, Any]:
-    return Condition(
+) -> Condition:
+    written = Condition(
         type=type_,
         status="True" if status else "False",
         reason=reason,
         message=message,
         last_transition_time=now(),
-        observed_generation=generation,
-    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    )
+    if generation is not None:  # fields never set are left out of the patch, not null
+        written.observed_generation = generation
+    return written
 
 
-def merge_conditions(
-    existing: list[Condition], updates: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def merge_conditions(existing: list[Condition], updates: list[Condition]) -> list[Condition]:
     """Replace conditions by type; keep the transition time when the status did not change."""
-    merged = {c.type: c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in existing}
+    merged = {c.type: c for c in existing}
     for update in updates:
-        old = merged.get(update["type"])
-        if old is not None and old.get("status") == update["status"]:
-            update = {**update, "lastTransitionTime": old.get("lastTransitionTime")}
-        merged[update["type"]] = update
+        old = merged.get(update.type)
+        if old is not None and old.status == update.status:
+            update = update.model_copy(update={"last_transition_time": old.last_transition_time})
+        merged[update.type] = update
     return list(merged.values())
 
 
@@ -156,22 +157,15 @@ class Outcome:
     finished_at: datetime
 
 
+@dataclass(eq=False, repr=False)
 class Reconciler:
-    def __init__(
-        self,
-        store: Store,
-        kube: KubeApi,
-        s3: ObjectStore,
-        notifier: Notifier,
-        console_url: str | None = None,
-        log_limit_bytes: int = 10 * 1024 * 1024,
-    ) -> None:
-        self.store = store
-        self.kube = kube
-        self.s3 = s3
-        self.notifier = notifier
-        self.console_url = console_url
-        self.log_limit_bytes = log_limit_bytes
+    _: KW_ONLY
+    store: Store
+    kube: KubeApi
+    s3: ObjectStore
+    notifier: Notifier
+    console_url: str | None = None
+    log_limit_bytes: int = 10 * 1024 * 1024
 
     async def reconcile(self, key: Key) -> None:
         execution = self.store.execution(key)
@@ -243,7 +237,7 @@ class Reconciler:
             linked = await self._get(namespace, current)
             if linked is not None and not (linked.phase and linked.phase.finished):
                 return  # an earlier retry is still running; it stays the one shown
-        await self._patch(parent, {"retriedBy": execution.metadata.name})
+        await self._patch(parent, JobExecutionStatus(retried_by=execution.metadata.name))
 
     async def _get(self, namespace: str, name: str) -> JobExecution | None:
         """An execution from memory, or from the API server when settled (not kept)."""
@@ -264,11 +258,11 @@ class Reconciler:
             if execution.phase is not Phase.SCHEDULED:
                 await self._patch(
                     execution,
-                    {
-                        "phase": Phase.SCHEDULED.value,
-                        "reason": "NotBefore",
-                        "message": f"starts at {not_before.isoformat()}",
-                    },
+                    JobExecutionStatus(
+                        phase=Phase.SCHEDULED,
+                        reason="NotBefore",
+                        message=f"starts at {not_before.isoformat()}",
+                    ),
                 )
             raise Requeue((not_before - current).total_seconds())
 
@@ -298,13 +292,13 @@ class Reconciler:
             await self._patch(execution, self._pending(execution.metadata.name))
 
     @staticmethod
-    def _pending(job_name: str) -> dict[str, Any]:
-        return {
-            "phase": Phase.PENDING.value,
-            "reason": "JobCreated",
-            "message": "waiting for the pod to start",
-            "jobName": job_name,
-        }
+    def _pending(job_name: str) -> JobExecutionStatus:
+        return JobExecutionStatus(
+            phase=Phase.PENDING,
+            reason="JobCreated",
+            message="waiting for the pod to start",
+            job_name=job_name,
+        )
 
     async def _observe_running(
         self,
@@ -316,15 +310,15 @@ class Reconciler:
         running = (pod is not None and pod.phase == "Running") or job.ready > 0
         if running and execution.phase is not Phase.RUNNING:
             started = (pod.started_at if pod else None) or job.start_time or now()
-            status: dict[str, Any] = {
-                "phase": Phase.RUNNING.value,
-                "reason": "PodRunning",
-                "message": "",
-                "startedAt": started.isoformat(),
-                "jobName": job.name,
-            }
+            status = JobExecutionStatus(
+                phase=Phase.RUNNING,
+                reason="PodRunning",
+                message="",
+                started_at=started,
+                job_name=job.name,
+            )
             if pod is not None:
-                status["podName"] = pod.name
+                status.pod_name = pod.name
             await self._patch(execution, status)
         elif execution.phase is Phase.SCHEDULED:
             # The Job exists but the write leaving Scheduled was lost (a crash between the two).
@@ -334,12 +328,12 @@ class Reconciler:
                 # Image pull errors and the like: say why it is not starting.
                 await self._patch(
                     execution,
-                    {
-                        "reason": pod.waiting_reason,
-                        "message": (pod.waiting_message or "")[:1000],
-                        "podName": pod.name,
-                        "jobName": job.name,
-                    },
+                    JobExecutionStatus(
+                        reason=pod.waiting_reason,
+                        message=(pod.waiting_message or "")[:1000],
+                        pod_name=pod.name,
+                        job_name=job.name,
+                    ),
                 )
             if pod.waiting_reason in START_FAILURES:
                 await self._enforce_start_deadline(execution, definition, job, pod)
@@ -391,16 +385,15 @@ class Reconciler:
             (pod.started_at if pod else None) or execution.status.started_at,
             now(),
         )
-        logs = await self._ship(execution, pod, outcome)
-        status: dict[str, Any] = {
-            "phase": outcome.phase.value,
-            "reason": outcome.reason,
-            "message": outcome.message,
-            "finishedAt": outcome.finished_at.isoformat(),
-            "logs": logs.model_dump(by_alias=True),
-        }
+        status = JobExecutionStatus(
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            finished_at=outcome.finished_at,
+            logs=await self._ship(execution, pod, outcome),
+        )
         if job is not None:
-            status["jobName"] = job.name
+            status.job_name = job.name
         await self._notify_and_commit(execution, definition, Phase.FAILED, False, status)
 
     # -- finishing ----------------------------------------------------------------------------
@@ -436,23 +429,22 @@ class Reconciler:
         outcome: Outcome,
         pod: PodState | None,
     ) -> None:
-        logs = await self._ship(execution, pod, outcome)
-        status: dict[str, Any] = {
-            "phase": outcome.phase.value,
-            "reason": outcome.reason,
-            "message": outcome.message,
-            "exitCode": outcome.exit_code,
-            "finishedAt": outcome.finished_at.isoformat(),
-            "logs": logs.model_dump(by_alias=True),
+        status = JobExecutionStatus(
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            exit_code=outcome.exit_code,
+            finished_at=outcome.finished_at,
+            logs=await self._ship(execution, pod, outcome),
             # Its Job has its name; Running (which says so too) may have been skipped.
-            "jobName": execution.metadata.name,
-        }
+            job_name=execution.metadata.name,
+        )
         if pod is not None:
-            status["podName"] = pod.name
+            status.pod_name = pod.name
         if outcome.started_at is not None:
-            status["startedAt"] = outcome.started_at.isoformat()
+            status.started_at = outcome.started_at
             seconds = (outcome.finished_at - outcome.started_at).total_seconds()
-            status["duration"] = format_duration(seconds)
+            status.duration = format_duration(seconds)
             metrics.EXECUTION_DURATION.labels(
                 *self._labels(execution, definition), outcome.phase.value
             ).observe(max(0.0, seconds))
@@ -463,7 +455,7 @@ class Reconciler:
             and execution.spec.attempt < definition.spec.retry.limit
         )
         if will_retry and definition is not None and execution.status.retried_by is None:
-            status["retriedBy"] = await self._create_retry(execution, definition)
+            status.retried_by = await self._create_retry(execution, definition)
         await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
 
     async def _finish_without_job(
@@ -481,14 +473,13 @@ class Reconciler:
             execution.metadata.namespace or "", execution.spec.job
         )
         outcome = Outcome(Phase.ERROR, reason, message, None, None, now())
-        logs = await self._ship(execution, None, outcome)
-        status = {
-            "phase": Phase.ERROR.value,
-            "reason": reason,
-            "message": message[:2000],
-            "finishedAt": outcome.finished_at.isoformat(),
-            "logs": logs.model_dump(by_alias=True),
-        }
+        status = JobExecutionStatus(
+            phase=Phase.ERROR,
+            reason=reason,
+            message=message[:2000],
+            finished_at=outcome.finished_at,
+            logs=await self._ship(execution, None, outcome),
+        )
         if invalid_message:
             metrics.MESSAGES_INVALID.labels(queue=execution.spec.queue, reason=reason).inc()
         await self._notify_and_commit(execution, definition, Phase.ERROR, False, status)
@@ -499,33 +490,31 @@ class Reconciler:
         definition: JobDefinition | None,
         phase: Phase,
         will_retry: bool,
-        status: dict[str, Any],
+        status: JobExecutionStatus,
     ) -> None:
+        """Tell Slack (once), then the final write: the outcome and its conditions."""
         notification = compose(execution, definition, phase, will_retry, self.console_url)
         if notification is not None and not execution.status.notified:
-            status["notified"] = await self.notifier.send(notification)
-        status["conditions"] = merge_conditions(
+            status.notified = await self.notifier.send(notification)
+        logs = status.logs
+        assert logs is not None, "a final status says where its logs are"
+        generation = execution.metadata.generation
+        status.conditions = merge_conditions(
             execution.status.conditions,
             [
-                condition(
-                    "Finished",
-                    True,
-                    status["reason"],
-                    status.get("message") or "",
-                    execution.metadata.generation,
-                ),
+                condition("Finished", True, status.reason or "", status.message or "", generation),
                 condition(
                     "LogsUploaded",
-                    bool(status["logs"]["uploaded"]),
-                    "Uploaded" if status["logs"]["uploaded"] else "UploadFailed",
-                    status["logs"]["url"],
-                    execution.metadata.generation,
+                    logs.uploaded,
+                    "Uploaded" if logs.uploaded else "UploadFailed",
+                    logs.url,
+                    generation,
                 ),
             ],
         )
         await self._patch(execution, status)
         metrics.EXECUTIONS_FINISHED.labels(*self._labels(execution, definition), phase.value).inc()
-        if not status["logs"]["uploaded"]:
+        if not logs.uploaded:
             raise Requeue(5.0)
 
     @staticmethod
@@ -625,31 +614,25 @@ class Reconciler:
         location = await self._ship(execution, pod, outcome)
         if not location.uploaded:
             raise Requeue(10.0)
+        uploaded = condition(
+            "LogsUploaded", True, "Uploaded", location.url, execution.metadata.generation
+        )
         await self._patch(
             execution,
-            {
-                "logs": location.model_dump(by_alias=True),
-                "conditions": merge_conditions(
-                    execution.status.conditions,
-                    [
-                        condition(
-                            "LogsUploaded",
-                            True,
-                            "Uploaded",
-                            location.url,
-                            execution.metadata.generation,
-                        )
-                    ],
-                ),
-            },
+            JobExecutionStatus(
+                logs=location,
+                conditions=merge_conditions(execution.status.conditions, [uploaded]),
+            ),
         )
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def _patch(self, execution: JobExecution, status: dict[str, Any]) -> None:
+    async def _patch(self, execution: JobExecution, status: JobExecutionStatus) -> None:
+        """Merge-patch the fields ``status`` was given (a None given clears its field)."""
         namespace, name = execution.metadata.namespace or "", execution.metadata.name
+        body = status.model_dump(by_alias=True, mode="json", exclude_unset=True)
         try:
-            updated = await self.kube.patch_execution_status(namespace, name, status)
+            updated = await self.kube.patch_execution_status(namespace, name, body)
         except NotFound:
             # Deleted meanwhile (by hand, or with the execution it retries): nothing to do.
             self.store.delete_execution(namespace, name)

@@ -1,8 +1,9 @@
-"""The operator's watch-backed view of the cluster.
+"""The operator's watch-backed view of the cluster, indexed the ways a job queue asks.
 
-Watch events (fed by the handlers) and the objects returned by the operator's own writes
-both land here, so decisions read memory instead of listing the API server. Objects are
-only replaced by newer resourceVersions, so an old watch event cannot undo a fresh write.
+Watch events and the objects returned by the operator's own writes both land here, so
+decisions read memory instead of listing the API server. The version rule is the
+controller's (``controller.store``); what is indexed and counted (executions by message
+id, slots by queue, definitions by ``jobName``) is the job queue's.
 """
 
 from __future__ import annotations
@@ -23,30 +24,9 @@ from barbeque.api.models import (
     JobQueue,
     Phase,
 )
+from barbeque.controller.store import Key, key_of, newer, parse_time
 
-Key = tuple[str, str]  # (namespace, name)
-
-
-def _newer(old: str | None, new: str | None) -> bool:
-    """Whether resourceVersion ``new`` is not older than ``old``.
-
-    resourceVersions are opaque by contract but are etcd revisions in practice; when they
-    do not parse, the newest event wins.
-    """
-    if not old or not new:
-        return True
-    try:
-        return int(new) >= int(old)
-    except ValueError:
-        return True
-
-
-def parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return None
+__all__ = ["JobState", "Key", "PodState", "Store", "occupies_slot", "parse_time", "settled"]
 
 
 @dataclass(frozen=True)
@@ -171,7 +151,12 @@ def occupies_slot(execution: JobExecution) -> bool:
 class Store:
     """In-memory objects, indexed the ways the operator looks them up."""
 
-    def __init__(self, keep_finished: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        keep_finished: bool = True,
+        on_slot_freed: Callable[[str], None] | None = None,
+    ) -> None:
         # The operator forgets an execution once it is settled (finished, record in S3):
         # with thousands of them retained by history, memory would grow with history.
         # The console's cache keeps them all.
@@ -191,7 +176,7 @@ class Store:
         # (namespace, spec.jobName) -> (namespace, metadata.name)
         self.definition_aliases: dict[Key, Key] = {}
         # Called with the queue name whenever a slot frees up, to wake that queue's poller.
-        self.on_slot_freed: Callable[[str], None] = lambda queue: None
+        self.on_slot_freed = on_slot_freed
 
     # -- executions ---------------------------------------------------------------------------
 
@@ -208,7 +193,7 @@ class Store:
         # is still returned: a writer that did not enqueue the object (a retry created by
         # the reconciler) counts on its watch event to be reconciled.
         known = old.metadata.resource_version if old is not None else self.settled.get(key)
-        if (old is not None or key in self.settled) and not _newer(known, version):
+        if (old is not None or key in self.settled) and not newer(known, version):
             return None
         execution = JobExecution.model_validate(body)
         self._account(old, -1)
@@ -249,7 +234,7 @@ class Store:
             return
         queue = execution.spec.queue
         self.active_by_queue[queue] += delta
-        if delta < 0:
+        if delta < 0 and self.on_slot_freed is not None:
             self.on_slot_freed(queue)
 
     def execution(self, key: Key) -> JobExecution | None:
@@ -265,8 +250,7 @@ class Store:
     # -- definitions and queues ---------------------------------------------------------------
 
     def put_definition(self, body: dict[str, Any]) -> None:
-        meta = body.get("metadata", {})
-        key = (meta.get("namespace", ""), meta.get("name", ""))
+        key = key_of(body)
         self._drop_alias(key)
         try:
             definition = JobDefinition.model_validate(body)
@@ -311,7 +295,7 @@ class Store:
         job = JobState.from_body(body)
         key = (job.namespace, job.name)
         old = self.jobs.get(key)
-        if old is not None and not _newer(old.resource_version, job.resource_version):
+        if old is not None and not newer(old.resource_version, job.resource_version):
             return None
         self.jobs[key] = job
         return job
@@ -328,7 +312,7 @@ class Store:
         if (
             old is not None
             and old.name == pod.name
-            and not _newer(old.resource_version, pod.resource_version)
+            and not newer(old.resource_version, pod.resource_version)
         ):
             return None
         self.pods[key] = pod

@@ -1,4 +1,4 @@
-"""``python -m barbeque_dashboard.bench``: how fast the console renders 10,000 executions.
+"""``python -m bench.console_pages``: how fast the console renders 10,000 executions.
 
 Fills the cache with N executions (default 10,000) over a few job definitions, serves
 the real application with uvicorn on 127.0.0.1, and times real HTTP requests to the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import threading
@@ -23,41 +22,16 @@ from typing import Any
 
 import httpx
 import uvicorn
+from tests.cluster.harness import free_port
+from tests.support.fakes import FakeS3, FakeSqs
+from tests.support.webapi import web_app
 
-from barbeque.adapters.sqs import QueueStats
 from barbeque.api.models import API_VERSION
-from barbeque_dashboard.app import create_app
-from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
-from barbeque_dashboard.settings import DashboardSettings
 
 PHASES = ("Succeeded",) * 7 + ("Failed", "Running", "Pending", "Error", "Scheduled")
 JOBS = ("send-mail", "resize-image", "sync-feed", "bill")
-
-
-class _Sqs:
-    async def queue_url(self, name: str) -> str:
-        return f"https://sqs.invalid/000000000000/{name}"
-
-    async def send(self, url: str, body: str, delay_seconds: int = 0) -> str:
-        return "bench"
-
-    async def stats(self, url: str) -> QueueStats:
-        return QueueStats(0, 0, 0)
-
-    async def attributes(self, url: str, names: list[str]) -> dict[str, str]:
-        return {}
-
-    async def url_for_arn(self, arn: str) -> str:
-        return arn
-
-
-class _S3:
-    bucket = "bench"
-
-    async def get_text(self, key: str) -> str | None:
-        return None
 
 
 def _execution(i: int, now: datetime) -> dict[str, Any]:
@@ -89,6 +63,18 @@ def _execution(i: int, now: datetime) -> dict[str, Any]:
     }
 
 
+PAGES = {
+    "execution list": "/job_executions",
+    "execution list, page 500": "/job_executions?page=500",
+    "execution list, failed": "/job_executions?status=failed",
+    "job definition (15/page)": "/applications/bench/job_definitions/send-mail",
+    "failures": "/failures",
+    "monitor": "/monitors",
+    "statistics (3 days)": "/applications/bench/job_definitions/send-mail/statistics",
+    "API list (50)": "/v1/job_executions",
+}
+
+
 def build_cache(count: int) -> Cache:
     now = datetime.now(UTC)
     cache = Cache()
@@ -112,21 +98,11 @@ def build_cache(count: int) -> Cache:
     return cache
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _serve(cache: Cache) -> tuple[uvicorn.Server, threading.Thread, str]:
-    settings = DashboardSettings(public_reads=True, dashboard_refresh_seconds=0)
-    app = create_app(
-        backend=Backend(cache, _Sqs(), _S3(), None),
-        authenticator=Authenticator({}),
-        settings=settings,
+    app = web_app(
+        Backend(cache, FakeSqs(), FakeS3(), None), public_reads=True, dashboard_refresh_seconds=0
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -165,21 +141,11 @@ def run(count: int = 10_000, repeat: int = 15) -> dict[str, dict[str, float]]:
         body["metadata"]["resourceVersion"] = str(10**7 + next(touched))
         cache.apply("jobexecutions", "MODIFIED", body)
 
-    pages = {
-        "execution list": "/job_executions",
-        "execution list, page 500": "/job_executions?page=500",
-        "execution list, failed": "/job_executions?status=failed",
-        "job definition (15/page)": "/applications/bench/job_definitions/send-mail",
-        "failures": "/failures",
-        "monitor": "/monitors",
-        "statistics (3 days)": "/applications/bench/job_definitions/send-mail/statistics",
-        "API list (50)": "/v1/job_executions",
-    }
     results: dict[str, dict[str, float]] = {"cache load": {"ms": load_ms}}
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             client.get("/job_executions").raise_for_status()  # first render compiles templates
-            for name, path in pages.items():
+            for name, path in PAGES.items():
                 warm = _time(client, path, repeat, lambda: None)
                 changed = _time(client, path, max(3, repeat // 3), touch)
                 results[name] = {
@@ -194,7 +160,7 @@ def run(count: int = 10_000, repeat: int = 15) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m barbeque_dashboard.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.console_pages")
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--budget-ms", type=float, default=200.0)
