@@ -1,0 +1,208 @@
+"""Capacity with the real cluster-autoscaler: nodes come for waiting executions, and go
+only once nothing runs on them.
+
+The autoscaler (upstream 1.34.5, kwok cloud provider) runs as its own process with one
+node group of kwok nodes, min 0; the executions' definition asks for that group
+(:meth:`Autoscaler.placement`), so they wait for capacity until the autoscaler adds nodes.
+Its scale-down windows are seconds instead of minutes (``autoscaler.TEST_FLAGS``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster import DURATION_ANNOTATION
+from tests.cluster.autoscaler import Autoscaler
+from tests.cluster.binaries import unavailable_reason
+from tests.cluster.harness import Cluster
+from tests.support.operator import App, wait_until
+
+pytestmark = pytest.mark.e2e
+
+log = logging.getLogger(__name__)
+
+MESSAGES = 40  # 200 in bench/ would take minutes of CI; 40 needs 4 of the 5 nodes
+PODS_PER_NODE = 10
+MAX_NODES = 5
+
+
+def _require_autoscaler() -> None:
+    reason = unavailable_reason("cluster-autoscaler")
+    if reason:
+        pytest.skip(f"autoscaler tier skipped: {reason}")
+
+
+@pytest.fixture
+def autoscaler_for(cluster: Cluster) -> Iterator[Callable[..., Autoscaler]]:
+    """Starts this test's autoscaler when called; stops it and its nodes after."""
+    _require_autoscaler()
+    started: list[Autoscaler] = []
+
+    def start(pods_per_node: int = PODS_PER_NODE) -> Autoscaler:
+        scaler = Autoscaler(cluster, max_nodes=MAX_NODES, pods_per_node=pods_per_node)
+        started.append(scaler)
+        return scaler.start()
+
+    yield start
+    for scaler in started:
+        scaler.stop()
+
+
+def _phases(app: App) -> dict[str, str]:
+    return {
+        e["metadata"]["name"]: (e.get("status") or {}).get("phase", "") for e in app.executions()
+    }
+
+
+def _define(app: App, scaler_placement: dict[str, Any], duration_ms: int) -> None:
+    app.define(
+        "work",
+        podAnnotations={DURATION_ANNOTATION: str(duration_ms)},
+        **scaler_placement,
+    )
+
+
+def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_zero(
+    app: App, autoscaler_for: Callable[..., Autoscaler]
+) -> None:
+    scaler = autoscaler_for()
+    assert scaler.node_names() == []
+    _define(app, scaler.placement(), duration_ms=3000)
+
+    t0 = time.monotonic()
+    for i in range(MESSAGES):
+        app.enqueue("work", {"n": i})
+    peak = 0
+    first_node: float | None = None
+
+    def sample() -> int:
+        nonlocal peak, first_node
+        count = len(scaler.nodes())
+        peak = max(peak, count)
+        if count and first_node is None:
+            first_node = time.monotonic() - t0
+        return count
+
+    def all_succeeded() -> bool:
+        sample()
+        phases = _phases(app)
+        assert set(phases.values()) <= {"", "Pending", "Running", "Succeeded"}, phases
+        return len(phases) == MESSAGES and set(phases.values()) == {"Succeeded"}
+
+    wait_until(all_succeeded, 180, f"{MESSAGES} executions Succeeded")
+    succeeded = time.monotonic() - t0
+    wait_until(lambda: sample() == 0, 120, "the node group back to 0 nodes")
+    back_to_zero = time.monotonic() - t0
+
+    figures = {
+        "messages": MESSAGES,
+        "first_node_s": round(first_node or -1, 1),
+        "all_succeeded_s": round(succeeded, 1),
+        "peak_nodes": peak,
+        "back_to_zero_s": round(back_to_zero, 1),
+    }
+    log.warning("autoscaler figures: %s", figures)
+    assert first_node is not None
+    # Each node takes 10 pods: 40 executions at once need more than one, and never more
+    # than the group's maximum.
+    assert 2 <= peak <= MAX_NODES, figures
+
+
+def _status(app: App, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = (app.execution(name) or {}).get("status") or {}
+    return status
+
+
+def _node_of(app: App, name: str) -> str:
+    pod = app.cluster.api("GET", f"/api/v1/namespaces/{app.namespace}/pods/{name}")
+    return str(pod["spec"]["nodeName"])
+
+
+def _one_execution_on_each_of_two_nodes(
+    app: App, scaler: Autoscaler, job: str
+) -> tuple[list[str], list[str]]:
+    """Two running executions on two nodes of the group, each of which could take the other's
+    pod (2 pods per node): a node the autoscaler would empty by moving its pod, were it free
+    to. The first node is cordoned while the second execution waits, so it gets a node of
+    its own."""
+    names: list[str] = []
+    nodes: list[str] = []
+    for i in range(2):
+        app.enqueue(job, {"n": i})
+        name = wait_until(
+            lambda: [e for e in app.executions() if e["metadata"]["name"] not in names],
+            30,
+            "the execution",
+        )[0]["metadata"]["name"]
+        running = app.wait_phase(name, ("Running",), timeout=60)
+        names.append(name)
+        nodes.append(_node_of(app, running["status"]["podName"]))
+        cordon = {"spec": {"unschedulable": i == 0}}
+        app.cluster.api(
+            "PATCH",
+            f"/api/v1/nodes/{nodes[0]}",
+            json.dumps(cordon),
+            content_type="application/merge-patch+json",
+        )
+    assert nodes[0] != nodes[1], nodes
+    assert sorted(nodes) == scaler.node_names(), nodes
+    return names, nodes
+
+
+def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
+    app: App, autoscaler_for: Callable[..., Autoscaler], cluster: Cluster
+) -> None:
+    _require_autoscaler()
+    # Before any autoscaler runs, an execution says why it waits.
+    _define(app, Autoscaler(cluster).placement(), duration_ms=45_000)
+    app.enqueue("work", {"n": "first"})
+
+    def waiting() -> dict[str, Any] | None:
+        found = app.executions()
+        status = (found[0].get("status") or {}) if found else {}
+        return status if status.get("reason") == "Unschedulable" else None
+
+    status = wait_until(waiting, 60, "the execution to wait as Unschedulable")
+    assert status.get("phase") in (None, "Pending"), status  # Pending shows as no phase yet
+    assert re.search(r"\d+/\d+ nodes are available", status["message"]), status
+    first = app.executions()[0]["metadata"]["name"]
+
+    scaler = autoscaler_for(pods_per_node=2)
+    app.wait_phase(first, ("Running",), timeout=60)
+    names, nodes = _one_execution_on_each_of_two_nodes(app, scaler, "work")
+    # Either node could be emptied into the other well within the runs (unneeded after
+    # 10 s, rechecked every 5 s), but the pods' safe-to-evict "false" keeps both.
+    watched = time.monotonic()
+    while time.monotonic() - watched < 25:
+        assert scaler.node_names() == sorted(nodes), "a node with a running job was removed"
+        assert {_status(app, n).get("phase") for n in names} == {"Running"}
+        time.sleep(1)
+
+    for name in names:
+        app.wait_phase(name, ("Succeeded",), timeout=90)
+    wait_until(lambda: scaler.node_names() == [], 90, "the idle nodes to be removed")
+
+
+def test_a_definition_that_allows_eviction_loses_its_node_while_it_runs(
+    app: App, autoscaler_for: Callable[..., Autoscaler]
+) -> None:
+    """The control for the test above: with safe-to-evict "true" one of the nodes goes."""
+    scaler = autoscaler_for(pods_per_node=2)
+    app.define(
+        "evictable",
+        podAnnotations={
+            DURATION_ANNOTATION: "120000",
+            "cluster-autoscaler.kubernetes.io/safe-to-evict": "true",
+        },
+        **scaler.placement(),
+    )
+    names, _nodes = _one_execution_on_each_of_two_nodes(app, scaler, "evictable")
+    wait_until(lambda: len(scaler.node_names()) == 1, 60, "the autoscaler to remove a busy node")
+    assert not {_status(app, n).get("phase") for n in names} & {"Succeeded"}
