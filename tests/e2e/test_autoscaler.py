@@ -125,35 +125,41 @@ def _node_of(app: App, name: str) -> str:
     return str(pod["spec"]["nodeName"])
 
 
-def _one_execution_on_each_of_two_nodes(
-    app: App, scaler: Autoscaler, job: str
-) -> tuple[list[str], list[str]]:
-    """Two running executions on two nodes of the group, each of which could take the other's
-    pod (2 pods per node): a node the autoscaler would empty by moving its pod, were it free
-    to. The first node is cordoned while the second execution waits, so it gets a node of
-    its own."""
-    names: list[str] = []
-    nodes: list[str] = []
-    for i in range(2):
-        app.enqueue(job, {"n": i})
-        name = wait_until(
-            lambda: [e for e in app.executions() if e["metadata"]["name"] not in names],
-            30,
-            "the execution",
-        )[0]["metadata"]["name"]
-        running = app.wait_phase(name, ("Running",), timeout=60)
-        names.append(name)
-        nodes.append(_node_of(app, running["status"]["podName"]))
-        cordon = {"spec": {"unschedulable": i == 0}}
-        app.cluster.api(
-            "PATCH",
-            f"/api/v1/nodes/{nodes[0]}",
-            json.dumps(cordon),
-            content_type="application/merge-patch+json",
-        )
-    assert nodes[0] != nodes[1], nodes
+def _start(app: App, job: str, known: list[str]) -> tuple[str, str]:
+    """Enqueue one message of ``job``; its execution's name and node once it runs."""
+    app.enqueue(job, {"n": len(known)})
+    name = wait_until(
+        lambda: [e for e in app.executions() if e["metadata"]["name"] not in known],
+        30,
+        "the new execution",
+    )[0]["metadata"]["name"]
+    running = app.wait_phase(name, ("Running",), timeout=60)
+    known.append(name)
+    return name, _node_of(app, running["status"]["podName"])
+
+
+def _cordon(app: App, node: str, unschedulable: bool) -> None:
+    app.cluster.api(
+        "PATCH",
+        f"/api/v1/nodes/{node}",
+        json.dumps({"spec": {"unschedulable": unschedulable}}),
+        content_type="application/merge-patch+json",
+    )
+
+
+def _second_execution_on_a_node_of_its_own(
+    app: App, scaler: Autoscaler, job: str, names: list[str], first_node: str
+) -> list[str]:
+    """With one execution running on ``first_node``, a second one on a new node, so each
+    node could take the other's pod (2 pods per node): a node the autoscaler would empty by
+    moving its pod, were it free to. ``first_node`` is cordoned while the second waits."""
+    _cordon(app, first_node, True)
+    _name, second_node = _start(app, job, names)
+    _cordon(app, first_node, False)
+    nodes = [first_node, second_node]
+    assert first_node != second_node, nodes
     assert sorted(nodes) == scaler.node_names(), nodes
-    return names, nodes
+    return nodes
 
 
 def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
@@ -161,8 +167,8 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
 ) -> None:
     _require_autoscaler()
     # Before any autoscaler runs, an execution says why it waits.
-    _define(app, Autoscaler(cluster).placement(), duration_ms=45_000)
-    app.enqueue("work", {"n": "first"})
+    _define(app, Autoscaler(cluster).placement(), duration_ms=50_000)
+    app.enqueue("work", {"n": 0})
 
     def waiting() -> dict[str, Any] | None:
         found = app.executions()
@@ -172,11 +178,12 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     status = wait_until(waiting, 60, "the execution to wait as Unschedulable")
     assert status.get("phase") in (None, "Pending"), status  # Pending shows as no phase yet
     assert re.search(r"\d+/\d+ nodes are available", status["message"]), status
-    first = app.executions()[0]["metadata"]["name"]
+    names = [app.executions()[0]["metadata"]["name"]]
 
     scaler = autoscaler_for(pods_per_node=2)
-    app.wait_phase(first, ("Running",), timeout=60)
-    names, nodes = _one_execution_on_each_of_two_nodes(app, scaler, "work")
+    running = app.wait_phase(names[0], ("Running",), timeout=60)
+    first_node = _node_of(app, running["status"]["podName"])
+    nodes = _second_execution_on_a_node_of_its_own(app, scaler, "work", names, first_node)
     # Either node could be emptied into the other well within the runs (unneeded after
     # 10 s, rechecked every 5 s), but the pods' safe-to-evict "false" keeps both.
     watched = time.monotonic()
@@ -203,6 +210,8 @@ def test_a_definition_that_allows_eviction_loses_its_node_while_it_runs(
         },
         **scaler.placement(),
     )
-    names, _nodes = _one_execution_on_each_of_two_nodes(app, scaler, "evictable")
+    names: list[str] = []
+    _name, first_node = _start(app, "evictable", names)
+    _second_execution_on_a_node_of_its_own(app, scaler, "evictable", names, first_node)
     wait_until(lambda: len(scaler.node_names()) == 1, 60, "the autoscaler to remove a busy node")
     assert not {_status(app, n).get("phase") for n in names} & {"Succeeded"}
