@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -28,9 +29,11 @@ pytestmark = pytest.mark.e2e
 
 log = logging.getLogger(__name__)
 
-MESSAGES = 40  # 200 in bench/ would take minutes of CI; 40 needs 4 of the 5 nodes
+# CI-sized: 40 executions at 10 pods per node need 4 of the 5 nodes. The 200
+# (docs/performance.md) runs with BARBEQUE_AUTOSCALER_MESSAGES=200 ..._MAX_NODES=20.
+MESSAGES = int(os.environ.get("BARBEQUE_AUTOSCALER_MESSAGES", "40"))
+MAX_NODES = int(os.environ.get("BARBEQUE_AUTOSCALER_MAX_NODES", "5"))
 PODS_PER_NODE = 10
-MAX_NODES = 5
 
 
 def _require_autoscaler() -> None:
@@ -96,13 +99,14 @@ def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_ze
         assert set(phases.values()) <= {"", "Pending", "Running", "Succeeded"}, phases
         return len(phases) == MESSAGES and set(phases.values()) == {"Succeeded"}
 
-    wait_until(all_succeeded, 180, f"{MESSAGES} executions Succeeded")
+    wait_until(all_succeeded, 180 + MESSAGES, f"{MESSAGES} executions Succeeded")
     succeeded = time.monotonic() - t0
     wait_until(lambda: sample() == 0, 120, "the node group back to 0 nodes")
     back_to_zero = time.monotonic() - t0
 
     figures = {
         "messages": MESSAGES,
+        "max_nodes": MAX_NODES,
         "first_node_s": round(first_node or -1, 1),
         "all_succeeded_s": round(succeeded, 1),
         "peak_nodes": peak,
@@ -110,8 +114,8 @@ def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_ze
     }
     log.warning("autoscaler figures: %s", figures)
     assert first_node is not None
-    # Each node takes 10 pods: 40 executions at once need more than one, and never more
-    # than the group's maximum.
+    # Each node takes 10 pods: the executions at once need more than one node, and never
+    # more than the group's maximum.
     assert 2 <= peak <= MAX_NODES, figures
 
 
