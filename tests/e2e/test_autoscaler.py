@@ -219,3 +219,37 @@ def test_a_definition_that_allows_eviction_loses_its_node_while_it_runs(
     _second_execution_on_a_node_of_its_own(app, scaler, "evictable", names, first_node)
     wait_until(lambda: len(scaler.node_names()) == 1, 60, "the autoscaler to remove a busy node")
     assert not {_status(app, n).get("phase") for n in names} & {"Succeeded"}
+
+
+def test_a_capped_queue_leaves_its_backlog_in_sqs_while_the_group_grows_for_the_admitted(
+    app: App, autoscaler_for: Callable[..., Autoscaler]
+) -> None:
+    """maxConcurrentExecutions counts executions waiting for capacity too: with a cap of
+    one node's worth, the backlog waits in SQS and the group never grows past one node."""
+    scaler = autoscaler_for()
+    # One node's worth as the autoscaler counts it: the kwok provider's template node holds
+    # a kube-proxy pod, so it plans for PODS_PER_NODE - 1 executions per new node.
+    cap = PODS_PER_NODE - 1
+    app.set_queue(maxConcurrentExecutions=cap)
+    _define(app, scaler.placement(), duration_ms=2000)
+    total = 3 * PODS_PER_NODE
+    for i in range(total):
+        app.enqueue("work", {"n": i})
+    most_nodes = most_unfinished = 0
+    backlog_while_scaled = False
+
+    def done() -> bool:
+        nonlocal most_nodes, most_unfinished, backlog_while_scaled
+        nodes = len(scaler.nodes())
+        phases = list(_phases(app).values())
+        unfinished = sum(p in ("", "Pending", "Running") for p in phases)
+        most_nodes, most_unfinished = max(most_nodes, nodes), max(most_unfinished, unfinished)
+        if nodes and app.queue_depth() > 0:
+            backlog_while_scaled = True
+        return len(phases) == total and set(phases) == {"Succeeded"}
+
+    wait_until(done, 180, f"{total} executions Succeeded")
+    assert most_unfinished <= cap, most_unfinished
+    assert backlog_while_scaled
+    assert most_nodes == 1, most_nodes
+    wait_until(lambda: scaler.node_names() == [], 90, "the node group back to 0 nodes")
