@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from barbeque import metrics
 from tests.cluster import DURATION_ANNOTATION
 from tests.cluster.autoscaler import Autoscaler
 from tests.cluster.binaries import unavailable_reason
@@ -119,6 +120,12 @@ def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_ze
     assert 2 <= peak <= MAX_NODES, figures
 
 
+def _waiting_for_capacity(app: App) -> float | None:
+    return metrics.REGISTRY.get_sample_value(
+        "barbeque_executions_waiting_for_capacity", {"queue": app.queue}
+    )
+
+
 def _status(app: App, name: str) -> dict[str, Any]:
     status: dict[str, Any] = (app.execution(name) or {}).get("status") or {}
     return status
@@ -183,6 +190,10 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     assert status.get("phase") in (None, "Pending"), status  # Pending shows as no phase yet
     assert re.search(r"\d+/\d+ nodes are available", status["message"]), status
     names = [app.executions()[0]["metadata"]["name"]]
+    # The operator runs in this process: its gauge, as /metrics would show it.
+    wait_until(
+        lambda: _waiting_for_capacity(app) == 1, 40, "the gauge of executions waiting for capacity"
+    )
 
     scaler = autoscaler_for(pods_per_node=2)
     running = app.wait_phase(names[0], ("Running",), timeout=60)
@@ -199,6 +210,7 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     for name in names:
         app.wait_phase(name, ("Succeeded",), timeout=90)
     wait_until(lambda: scaler.node_names() == [], 90, "the idle nodes to be removed")
+    assert _waiting_for_capacity(app) == 0
 
 
 def test_a_definition_that_allows_eviction_loses_its_node_while_it_runs(
