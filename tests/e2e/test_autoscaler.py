@@ -190,6 +190,8 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     assert status.get("phase") in (None, "Pending"), status  # Pending shows as no phase yet
     assert re.search(r"\d+/\d+ nodes are available", status["message"]), status
     names = [app.executions()[0]["metadata"]["name"]]
+    wide = cluster.kubectl("get", "jobexecutions", "-n", app.namespace, "-o", "wide").stdout
+    assert "Unschedulable" in wide, wide
     # The operator runs in this process: its gauge, as /metrics would show it.
     wait_until(
         lambda: _waiting_for_capacity(app) == 1, 40, "the gauge of executions waiting for capacity"
