@@ -142,6 +142,20 @@ START_LATENCY = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
     registry=REGISTRY,
 )
+WAITING_FOR_CAPACITY = Gauge(
+    "barbeque_executions_waiting_for_capacity",
+    "Unfinished executions per queue whose pod no node can take yet (reason Unschedulable).",
+    ["queue"],
+    registry=REGISTRY,
+)
+JOB_TO_RUNNING = Histogram(
+    "barbeque_job_to_pod_running_seconds",
+    "From the Job's start (the Job controller taking it) to its pod running: waiting for a "
+    "node (capacity) and starting the container.",
+    ["queue"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
 QUEUE_MESSAGES = Gauge(
     "barbeque_queue_messages",
     "Approximate SQS queue depth, by state (visible, in_flight, delayed).",
@@ -289,6 +303,8 @@ _PER_QUEUE: tuple[MetricWrapperBase, ...] = (
     EXECUTIONS_CREATED,
     RUNNING_EXECUTIONS,
     START_LATENCY,
+    WAITING_FOR_CAPACITY,
+    JOB_TO_RUNNING,
     QUEUE_MESSAGES,
     SQS_ERRORS,
 )

@@ -43,10 +43,11 @@ def cmd_build(_args: argparse.Namespace) -> int:
     missing = binaries.missing_binaries()
     path = binaries.ensure_binaries(_err)
     verb = "built" if missing else "already present"
-    _out(
-        f"{verb}: {', '.join(missing or binaries.BINARY_NAMES)} in {path} "
-        f"({time.monotonic() - start:.1f} s)"
-    )
+    ready = [b.name for b in binaries.BINARIES if b.available()]
+    _out(f"{verb}: {', '.join(missing or ready)} in {path} ({time.monotonic() - start:.1f} s)")
+    for b in binaries.BINARIES:
+        if not b.available():
+            _err(f"not built: {binaries.unavailable_reason(b.name)}")
     return 0
 
 

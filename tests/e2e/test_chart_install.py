@@ -621,3 +621,14 @@ def test_the_dashboard_asks_the_apiserver_about_kubernetes_tokens(
     assert status == 403, body
     # No call of the dashboard itself was refused (the apiserver says "... is forbidden").
     assert "is forbidden" not in dashboard.log.read_text(errors="replace")
+
+
+def test_the_operator_gets_a_disruption_budget_when_asked_for_beside_an_autoscaler(
+    cluster: Cluster,
+) -> None:
+    assert not [d for d in render(cluster) if d["kind"] == "PodDisruptionBudget"]
+    docs = render(cluster, "--set", "operator.podDisruptionBudget.enabled=true")
+    budget = only(docs, "PodDisruptionBudget", "bbq-barbeque-operator")
+    deployment = only(docs, "Deployment", "bbq-barbeque-operator")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]

@@ -239,6 +239,7 @@ def test_prometheus_scrapes_the_operator(
             "barbeque_executions_created_total",
             "barbeque_execution_duration_seconds_bucket",
             "barbeque_enqueue_to_start_seconds_bucket",
+            "barbeque_job_to_pod_running_seconds_bucket",
             "barbeque_kube_request_duration_seconds_bucket",
         ):
             assert expected in names

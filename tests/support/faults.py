@@ -244,6 +244,13 @@ class FaultProxy:
         self._cut_live()
         if self._server is not None:
             self._server.close()
+        # Connection handlers still running would be destroyed pending when the loop
+        # closes, and their coroutines reported as never finished in a later test.
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.accepted += 1

@@ -72,7 +72,10 @@ def test_job_carries_barbeque_environment_owner_and_no_kubernetes_retries() -> N
             "ttlSecondsAfterFinished": 3600,
             "activeDeadlineSeconds": 600,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+                },
                 "spec": {
                     "restartPolicy": "Never",
                     "containers": [
@@ -122,7 +125,7 @@ def test_definition_options_reach_the_pod() -> None:
             serviceAccountName="blog-jobs",
             nodeSelector={"pool": "batch"},
             tolerations=[{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
-            podAnnotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+            podAnnotations={"prometheus.io/scrape": "true"},
             podLabels={"team": "blog"},
             securityContext={"runAsUser": 1000, "readOnlyRootFilesystem": True},
             ttlSecondsAfterFinished=60,
@@ -146,10 +149,17 @@ def test_definition_options_reach_the_pod() -> None:
         {"key": "batch", "operator": "Exists", "effect": "NoSchedule"}
     ]
     assert pod["metadata"]["annotations"] == {
-        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        "prometheus.io/scrape": "true",
     }
     assert pod["metadata"]["labels"]["team"] == "blog"
     assert job["spec"]["ttlSecondsAfterFinished"] == 60
+
+
+def test_a_definition_can_let_the_autoscaler_evict_its_pods() -> None:
+    allowed = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}
+    job = builders.build_job(execution(), definition(podAnnotations=allowed))
+    assert job["spec"]["template"]["metadata"]["annotations"] == allowed
 
 
 def test_pod_labels_cannot_override_the_operators_own() -> None:

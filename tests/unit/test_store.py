@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from barbeque.services.store import Store
+from barbeque.services.store import PodState, Store
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +76,28 @@ def test_a_settled_object_never_kept_leaves_no_tombstone_and_old_ones_are_pruned
     assert set(store.settled) == {("blog", "m1")}
     store.prune_settled(-1)
     assert store.settled == {}
+
+
+def test_a_pod_no_node_can_take_waits_as_unschedulable_with_the_schedulers_message() -> None:
+    message = "0/3 nodes are available: 3 Insufficient pods."
+    pod = PodState.from_body(
+        {
+            "metadata": {"name": "m1-x", "namespace": "blog", "resourceVersion": "7"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": message,
+                    }
+                ],
+            },
+        }
+    )
+    assert (pod.phase, pod.waiting_reason, pod.waiting_message) == (
+        "Pending",
+        "Unschedulable",
+        message,
+    )

@@ -21,6 +21,7 @@ from barbeque.api.models import (
 from barbeque.services.naming import label_value
 
 CONTAINER_NAME = "job"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
 def execution_labels(application: str, job: str, queue: str, message_id: str) -> dict[str, str]:
@@ -193,9 +194,13 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
         ]
 
     pod_labels = {**spec.pod_labels, **labels}
-    pod_metadata: dict[str, Any] = {"labels": pod_labels}
-    if spec.pod_annotations:
-        pod_metadata["annotations"] = dict(spec.pod_annotations)
+    # A running execution is not something to move: cluster-autoscaler's scale-down would
+    # evict it (a Job's pod counts as replicated), so it must leave the node alone unless
+    # the definition's podAnnotations say otherwise.
+    pod_metadata: dict[str, Any] = {
+        "labels": pod_labels,
+        "annotations": {SAFE_TO_EVICT: "false", **spec.pod_annotations},
+    }
 
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,

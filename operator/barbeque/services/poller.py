@@ -299,6 +299,13 @@ class Poller:
         metrics.QUEUE_MESSAGES.labels(queue=self.name, state="delayed").set(stats.delayed)
         running = self.store.active_by_queue.get(self.name, 0)
         metrics.RUNNING_EXECUTIONS.labels(queue=self.name).set(running)
+        waiting = sum(
+            e.spec.queue == self.name
+            and e.status.reason == "Unschedulable"
+            and not (e.phase and e.phase.finished)
+            for e in self.store.iter_executions()
+        )
+        metrics.WAITING_FOR_CAPACITY.labels(queue=self.name).set(waiting)
         await self._set_status(
             JobQueueStatus(
                 phase="Ready", queue_url=self.url, message="", running_executions=running

@@ -320,6 +320,9 @@ class Reconciler:
             if pod is not None:
                 status.pod_name = pod.name
             await self._patch(execution, status)
+            if job.start_time is not None:
+                waited = max(0.0, (started - job.start_time).total_seconds())
+                metrics.JOB_TO_RUNNING.labels(queue=execution.spec.queue).observe(waited)
         elif execution.phase is Phase.SCHEDULED:
             # The Job exists but the write leaving Scheduled was lost (a crash between the two).
             await self._patch(execution, self._pending(job.name))

@@ -118,6 +118,11 @@ class PodState:
             elif "waiting" in state and state["waiting"] is not None:
                 waiting_reason = state["waiting"].get("reason")
                 waiting_message = state["waiting"].get("message")
+        for condition in status.get("conditions") or []:
+            # No node fits (yet): the scheduler's message says why; an autoscaler may add one.
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                waiting_reason = waiting_reason or condition.get("reason") or "Unschedulable"
+                waiting_message = waiting_message or condition.get("message")
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
