@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.cluster import binaries
-from tests.cluster.processes import free_port, set_pdeathsig, tail
+from tests.cluster.processes import free_port, pid_alive, set_pdeathsig, stop_pids, tail
 
 if TYPE_CHECKING:
     from tests.cluster.harness import Cluster
@@ -185,7 +185,7 @@ class RealNode:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.ports = {"kubelet": free_port(), "kubelet-healthz": free_port()}
         self._write_pki()
-        self._spawn("containerd", ["containerd", "--config", str(self._write_containerd_config())])
+        self._spawn("containerd", ["--config", str(self._write_containerd_config())])
         self._wait("containerd's socket", self.socket.exists, 30, "containerd")
         self._wait("containerd's CRI plugin", self._cri_ready, 30, "containerd")
         self.timings["containerd"] = time.monotonic() - t0
@@ -218,9 +218,9 @@ class RealNode:
         for name in ("kubelet",):
             proc = self._procs.pop(name, None)
             if proc is not None:
-                _terminate(proc.pid)
+                stop_pids([(name, proc.pid, _exe_of(name))])
                 with contextlib.suppress(Exception):
-                    proc.wait(timeout=5)
+                    proc.wait(timeout=5)  # reaped already; Popen learns its exit status
         stop_root(self.root)
         for proc in self._procs.values():
             with contextlib.suppress(Exception):
@@ -257,10 +257,9 @@ class RealNode:
     # -- internals -----------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        program = shutil.which(args[0]) if name == "containerd" else str(binaries.binary_path(name))
         with open(self.log_path(name), "ab") as log:
             proc = subprocess.Popen(
-                [str(program), *args[1:]] if name == "containerd" else [str(program), *args],
+                [_exe_of(name), *args],
                 cwd=self.root,
                 env={**os.environ, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
                 stdin=subprocess.DEVNULL,
@@ -547,26 +546,6 @@ def _exe_of(name: str) -> str:
     return str(binaries.binary_path(name))
 
 
-def _terminate(pid: int, grace: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -630,24 +609,23 @@ def stop_root(root: Path) -> list[str]:
         state = json.loads((root / STATE_FILE).read_text())
     except (OSError, ValueError):
         state = {}
-    procs = {p["name"]: int(p["pid"]) for p in state.get("processes", [])}
+    procs = {p["name"]: (p["name"], int(p["pid"]), p["exe"]) for p in state.get("processes", [])}
     socket = Path(state.get("socket") or root / "run" / "containerd.sock")
 
-    def ours(name: str, pid: int) -> bool:
-        return _alive(pid) and any(name in arg for arg in _cmdline(pid)[:1])
+    def stop(name: str) -> None:
+        # stop_pids signals a pid only while it still runs the recorded program.
+        if name in procs and pid_alive(procs[name][1]):
+            stop_pids([procs[name]])
+            stopped.append(name)
 
-    if "kubelet" in procs and ours("kubelet", procs["kubelet"]):
-        _terminate(procs["kubelet"])
-        stopped.append("kubelet")
+    stop("kubelet")
     netns = _sandbox_netns(root)
     # Containers first: their shims outlive containerd, and their processes outlive the shims.
     shims = _shims_of(socket)
     for pid in _descendants(shims):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    if "containerd" in procs and ours("containerd", procs["containerd"]):
-        _terminate(procs["containerd"])
-        stopped.append("containerd")
+    stop("containerd")
     for pid in _shims_of(socket):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
