@@ -154,9 +154,9 @@ def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
     s3.create_bucket(Bucket=BUCKET)
     s3.close()
     port = free_port()
-    # Settings only from here: the in-process operator fixture leaves its BARBEQUE_*
-    # (a console URL among them) in os.environ, and this session-wide service may start
-    # after it.
+    # Settings only from here: while a module's in-process operator runs, its BARBEQUE_*
+    # (a console URL among them) are in os.environ, and this session-wide service may
+    # start then.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("BARBEQUE_")}
     env = {
         **inherited,
