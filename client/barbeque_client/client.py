@@ -315,11 +315,14 @@ class Client:
         retry: Retry = Retry(),
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.application = application
         self.queue = queue
         self.retry_policy = retry
+        # Injectable, so that a test's fake clock stands in for real waiting.
         self._sleep = sleep
+        self._clock = clock
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=_headers(token),
@@ -445,10 +448,10 @@ class Client:
         ``progress(execution, elapsed_seconds)`` is called after every poll. Raises
         ``WaitTimeout`` (carrying the last status) when ``timeout`` passes first.
         """
-        started = time.monotonic()
+        started = self._clock()
         while True:
             execution = self.status(message_id)
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             if progress is not None:
                 progress(execution, elapsed)
             if execution.finished:
