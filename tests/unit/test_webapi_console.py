@@ -8,38 +8,20 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from barbeque_dashboard.cache import Cache
-from barbeque_dashboard.services import Backend
-from tests.support.fakes import FakeKube, FakeS3, FakeSqs
-from tests.support.webapi import (
-    TOKEN,
-    ago,
-    definition_body,
-    execution_body,
-    queue_body,
-    web_app,
-)
+from tests.support.fakes import FakeKube
+from tests.support.webapi import TOKEN, WebWorld, ago, definition_body, execution_body, queue_body
 
 pytestmark = pytest.mark.unit
 
 
-class Console:
+class Console(WebWorld):
     def __init__(self) -> None:
-        self.cache = Cache()
-        self.sqs = FakeSqs()
-        self.s3 = FakeS3()
-        self.cache.replace("jobqueues", [queue_body("default", maxConcurrentExecutions=4)])
-        self.cache.replace(
-            "jobdefinitions",
-            [
-                definition_body(
-                    "shop",
-                    "SendMail",
-                    description="Sends the mail",
-                    slack={"channel": "#mail", "notifySuccess": True},
-                    retry={"limit": 5},
-                )
-            ],
+        definition = definition_body(
+            "shop",
+            "SendMail",
+            description="Sends the mail",
+            slack={"channel": "#mail", "notifySuccess": True},
+            retry={"limit": 5},
         )
         executions = [
             execution_body(
@@ -67,10 +49,12 @@ class Console:
         )
         executions.append(execution_body("shop", "SendMail", "later", phase="Scheduled"))
         executions[-1]["spec"]["notBefore"] = "2099-01-01T00:00:00Z"
-        self.cache.replace("jobexecutions", executions)
+        super().__init__(
+            queues=[queue_body("default", maxConcurrentExecutions=4)],
+            definitions=[definition],
+            executions=executions,
+        )
         self.s3.objects["shop/SendMail/with-logs/stdout.txt"] = "line one\nboom: it failed\n"
-        backend = Backend(self.cache, self.sqs, self.s3, FakeKube())
-        self.app = web_app(backend, public_reads=True, api_tokens=TOKEN)
 
 
 @pytest.fixture
