@@ -132,13 +132,16 @@ class WebWorld:
     """The Web API and console over an in-memory cache and fake SQS, S3 and Kubernetes.
 
     The cache holds queue ``default`` and definition ``shop/SendMail`` unless given others;
-    ``TOKEN`` is the accepted token; reads need it unless ``public_reads``.
+    ``api_tokens`` (``TOKEN``) and ``reviewer``'s are the accepted tokens; reads need one
+    unless ``public_reads``.
     """
 
     def __init__(
         self,
         *,
         public_reads: bool = True,
+        api_tokens: str = TOKEN,
+        reviewer: Any = None,
         kube: FakeKube | None = None,
         queues: Iterable[dict[str, Any]] = (),
         definitions: Iterable[dict[str, Any]] = (),
@@ -154,7 +157,9 @@ class WebWorld:
         )
         self.cache.replace("jobexecutions", list(executions))
         backend = Backend(self.cache, self.sqs, self.s3, self.kube)
-        self.app = web_app(backend, public_reads=public_reads, api_tokens=TOKEN)
+        self.app = web_app(
+            backend, reviewer=reviewer, public_reads=public_reads, api_tokens=api_tokens
+        )
 
     def add(self, body: dict[str, Any]) -> dict[str, Any]:
         self.cache.apply("jobexecutions", "ADDED", body)

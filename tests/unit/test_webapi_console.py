@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -58,14 +57,8 @@ class Console(WebWorld):
 
 
 @pytest.fixture
-def console() -> Console:
+def world() -> Console:
     return Console()
-
-
-@pytest.fixture
-def client(console: Console) -> Iterator[TestClient]:
-    with TestClient(console.app) as test_client:
-        yield test_client
 
 
 def test_every_page_renders(client: TestClient) -> None:
@@ -123,7 +116,7 @@ def test_queue_page_lists_scheduled_executions(client: TestClient) -> None:
     assert "Scheduled executions <small>(1)</small>" in page
 
 
-def test_retry_button_needs_login_then_enqueues(client: TestClient, console: Console) -> None:
+def test_retry_button_needs_login_then_enqueues(client: TestClient, world: Console) -> None:
     refused = client.post("/job_executions/with-logs/retry", follow_redirects=False)
     assert refused.status_code == 401
     client.cookies.set("barbeque_token", TOKEN)
@@ -135,7 +128,7 @@ def test_retry_button_needs_login_then_enqueues(client: TestClient, console: Con
     )
     assert response.status_code == 303
     assert "Retry+enqueued" in response.headers["location"]
-    assert console.sqs.sent[-1]["body"] == {"Type": "JobRetry", "RetryMessageId": "with-logs"}
+    assert world.sqs.sent[-1]["body"] == {"Type": "JobRetry", "RetryMessageId": "with-logs"}
 
 
 def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
@@ -144,13 +137,13 @@ def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
     assert "record_not_found" in response.text
 
 
-def test_cancel_button_patches_the_running_execution(console: Console) -> None:
+def test_cancel_button_patches_the_running_execution(world: Console) -> None:
     kube = FakeKube()
-    console.app.state.backend.kube = kube
-    console.cache.apply(
+    world.app.state.backend.kube = kube
+    world.cache.apply(
         "jobexecutions", "ADDED", execution_body("shop", "SendMail", "busy", phase="Running")
     )
-    with TestClient(console.app) as client:
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/busy").text
         assert 'id="cancel"' in page
         client.cookies.set("barbeque_token", TOKEN)
@@ -159,8 +152,8 @@ def test_cancel_button_patches_the_running_execution(console: Console) -> None:
     assert kube.cancelled == [("shop", "busy")]
 
 
-def test_messages_are_escaped(client: TestClient, console: Console) -> None:
-    console.cache.apply(
+def test_messages_are_escaped(client: TestClient, world: Console) -> None:
+    world.cache.apply(
         "jobexecutions",
         "ADDED",
         execution_body("shop", "SendMail", "xss", message={"html": "<script>alert(1)</script>"}),
@@ -170,17 +163,17 @@ def test_messages_are_escaped(client: TestClient, console: Console) -> None:
     assert "&lt;script&gt;" in page
 
 
-def test_the_job_name_links_to_the_cluster_ui_when_configured(console: Console) -> None:
-    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
-    with TestClient(console.app) as client:
+def test_the_job_name_links_to_the_cluster_ui_when_configured(world: Console) -> None:
+    world.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/with-logs").text
     assert 'href="https://k8s.example/#/job/shop/with-logs"' in page
 
 
-async def test_the_sampler_records_each_queues_counters(console: Console) -> None:
+async def test_the_sampler_records_each_queues_counters(world: Console) -> None:
     from barbeque_dashboard.sampler import QueueSampler
 
-    sampler = QueueSampler(console.app.state.backend, interval=60)
+    sampler = QueueSampler(world.app.state.backend, interval=60)
     await sampler.sample_once()
     await sampler.sample_once()
     assert [(s.visible, s.in_flight, s.running) for s in sampler.samples("default")] == [
@@ -190,31 +183,31 @@ async def test_the_sampler_records_each_queues_counters(console: Console) -> Non
     assert sampler.samples("unknown") == []
 
 
-def test_queue_page_charts_the_sampled_counters(client: TestClient, console: Console) -> None:
+def test_queue_page_charts_the_sampled_counters(client: TestClient, world: Console) -> None:
     from datetime import UTC, datetime, timedelta
 
     from barbeque_dashboard.sampler import QueueSampler, Sample
 
     assert "Not enough samples yet" in client.get("/job_queues/default").text
-    sampler = QueueSampler(console.app.state.backend, interval=60)
+    sampler = QueueSampler(world.app.state.backend, interval=60)
     start = datetime.now(UTC) - timedelta(minutes=10)
     sampler.history["default"] = deque(
         Sample(start + timedelta(minutes=i), i, 1, 0, 2) for i in range(10)
     )
-    console.app.state.sampler = sampler
+    world.app.state.sampler = sampler
     page = client.get("/job_queues/default").text
     assert page.count("<polyline") == 4
     assert "10 samples" in page
 
 
-def test_an_execution_with_no_phase_yet_names_and_links_its_job(console: Console) -> None:
+def test_an_execution_with_no_phase_yet_names_and_links_its_job(world: Console) -> None:
     """The operator writes no status when it creates a fresh execution's Job, which is
     named after the execution."""
-    console.cache.apply(
+    world.cache.apply(
         "jobexecutions", "ADDED", execution_body("shop", "SendMail", "fresh", with_status=False)
     )
-    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
-    with TestClient(console.app) as client:
+    world.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/fresh").text
     assert 'href="https://k8s.example/#/job/shop/fresh"' in page
     assert 'class="job-name">fresh<' in page

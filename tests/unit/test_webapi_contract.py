@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,17 +14,6 @@ from barbeque.api.models import Phase
 from tests.support.webapi import AUTH, WebWorld, ago, execution_body
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def world() -> WebWorld:
-    return WebWorld()
-
-
-@pytest.fixture
-def client(world: WebWorld) -> Iterator[TestClient]:
-    with TestClient(world.app) as test_client:
-        yield test_client
 
 
 def enqueue(client: TestClient, **overrides: Any) -> Any:
