@@ -109,6 +109,23 @@ def execution_body(
     return body
 
 
+def finished_history(count: int, failed_every: int, prefix: str) -> list[dict[str, Any]]:
+    """``count`` finished executions of shop/SendMail a minute apart, oldest first, named
+    ``<prefix>00``, ``<prefix>01``…; every ``failed_every``-th from the first failed."""
+    return [
+        execution_body(
+            "shop",
+            "SendMail",
+            f"{prefix}{i:02d}",
+            phase="Failed" if i % failed_every == 0 else "Succeeded",
+            created=ago(minutes=count - i),
+            started=ago(minutes=count - i),
+            finished=ago(minutes=count - i - 1),
+        )
+        for i in range(count)
+    ]
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -8,7 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.fakes import FakeKube
-from tests.support.webapi import TOKEN, WebWorld, ago, definition_body, execution_body, queue_body
+from tests.support.webapi import (
+    TOKEN,
+    WebWorld,
+    ago,
+    definition_body,
+    execution_body,
+    finished_history,
+    queue_body,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -22,18 +30,7 @@ class Console(WebWorld):
             slack={"channel": "#mail", "notifySuccess": True},
             retry={"limit": 5},
         )
-        executions = [
-            execution_body(
-                "shop",
-                "SendMail",
-                f"msg-{i:02d}",
-                phase="Failed" if i % 4 == 0 else "Succeeded",
-                created=ago(minutes=40 - i),
-                started=ago(minutes=40 - i),
-                finished=ago(minutes=39 - i),
-            )
-            for i in range(40)
-        ]
+        executions = finished_history(40, failed_every=4, prefix="msg-")
         executions.append(
             execution_body(
                 "shop",
@@ -82,38 +79,40 @@ def test_every_page_renders(client: TestClient) -> None:
         assert "cdn" not in response.text.lower()
 
 
+# What a page shows of the world above, beyond rendering.
+SHOWN = {
+    # its definition's Slack channel and description; retry buttons
+    "/applications/shop/job_definitions/SendMail": ("#mail", "Sends the mail", 'class="retry"'),
+    # the message, the log kept in S3, the Job's name and a retry button
+    "/job_executions/with-logs": (
+        "a@example.com",
+        "boom: it failed",
+        'class="job-name">with-logs',
+        'id="retry"',
+    ),
+    "/monitors": ("<svg", "SendMail"),
+    "/job_queues/default": ("later", "Scheduled executions <small>(1)</small>"),
+}
+
+
+@pytest.mark.parametrize("path", SHOWN)
+def test_a_page_shows_what_it_is_for(client: TestClient, path: str) -> None:
+    page = client.get(path).text
+    assert [text for text in SHOWN[path] if text not in page] == []
+
+
 def test_definition_page_filters_by_status_and_shows_15_per_page(client: TestClient) -> None:
-    page = client.get("/applications/shop/job_definitions/SendMail?status=failed").text
-    assert page.count('class="execution-link"') == 11  # 10 failed + with-logs
-    assert "#mail" in page
-    assert "Sends the mail" in page
+    failed = client.get("/applications/shop/job_definitions/SendMail?status=failed").text
+    assert failed.count('class="execution-link"') == 11  # 10 failed + with-logs
     everything = client.get("/applications/shop/job_definitions/SendMail").text
     assert everything.count('class="execution-link"') == 15
     assert "Page 1 of 3" in everything
-    assert 'class="retry"' in everything
 
 
-def test_execution_page_shows_message_logs_and_job(client: TestClient) -> None:
-    page = client.get("/job_executions/with-logs").text
-    assert "boom: it failed" in page
-    assert "a@example.com" in page
-    assert 'class="job-name">with-logs' in page
-    assert 'id="retry"' in page
-
-
-def test_statistics_and_monitor_draw_svg_charts(client: TestClient) -> None:
+def test_statistics_draw_two_svg_charts(client: TestClient) -> None:
     stats = client.get("/applications/shop/job_definitions/SendMail/statistics?days=1").text
     assert stats.count("<svg") == 2
     assert "42 executions" not in stats  # the Scheduled one has no timestamp
-    monitor = client.get("/monitors").text
-    assert "<svg" in monitor
-    assert "SendMail" in monitor
-
-
-def test_queue_page_lists_scheduled_executions(client: TestClient) -> None:
-    page = client.get("/job_queues/default").text
-    assert "later" in page
-    assert "Scheduled executions <small>(1)</small>" in page
 
 
 def test_retry_button_needs_login_then_enqueues(client: TestClient, world: Console) -> None:

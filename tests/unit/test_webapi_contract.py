@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from barbeque.api import envelope
 from barbeque.api.models import Phase
-from tests.support.webapi import AUTH, WebWorld, ago, execution_body
+from tests.support.webapi import AUTH, WebWorld, execution_body, finished_history
 
 pytestmark = pytest.mark.unit
 
@@ -253,16 +253,8 @@ def test_cancel_of_a_finished_execution_is_409(client: TestClient, world: WebWor
 
 
 def test_list_filters_by_status_and_pages_newest_first(client: TestClient, world: WebWorld) -> None:
-    for i in range(30):
-        world.add(
-            execution_body(
-                "shop",
-                "SendMail",
-                f"m{i:02d}",
-                phase="Failed" if i % 3 == 0 else "Succeeded",
-                created=ago(minutes=60 - i),
-            )
-        )
+    for body in finished_history(30, failed_every=3, prefix="m"):
+        world.add(body)
     response = client.get("/v1/job_executions?status=failed&per_page=4&page=2", headers=AUTH)
     body = response.json()
     assert body["total"] == 10
