@@ -29,28 +29,29 @@ def test_a_retry_message_names_the_original() -> None:
     assert envelope.parse(envelope.encode_retry("abc")) == envelope.RetryRequest("abc")
 
 
+EXECUTION = {"Type": "JobExecution", "Application": "a", "Job": "j", "Message": 1}
+
+
+def execution(without: str = "", **changed: object) -> str:
+    """A JobExecution envelope with one field left out or some changed, as JSON."""
+    body = {key: value for key, value in EXECUTION.items() if key != without}
+    return json.dumps(body | changed)
+
+
 @pytest.mark.parametrize(
     ("body", "reason", "words"),
     [
         ("not json", "InvalidJSON", "not JSON"),
         ("[1, 2]", "InvalidEnvelope", "JSON list, not an object"),
-        ('{"Type":"JobExecution","Job":"j","Message":1}', "InvalidEnvelope", "Application"),
-        ('{"Type":"JobExecution","Application":"a","Message":1}', "InvalidEnvelope", "Job is"),
-        ('{"Type":"JobExecution","Application":"a","Job":"j"}', "InvalidEnvelope", "Message"),
-        (
-            '{"Type":"JobExecution","Application":7,"Job":"j","Message":1}',
-            "InvalidEnvelope",
-            "Application",
-        ),
+        (execution(without="Application"), "InvalidEnvelope", "Application"),
+        (execution(without="Job"), "InvalidEnvelope", "Job is"),
+        (execution(without="Message"), "InvalidEnvelope", "Message"),
+        (execution(Application=7), "InvalidEnvelope", "Application"),
+        (execution(NotBefore="soon"), "InvalidEnvelope", "ISO 8601"),
         ('{"Type":"Bogus","Application":"a"}', "UnknownType", '"Bogus"'),
         ('{"Application":"a"}', "UnknownType", "missing"),
         ('{"Type":"JobRetry"}', "InvalidEnvelope", "RetryMessageId"),
         ('{"Type":"Notification","TopicArn":"x","Message":"{}"}', "UnsupportedType", "SNS"),
-        (
-            '{"Type":"JobExecution","Application":"a","Job":"j","Message":1,"NotBefore":"soon"}',
-            "InvalidEnvelope",
-            "ISO 8601",
-        ),
     ],
 )
 def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
