@@ -108,6 +108,16 @@ T0 = "2030-01-01T00:00:00Z"
 T1 = "2030-01-01T00:01:05Z"
 
 
+async def created(**definition: Any) -> World:
+    """A world where message m1 for definition ``notify`` (with ``definition``) has had its
+    first reconcile: the Job is created."""
+    world = World()
+    world.define(**definition)
+    world.receive()
+    await world.step()
+    return world
+
+
 def finished(world: World, name: str = "m1", exit_code: int = 0) -> None:
     world.pod_event(
         name,
@@ -178,10 +188,7 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
 
 
 async def test_a_pod_that_finished_before_anyone_looked_still_names_its_job() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     await world.step()
     assert (world.phase(), world.status().job_name) == ("Succeeded", "m1")
@@ -231,10 +238,7 @@ async def test_a_lost_write_leaving_scheduled_is_made_once_the_job_is_seen() -> 
 
 
 async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
-    world = World()
-    world.define(retry={"limit": 1, "baseDelaySeconds": 30, "jitter": False})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 1, "baseDelaySeconds": 30, "jitter": False})
     finished(world, exit_code=2)
     await world.step()
     assert world.status().retried_by == "m1-retry-1"
@@ -311,10 +315,7 @@ async def test_a_job_the_api_server_rejects_is_an_error() -> None:
 
 
 async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     world.s3.down = True
     with pytest.raises(Requeue):
@@ -330,10 +331,7 @@ async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
 
 
 async def test_one_failed_upload_of_three_means_the_logs_are_not_uploaded() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     world.s3.refused = {"stdout.txt"}
     with pytest.raises(Requeue):
@@ -356,10 +354,7 @@ async def test_a_job_that_already_exists_is_adopted_after_a_crash() -> None:
 
 
 async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     world.pod_event(running={"startedAt": T0})
     now = datetime.now(UTC).isoformat()
     world.job_event(conditions=[{"type": "Failed", "status": "True", "lastTransitionTime": now}])
@@ -377,10 +372,7 @@ async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
 
 
 async def test_a_deadline_is_reported_as_the_reason() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     world.job_event(
         conditions=[
             {
@@ -398,10 +390,7 @@ async def test_a_deadline_is_reported_as_the_reason() -> None:
 
 
 async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
-    world = World()
-    world.define(retry={"limit": 3})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 3})
     world.store.executions[(NS, "m1")].spec.cancel = True
     await world.step()
     assert world.phase() == "Failed"
@@ -411,10 +400,7 @@ async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
 
 
 async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> None:
-    world = World()
-    world.define(retry={"limit": 3}, slack={"channel": "#c"})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 3}, slack={"channel": "#c"})
     world.store.delete_definition(NS, "notify")
     world.pod_event(running={"startedAt": T0})
     world.job_event(active=1, ready=1, startTime=T0)
@@ -429,10 +415,7 @@ async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> 
 
 
 async def test_a_manual_retry_links_its_parent() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     finished(world, exit_code=1)
     await world.step()
     assert world.status().retried_by is None
@@ -457,10 +440,7 @@ def _ago(seconds: float) -> str:
 
 
 async def test_an_image_pull_error_is_shown_then_ends_in_error_after_the_start_deadline() -> None:
-    world = World()
-    world.define(startDeadlineSeconds=60, retry={"limit": 3})
-    world.receive()
-    await world.step()
+    world = await created(startDeadlineSeconds=60, retry={"limit": 3})
     pull = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling "blog:1"'}}
     world.job_event(startTime=_ago(10))
     world.pod_event(**pull)
@@ -479,10 +459,7 @@ async def test_an_image_pull_error_is_shown_then_ends_in_error_after_the_start_d
 
 
 async def test_waiting_for_a_node_does_not_count_against_the_start_deadline() -> None:
-    world = World()
-    world.define(startDeadlineSeconds=60)
-    world.receive()
-    await world.step()
+    world = await created(startDeadlineSeconds=60)
     world.job_event(startTime=_ago(3600))  # an hour without capacity first
     world.store.put_pod(
         {
