@@ -63,6 +63,15 @@ def job_pods(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:  # n
     return list(pods["items"])
 
 
+def gone(cluster: Cluster, path: str) -> bool:  # noqa: F811
+    """Whether the API server answers 404 for ``path``."""
+    try:
+        cluster.api("GET", path)
+    except ApiError as err:
+        return err.status == 404
+    return False
+
+
 def test_apiserver_reports_the_pinned_kubernetes_version(cluster: Cluster) -> None:  # noqa: F811
     assert cluster.api("GET", "/version")["gitVersion"] == "v1.34.4"
     out = cluster.kubectl("version", "-o", "json").stdout
@@ -198,15 +207,7 @@ def test_deleting_the_owner_garbage_collects_the_child(cluster: Cluster, ns: str
     }
     cluster.api("POST", base, {"metadata": {"name": "child", "ownerReferences": [owner]}})
     cluster.api("DELETE", f"{base}/parent")
-
-    def child_gone() -> bool:
-        try:
-            cluster.api("GET", f"{base}/child")
-        except ApiError as err:
-            return err.status == 404
-        return False
-
-    wait_until("child ConfigMap garbage-collected", child_gone)
+    wait_until("child ConfigMap garbage-collected", lambda: gone(cluster, f"{base}/child"))
 
 
 def test_finished_job_with_ttl_is_deleted_with_its_pods(cluster: Cluster, ns: str) -> None:  # noqa: F811
@@ -215,13 +216,6 @@ def test_finished_job_with_ttl_is_deleted_with_its_pods(cluster: Cluster, ns: st
         f"/apis/batch/v1/namespaces/{ns}/jobs",
         job_manifest("brief", ttlSecondsAfterFinished=0),
     )
-
-    def job_gone() -> bool:
-        try:
-            cluster.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/brief")
-        except ApiError as err:
-            return err.status == 404
-        return False
-
-    wait_until("Job deleted by the TTL controller", job_gone)
+    job = f"/apis/batch/v1/namespaces/{ns}/jobs/brief"
+    wait_until("Job deleted by the TTL controller", lambda: gone(cluster, job))
     wait_until("pods deleted", lambda: not job_pods(cluster, ns, "brief"))
