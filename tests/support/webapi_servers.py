@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster.fixture import Shared
 from tests.cluster.harness import ApiError, Cluster, free_port
 from tests.support.aws import CREDENTIALS, REGION, Aws
 from tests.support.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
@@ -144,9 +145,7 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-class _Shared:
-    service: Service | None = None
-    users = 0
+_shared_service: Shared[Service] = Shared()
 
 
 def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
@@ -206,17 +205,12 @@ def service(
 
     Needs the root conftest's ``cluster``, ``aws`` and ``crds`` (the CRDs applied).
     """
-    if _Shared.service is None:
-        _Shared.service = _start(cluster, aws, tmp_path_factory.mktemp("dashboard"))
-    _Shared.users += 1
-    instance = _Shared.service
-    try:
+
+    def start() -> Service:
+        return _start(cluster, aws, tmp_path_factory.mktemp("dashboard"))
+
+    with _shared_service.use(start, Service.close) as instance:
         yield instance
-    finally:
-        _Shared.users -= 1
-        if _Shared.users <= 0:
-            _Shared.service = None
-            instance.close()
 
 
 @dataclass
