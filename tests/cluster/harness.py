@@ -219,6 +219,18 @@ class Cluster:
             return text
         return json.loads(text) if text else None
 
+    def apply_crds(self, directory: Path = HERE.parents[1] / "crds") -> None:
+        """Apply the project's generated CRDs and wait until the API server serves them."""
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=barbeque",
+        )
+
     def create_namespace(self, name: str, timeout: float = 30.0) -> None:
         """Create a namespace and wait for its ``default`` ServiceAccount (pods need it)."""
         try:

@@ -49,15 +49,7 @@ NO_HISTORY_GC = {"BARBEQUE_HISTORY_TTL_SECONDS": "604800", "BARBEQUE_HISTORY_KEE
 
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "-l",
-        "app.kubernetes.io/part-of=barbeque",
-    )
+    cluster.apply_crds()
     cluster.create_namespace(OPERATOR_NAMESPACE)
 
 
