@@ -194,6 +194,24 @@ def _should_retry(method: str, response: httpx.Response | None, error: Exception
     return isinstance(error, httpx.TransportError) and method in IDEMPOTENT_METHODS
 
 
+def _answer_or_delay(
+    policy: Retry,
+    attempt: int,
+    method: str,
+    response: httpx.Response | None,
+    error: httpx.HTTPError | None,
+    base_url: httpx.URL,
+) -> httpx.Response | float:
+    """After one try: the response to answer with, or the seconds to wait before the next
+    try; ServiceUnavailable when there is neither a response nor a try left."""
+    last = attempt + 1 >= policy.attempts
+    if not last and _should_retry(method, response, error):
+        return policy.delay(attempt, response)
+    if response is None:
+        raise ServiceUnavailable(f"cannot reach {base_url}: {error}") from error
+    return response
+
+
 def _raise_for(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json()
@@ -270,6 +288,28 @@ def _list_params(
         if value:
             params[key] = value
     return params
+
+
+def _waited(
+    message_id: str,
+    execution: Execution,
+    elapsed: float,
+    interval: float,
+    timeout: float,
+    progress: Progress | None,
+) -> bool:
+    """After one poll of ``wait``: True when the execution has finished; WaitTimeout when
+    another poll would come after ``timeout``."""
+    if progress is not None:
+        progress(execution, elapsed)
+    if execution.finished:
+        return True
+    if elapsed + interval > timeout:
+        raise WaitTimeout(
+            f"execution {execution.message_id} is still {execution.status} after {timeout:.0f} s",
+            execution,
+        )
+    return False
 
 
 @dataclass(frozen=True)
@@ -353,13 +393,10 @@ class Client:
                 response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 error = exc
-            last = attempt + 1 >= policy.attempts
-            if not last and _should_retry(method, response, error):
-                self._sleep(policy.delay(attempt, response))
-                continue
-            if response is None:
-                raise ServiceUnavailable(f"cannot reach {self._http.base_url}: {error}") from error
-            return _raise_for(response)
+            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            if isinstance(after, httpx.Response):
+                return _raise_for(after)
+            self._sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def enqueue(
@@ -452,15 +489,8 @@ class Client:
         while True:
             execution = self.status(message_id)
             elapsed = self._clock() - started
-            if progress is not None:
-                progress(execution, elapsed)
-            if execution.finished:
+            if _waited(message_id, execution, elapsed, interval, timeout, progress):
                 return execution
-            if elapsed + interval > timeout:
-                raise WaitTimeout(
-                    f"execution {message_id} is still {execution.status} after {timeout:.0f} s",
-                    execution,
-                )
             self._sleep(interval)
 
 
@@ -512,13 +542,10 @@ class AsyncClient:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 error = exc
-            last = attempt + 1 >= policy.attempts
-            if not last and _should_retry(method, response, error):
-                await asyncio.sleep(policy.delay(attempt, response))
-                continue
-            if response is None:
-                raise ServiceUnavailable(f"cannot reach {self._http.base_url}: {error}") from error
-            return _raise_for(response)
+            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            if isinstance(after, httpx.Response):
+                return _raise_for(after)
+            await asyncio.sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def enqueue(
@@ -588,13 +615,6 @@ class AsyncClient:
         while True:
             execution = await self.status(message_id)
             elapsed = time.monotonic() - started
-            if progress is not None:
-                progress(execution, elapsed)
-            if execution.finished:
+            if _waited(message_id, execution, elapsed, interval, timeout, progress):
                 return execution
-            if elapsed + interval > timeout:
-                raise WaitTimeout(
-                    f"execution {message_id} is still {execution.status} after {timeout:.0f} s",
-                    execution,
-                )
             await asyncio.sleep(interval)
