@@ -1,8 +1,9 @@
 """The few extra calls the web service makes, as subclasses of the operator's adapters.
 
-``DashboardKube`` adds cancelling an execution, reading the token Secret and asking the
-API server about bearer tokens (TokenReview, SubjectAccessReview). ``DashboardSqs`` adds
-the queue attributes the console shows (redrive policy, dead-letter queue).
+``DashboardKube`` adds cancelling an execution, annotating definitions (the revision
+lock), reading the token Secret and asking the API server about bearer tokens
+(TokenReview, SubjectAccessReview). ``DashboardSqs`` adds the queue attributes the
+console shows (redrive policy, dead-letter queue).
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ class DashboardKube(Kube):
             "PATCH",
             f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
             {"spec": {"cancel": True}},
+            content_type=MERGE_PATCH,
+        )
+
+    async def annotate_definition(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]:
+        """Set (or, with None, remove) annotations of a JobDefinition; returns the object."""
+        return await self._object(
+            "annotate_definition",
+            "PATCH",
+            f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}",
+            {"metadata": {"annotations": annotations}},
             content_type=MERGE_PATCH,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from barbeque.api import revision
 from barbeque.api.models import JobDefinition, JobExecution
 from barbeque.services import builders
 
@@ -194,3 +195,32 @@ def test_execution_manifest_omits_unset_fields_and_links_its_parent() -> None:
     }
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     JobExecution.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("busybox", "busybox:abc123"),
+        ("busybox:1.36", "busybox:abc123"),
+        ("registry.example:5000/blog", "registry.example:5000/blog:abc123"),
+        ("registry.example:5000/blog:latest", "registry.example:5000/blog:abc123"),
+        ("blog@sha256:" + "f" * 64, "blog:abc123"),
+        ("r.example/blog:1.0@sha256:" + "f" * 64, "r.example/blog:abc123"),
+    ],
+)
+def test_a_revision_replaces_the_tag_but_never_a_registry_port(image: str, pinned: str) -> None:
+    assert revision.pinned_image(image, "abc123") == pinned
+
+
+def test_a_locked_definition_runs_its_image_at_the_locked_revision() -> None:
+    locked = definition()
+    locked.metadata.annotations[revision.REVISION_LOCK] = "798926d"
+    job = builders.build_job(execution(), locked)
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/blog:798926d"
+    # A value that is no Docker tag is ignored rather than turned into a broken image.
+    locked.metadata.annotations[revision.REVISION_LOCK] = "not a tag"
+    job = builders.build_job(execution(), locked)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/blog:1.0"
+    )

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from barbeque.api import revision
 from barbeque.api.models import (
     API_VERSION,
     LABEL_APPLICATION,
@@ -163,7 +164,7 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
     labels[LABEL_EXECUTION] = meta.name
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": spec.image,
+        "image": revision.effective_image(definition),
         "env": job_environment(execution, definition),
         "securityContext": _container_security(definition),
     }
