@@ -20,6 +20,8 @@ from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
 from barbeque.api import envelope, revision
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.services import statistics
+from barbeque.services.statistics import HourlyStatistics
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
 
@@ -76,6 +78,7 @@ class KubeApi(Protocol):
     async def annotate_definition(
         self, namespace: str, name: str, annotations: dict[str, str | None]
     ) -> dict[str, Any]: ...
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
 
 
@@ -421,6 +424,18 @@ class Backend:
                 ) from exc
             self.cache.apply("jobdefinitions", "MODIFIED", patched)
         return [d.metadata.name for d in definitions]
+
+    async def kept_statistics(self, definition: JobDefinition) -> tuple[HourlyStatistics, str]:
+        """The hourly statistics of the definition's collected executions, and why they
+        are missing ("" when read, or when there are none yet)."""
+        if self.kube is None:
+            return HourlyStatistics(), "no Kubernetes API to read kept statistics from"
+        namespace, name = definition.metadata.namespace or "", definition.metadata.name
+        try:
+            found = await self.kube.get_configmap(namespace, statistics.configmap_name(name))
+        except KubeError as exc:
+            return HourlyStatistics(), f"kept statistics cannot be read: {exc}"[:300]
+        return HourlyStatistics.from_configmap(found), ""
 
     # -- listing ------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class FakeKube:
         self.attempts: list[tuple[str, str]] = []
         self.cancelled: list[tuple[str, str]] = []
         self.reviews: dict[str, Review] = {}
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.review_calls = 0
         # Failures to answer: the next ``fail_next`` creates raise ``failure``; bodies
         # ``refuses`` accepts are refused (400/422): like the real API server, it decodes
@@ -120,6 +121,14 @@ class FakeKube:
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
         self.cancelled.append((namespace, name))
         return {}
+
+    async def annotate_definition(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]:
+        raise AssertionError("definitions are annotated against the real API server only")
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.configmaps.get((namespace, name))
 
     async def review(
         self, token: str, *, verb: str, resource: str, namespace: str | None, group: str = ""

@@ -149,7 +149,8 @@ class _Shared:
     users = 0
 
 
-def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+def start_service(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+    """A dashboard process of its own (the session's is the ``service`` fixture)."""
     s3 = aws.s3()
     s3.create_bucket(Bucket=BUCKET)
     s3.close()
@@ -207,7 +208,7 @@ def service(
     Needs the root conftest's ``cluster``, ``aws`` and ``crds`` (the CRDs applied).
     """
     if _Shared.service is None:
-        _Shared.service = _start(cluster, aws, tmp_path_factory.mktemp("dashboard"))
+        _Shared.service = start_service(cluster, aws, tmp_path_factory.mktemp("dashboard"))
     _Shared.users += 1
     instance = _Shared.service
     try:

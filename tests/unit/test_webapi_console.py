@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from barbeque.services.naming import execution_name
+from barbeque.services.statistics import HourlyStatistics, configmap_name
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
 from tests.support.fakes import FakeKube, FakeS3, FakeSqs
@@ -131,6 +133,25 @@ def test_statistics_and_monitor_draw_svg_charts(client: TestClient) -> None:
     monitor = client.get("/monitors").text
     assert "<svg" in monitor
     assert "SendMail" in monitor
+
+
+def test_statistics_add_the_kept_hours_of_collected_executions(console: Console) -> None:
+    """Executions collected from the cluster still count, from the ConfigMap the operator
+    keeps: 20 days ago is inside 30 days, not inside 14; a kept name still in the cluster
+    (counted, about to be deleted) is not counted twice."""
+    kept = HourlyStatistics()
+    for i in range(7):
+        kept.add(f"old-{i}", ago(days=20), 10.0)
+    kept.add(execution_name("msg-00"), ago(minutes=40), 60.0)
+    kube = console.app.state.backend.kube
+    kube.configmaps[("shop", configmap_name("SendMail"))] = kept.configmap("shop", "SendMail", None)
+    with TestClient(console.app) as client:
+        month = client.get("/applications/shop/job_definitions/SendMail/statistics?days=30").text
+        fortnight = client.get("/applications/shop/job_definitions/SendMail/statistics?days=14")
+    # 41 executions with a creation time in the cluster, plus 7 kept; msg-00 once.
+    assert "48 executions in the last 30 days" in month
+    assert "41 executions in the last 14 days" in fortnight.text
+    assert "Only the executions still in the cluster" not in month
 
 
 def test_queue_page_lists_scheduled_executions(client: TestClient) -> None:

@@ -337,6 +337,26 @@ class Kube:
             items.extend(page)
         return items
 
+    # -- ConfigMaps (statistics that outlive executions) --------------------------------------
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._object("get_configmap", "GET", _configmap_path(namespace, name))
+        except NotFound:
+            return None
+
+    async def write_configmap(self, body: dict[str, Any]) -> None:
+        """Create the ConfigMap, or replace it when its body names the resourceVersion
+        read (a stale one is ``Conflict``)."""
+        meta = body["metadata"]
+        if meta.get("resourceVersion"):
+            path = _configmap_path(meta["namespace"], meta["name"])
+            await self._request("replace_configmap", "PUT", path, body)
+        else:
+            await self._request(
+                "create_configmap", "POST", _configmap_path(meta["namespace"]), body
+            )
+
     # -- leases (leader election) ----------------------------------------------------------
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -370,6 +390,11 @@ def segment(value: str) -> str:
     if value in ("", ".", ".."):
         raise Invalid(f"{value!r} is not a valid object name")
     return quote(value, safe="")
+
+
+def _configmap_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
+    return f"{path}/{segment(name)}" if name else path
 
 
 def _lease_path(namespace: str, name: str | None = None) -> str:
