@@ -113,7 +113,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     settings = request.app.state.settings
     context.setdefault("title", "Barbeque")
     context["request"] = request
-    context["refresh"] = settings.dashboard_refresh_seconds
+    context.setdefault("refresh", settings.dashboard_refresh_seconds)
     context["logged_in"] = bool(request.cookies.get(COOKIE))
     context["notice"] = request.query_params.get("notice")
     context["status_word"] = _backend(request).status_word if request.app.state.backend else None

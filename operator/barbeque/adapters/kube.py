@@ -45,6 +45,8 @@ class KubeError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # The Status's details.causes of a refused object: {"field", "message", "reason"}.
+        self.causes: list[dict[str, str]] = []
 
 
 class NotFound(KubeError):
@@ -80,6 +82,23 @@ def _status_reason(body: bytes) -> str:
     return reason if isinstance(reason, str) else ""
 
 
+def _causes(body: bytes) -> list[dict[str, str]]:
+    """Which fields the API server refused, and why (``details.causes`` of its Status)."""
+    try:
+        status = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    details = status.get("details") if isinstance(status, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if not isinstance(causes, list):
+        return []
+    return [
+        {key: str(cause.get(key) or "") for key in ("field", "message", "reason")}
+        for cause in causes
+        if isinstance(cause, dict)
+    ]
+
+
 def _translate(status: int, reason: str, body: bytes) -> KubeError:
     message = f"{status} {reason}: {body[:500].decode('utf-8', 'replace')}"
     if status == 404:
@@ -91,7 +110,9 @@ def _translate(status: int, reason: str, body: bytes) -> KubeError:
             return AlreadyExists(message, status)
         return Conflict(message, status)
     if status in (400, 422):
-        return Invalid(message, status)
+        invalid = Invalid(message, status)
+        invalid.causes = _causes(body)
+        return invalid
     return TransientError(message, status)
 
 
