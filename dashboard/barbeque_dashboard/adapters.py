@@ -32,25 +32,27 @@ class DashboardKube(Kube):
     """The operator's Kube adapter plus the web service's own calls."""
 
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._object(
-            "cancel_execution",
-            "PATCH",
-            f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
-            {"spec": {"cancel": True}},
-            content_type=MERGE_PATCH,
+        return await self._merge_patch(
+            "cancel_execution", "jobexecutions", namespace, name, {"spec": {"cancel": True}}
         )
 
     async def annotate_definition(
         self, namespace: str, name: str, annotations: dict[str, str | None]
     ) -> dict[str, Any]:
         """Set (or, with None, remove) annotations of a JobDefinition; returns the object."""
-        return await self._object(
+        return await self._merge_patch(
             "annotate_definition",
-            "PATCH",
-            f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}",
+            "jobdefinitions",
+            namespace,
+            name,
             {"metadata": {"annotations": annotations}},
-            content_type=MERGE_PATCH,
         )
+
+    async def _merge_patch(
+        self, call: str, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = f"{_resource_path(plural, namespace)}/{segment(name)}"
+        return await self._object(call, "PATCH", path, patch, content_type=MERGE_PATCH)
 
     # -- the console's forms: definitions, queues, applications (namespaces) -------------------
 

@@ -44,6 +44,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "record_not_found"},
     503: {"model": ErrorBody, "description": "SQS or Kubernetes unavailable"},
 }
+JSON_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    415: {"model": ErrorBody, "description": "the body is not declared JSON"},
+}
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)
 }
@@ -392,10 +396,7 @@ class RevisionLockResponse(BaseModel):
     "/v1/apps/{name}/revision_lock",
     status_code=201,
     response_model=RevisionLockResponse,
-    responses={
-        **ERRORS,
-        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
-    },
+    responses=JSON_WRITE_ERRORS,
     tags=["barbeque"],
     summary="Pin the image tag of every job definition of an application (barbeque's API)",
     dependencies=[JsonContent],

@@ -88,6 +88,28 @@ async def _write(
     return written
 
 
+async def _save(
+    request: Request,
+    form: forms.Form,
+    fields: dict[str, str],
+    plural: str,
+    body: dict[str, Any],
+    *,
+    replace: bool,
+) -> dict[str, Any] | None:
+    """Create or replace a JobDefinition or JobQueue unless the form has errors; the cache
+    takes the answer, so the page redirected to shows it at once."""
+    if form.errors:
+        return None
+    kube = _writer(request)
+    written = await _write(
+        request, form, fields, lambda: kube.write_resource(plural, body, replace=replace)
+    )
+    if written is not None:
+        _backend(request).cache.apply(plural, "MODIFIED" if replace else "ADDED", written)
+    return written
+
+
 async def _delete(call: Any) -> None:
     """A delete; one already gone is done."""
     try:
@@ -194,21 +216,13 @@ async def create_definition(application: str, request: Request) -> Response:
     await _allowed(request, Action("create", application, resource="jobdefinitions"))
     form = forms.Form(await _form(request))
     body = forms.definition_body(form, application)
-    if not form.errors:
-        kube = _writer(request)
-        created = await _write(
-            request,
-            form,
-            forms.DEFINITION_FIELDS,
-            lambda: kube.write_resource("jobdefinitions", body, replace=False),
+    fields = forms.DEFINITION_FIELDS
+    if created := await _save(request, form, fields, "jobdefinitions", body, replace=False):
+        name = created["metadata"]["name"]
+        return _done(
+            f"/applications/{quote(application)}/job_definitions/{quote(name)}",
+            f"Job definition {name} created",
         )
-        if created is not None:
-            _backend(request).cache.apply("jobdefinitions", "ADDED", created)
-            name = created["metadata"]["name"]
-            return _done(
-                f"/applications/{quote(application)}/job_definitions/{quote(name)}",
-                f"Job definition {name} created",
-            )
     return _definition_page(request, application, form, editing=None, status=422)
 
 
@@ -237,20 +251,11 @@ async def update_definition(application: str, job: str, request: Request) -> Res
     # The version the user edited, so a change made meanwhile is not overwritten.
     stored["metadata"]["resourceVersion"] = form.values.get("resource_version", "")
     body = forms.definition_body(form, application, stored)
-    if not form.errors:
-        kube = _writer(request)
-        written = await _write(
-            request,
-            form,
-            forms.DEFINITION_FIELDS,
-            lambda: kube.write_resource("jobdefinitions", body, replace=True),
+    if await _save(request, form, forms.DEFINITION_FIELDS, "jobdefinitions", body, replace=True):
+        return _done(
+            f"/applications/{quote(application)}/job_definitions/{quote(job)}",
+            f"Job definition {job} saved",
         )
-        if written is not None:
-            _backend(request).cache.apply("jobdefinitions", "MODIFIED", written)
-            return _done(
-                f"/applications/{quote(application)}/job_definitions/{quote(job)}",
-                f"Job definition {job} saved",
-            )
     return _definition_page(request, application, form, editing=job, status=422)
 
 
@@ -289,18 +294,9 @@ async def create_queue(request: Request) -> Response:
     await _allowed(request, Action("create", None, resource="jobqueues"))
     form = forms.Form(await _form(request))
     body = forms.queue_body(form)
-    if not form.errors:
-        kube = _writer(request)
-        created = await _write(
-            request,
-            form,
-            forms.QUEUE_FIELDS,
-            lambda: kube.write_resource("jobqueues", body, replace=False),
-        )
-        if created is not None:
-            _backend(request).cache.apply("jobqueues", "ADDED", created)
-            name = created["metadata"]["name"]
-            return _done(f"/job_queues/{quote(name)}", f"Queue {name} created")
+    if created := await _save(request, form, forms.QUEUE_FIELDS, "jobqueues", body, replace=False):
+        name = created["metadata"]["name"]
+        return _done(f"/job_queues/{quote(name)}", f"Queue {name} created")
     return _queue_page(request, form, editing=None, status=422)
 
 
@@ -328,17 +324,8 @@ async def update_queue(name: str, request: Request) -> Response:
     stored = await _stored_queue(request, name)
     stored["metadata"]["resourceVersion"] = form.values.get("resource_version", "")
     body = forms.queue_body(form, stored)
-    if not form.errors:
-        kube = _writer(request)
-        written = await _write(
-            request,
-            form,
-            forms.QUEUE_FIELDS,
-            lambda: kube.write_resource("jobqueues", body, replace=True),
-        )
-        if written is not None:
-            _backend(request).cache.apply("jobqueues", "MODIFIED", written)
-            return _done(f"/job_queues/{quote(name)}", f"Queue {name} saved")
+    if await _save(request, form, forms.QUEUE_FIELDS, "jobqueues", body, replace=True):
+        return _done(f"/job_queues/{quote(name)}", f"Queue {name} saved")
     return _queue_page(request, form, editing=name, status=422)
 
 

@@ -75,15 +75,39 @@ def place(form: Form, path: str, message: str, fields: Mapping[str, str]) -> Non
     form.add("", f"{path}: {message}" if path else message)
 
 
-def _validate(
-    model: type[BaseModel], spec: dict[str, Any], form: Form, fields: Mapping[str, str]
-) -> None:
+def _checked(
+    model: type[BaseModel],
+    metadata: dict[str, Any],
+    spec: dict[str, Any],
+    form: Form,
+    fields: Mapping[str, str],
+) -> BaseModel | None:
+    """The spec as the operator will read it (numbers typed as text become numbers), or
+    None with each refusal placed on the form."""
+    if not metadata["name"]:
+        form.add("name", "a name is required")
     try:
-        model.model_validate(spec)
+        parsed = model.model_validate(spec)
     except ValidationError as exc:
         for error in exc.errors():
             parts = [str(p) for p in error["loc"] if not isinstance(p, int)]
             place(form, ".".join(["spec", *parts]), error["msg"], fields)
+        return None
+    return None if form.errors else parsed
+
+
+def _start(
+    kind: str, form: Form, stored: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The object to send and its metadata: a copy of ``stored`` without its status (the
+    name cannot change), or a new one named as typed."""
+    body: dict[str, Any] = copy.deepcopy(stored) if stored else {}
+    body.pop("status", None)
+    body["apiVersion"] = API_VERSION
+    body["kind"] = kind
+    metadata: dict[str, Any] = body.setdefault("metadata", {})
+    metadata.setdefault("name", form.values.get("name", "").strip())
+    return body, metadata
 
 
 def _lines(text: str) -> list[str]:
@@ -133,12 +157,7 @@ def definition_body(
 ) -> dict[str, Any]:
     """The JobDefinition to send: ``stored`` (when editing) with the form's fields over it."""
     values = form.values
-    body: dict[str, Any] = copy.deepcopy(stored) if stored else {}
-    body.pop("status", None)
-    body["apiVersion"] = API_VERSION
-    body["kind"] = "JobDefinition"
-    metadata = body.setdefault("metadata", {})
-    metadata.setdefault("name", values.get("name", "").strip())
+    body, metadata = _start("JobDefinition", form, stored)
     metadata["namespace"] = namespace
     spec: dict[str, Any] = body.setdefault("spec", {})
     spec["description"] = values.get("description", "").strip()
@@ -172,12 +191,8 @@ def definition_body(
         }
     else:
         spec.pop("slack", None)
-    if not metadata["name"]:
-        form.add("name", "a name is required")
-    _validate(JobDefinitionSpec, spec, form, DEFINITION_FIELDS)
-    if not form.errors:
-        # Send what the model read: numbers typed as text go as numbers.
-        parsed = JobDefinitionSpec.model_validate(spec)
+    parsed = _checked(JobDefinitionSpec, metadata, spec, form, DEFINITION_FIELDS)
+    if isinstance(parsed, JobDefinitionSpec):
         spec["retry"] = parsed.retry.model_dump(by_alias=True, exclude_none=True)
     return body
 
@@ -207,12 +222,7 @@ def queue_values(body: dict[str, Any] | None) -> dict[str, str]:
 
 def queue_body(form: Form, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     values = form.values
-    body: dict[str, Any] = copy.deepcopy(stored) if stored else {}
-    body.pop("status", None)
-    body["apiVersion"] = API_VERSION
-    body["kind"] = "JobQueue"
-    metadata = body.setdefault("metadata", {})
-    metadata.setdefault("name", values.get("name", "").strip())
+    body, metadata = _start("JobQueue", form, stored)
     annotations = metadata.setdefault("annotations", {})
     if description := values.get("description", "").strip():
         annotations[DESCRIPTION] = description
@@ -235,11 +245,8 @@ def queue_body(form: Form, stored: dict[str, Any] | None = None) -> dict[str, An
             spec[key] = number
         else:
             spec.pop(key, None)
-    if not metadata["name"]:
-        form.add("name", "a name is required")
-    _validate(JobQueueSpec, spec, form, QUEUE_FIELDS)
-    if not form.errors:
-        parsed = JobQueueSpec.model_validate(spec)
+    parsed = _checked(JobQueueSpec, metadata, spec, form, QUEUE_FIELDS)
+    if parsed is not None:
         body["spec"] = parsed.model_dump(by_alias=True, exclude_none=True)
     return body
 

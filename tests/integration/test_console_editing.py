@@ -14,6 +14,7 @@ import pytest
 from tests.cluster.harness import ApiError, Cluster
 from tests.support import webapi_servers
 from tests.support.browser import page, shot
+from tests.support.kube import grant, service_account_token
 from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN
 from tests.support.webapi_servers import Service
@@ -24,39 +25,6 @@ service = webapi_servers.service
 __all__ = ["page"]
 
 GROUP_PATH = "/apis/barbeque.dev/v1alpha1"
-
-
-def service_account_token(cluster: Cluster, namespace: str, name: str) -> str:
-    accounts = f"/api/v1/namespaces/{namespace}/serviceaccounts"
-    cluster.api("POST", accounts, {"metadata": {"name": name}})
-    token: str = cluster.api(
-        "POST",
-        f"{accounts}/{name}/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-    )["status"]["token"]
-    return token
-
-
-def grant(cluster: Cluster, name: str, namespace: str, account: str, rules: list[Any]) -> None:
-    """A ClusterRole with ``rules`` bound to the ServiceAccount ``namespace/account``."""
-    cluster.api(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        {"metadata": {"name": name}, "rules": rules},
-    )
-    cluster.api(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
-    )
 
 
 def log_in(page: Any, service: Service, token: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from barbeque.adapters.mysql import TABLES
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
@@ -51,19 +52,7 @@ def imported(mariadb: MariaDB, aws: Aws, tmp_path: Path) -> tuple[str, Path]:
         f"{key}_QUEUE_URL": sqs.create_queue(QueueName=f"Barbeque-{name}-{suffix}")["QueueUrl"]
         for key, name in (("DEFAULT", "default"), ("MAIL", "Mail"))
     }
-    mariadb.run_sql(
-        ";\n".join(
-            f"DELETE FROM barbeque_{table}"
-            for table in (
-                "apps",
-                "job_definitions",
-                "retry_configs",
-                "slack_notifications",
-                "job_queues",
-                "sns_subscriptions",
-            )
-        )
-    )
+    mariadb.run_sql(";\n".join(f"DELETE FROM barbeque_{table}" for table in TABLES))
     mariadb.load("sample.sql", SUFFIX=suffix, **urls)
     output = tmp_path / "barbeque.yaml"
     result = barbeque_import("--database", mariadb.url, "-o", str(output))

@@ -15,6 +15,7 @@ from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
+from tests.support.kube import service_account_token
 from tests.support.operator import App, OperatorProcess, application
 from tests.support.waiting import wait_until
 from tests.support.webapi_servers import Service
@@ -115,17 +116,7 @@ def test_revision_lock_refusals(service: Service, app: App) -> None:
     assert anonymous.status_code == 401
 
     # A Kubernetes token may lock only with `patch` on the application's definitions.
-    cluster = app.cluster
-    cluster.api(
-        "POST",
-        f"/api/v1/namespaces/{app.namespace}/serviceaccounts",
-        {"metadata": {"name": "deployer"}},
-    )
-    token = cluster.api(
-        "POST",
-        f"/api/v1/namespaces/{app.namespace}/serviceaccounts/deployer/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-    )["status"]["token"]
+    token = service_account_token(app.cluster, app.namespace, "deployer")
     denied = service.client(token=token).post(path, json={"revision": "v1"})
     assert denied.status_code == 403
     assert "patch jobdefinitions" in denied.json()["message"]
