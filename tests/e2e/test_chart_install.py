@@ -434,8 +434,12 @@ OPERATOR_MAY = [
     ("create", "events", "-n", "app-a"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("update", "leases.coordination.k8s.io", "-n", "{release_namespace}"),
+    ("get", "configmaps", "-n", "app-a"),
+    ("create", "configmaps", "-n", "app-a"),
+    ("update", "configmaps", "-n", "app-a"),
 ]
 OPERATOR_MAY_NOT = [
+    ("delete", "configmaps", "-n", "app-a"),
     ("get", "secrets", "-n", "{release_namespace}"),
     ("list", "secrets", "--all-namespaces"),
     ("get", "secrets", "-n", "app-a"),
@@ -479,6 +483,14 @@ def test_the_dashboard_service_account_reads_only_its_own_token_secret(
     assert can_i(cluster, account, namespace, "watch", "jobexecutions.barbeque.dev", "-A")
     assert can_i(cluster, account, namespace, "patch", "jobexecutions.barbeque.dev", "-n", "a")
     assert not can_i(cluster, account, namespace, "create", "jobs.batch", "-n", "a")
+    # The console's forms (after the user's own SubjectAccessReview) and statistics page.
+    assert can_i(cluster, account, namespace, "create", "jobdefinitions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "patch", "jobdefinitions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "delete", "jobqueues.barbeque.dev")
+    assert can_i(cluster, account, namespace, "create", "namespaces")
+    assert can_i(cluster, account, namespace, "get", "configmaps", "-n", "a")
+    assert not can_i(cluster, account, namespace, "update", "configmaps", "-n", "a")
+    assert not can_i(cluster, account, namespace, "update", "namespaces")
     assert not can_i(
         cluster, account, namespace, "patch", "jobexecutions.barbeque.dev",
         "--subresource=status", "-n", "a",
