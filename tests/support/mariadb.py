@@ -8,6 +8,7 @@ in over TCP as a user with a password, as it would in production.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -81,8 +82,10 @@ def start(workdir: Path) -> MariaDB:
             "mariadb-install-db",
             "--no-defaults",
             f"--datadir={datadir}",
-            "--user=root",
+            f"--user={getpass.getuser()}",
+            # root logs in through the socket as whoever runs the tests (no password).
             "--auth-root-authentication-method=socket",
+            f"--auth-root-socket-user={getpass.getuser()}",
             "--skip-test-db",
         ],
         check=True,
@@ -99,7 +102,7 @@ def start(workdir: Path) -> MariaDB:
                 f"--socket={datadir / 'mysqld.sock'}",
                 f"--port={port}",
                 "--bind-address=127.0.0.1",
-                "--user=root",
+                f"--user={getpass.getuser()}",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M",
                 f"--log-error={log}",
