@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from barbeque.api import revision
 from barbeque.api.models import JobExecution
 from barbeque.services.statistics import Bucket, hour_of
 from barbeque_dashboard import charts
@@ -72,6 +73,8 @@ templates.env.filters["ago"] = _ago
 templates.env.filters["when"] = _time
 templates.env.filters["span"] = lambda s: "" if s is None else _span(s)
 templates.env.globals["elapsed"] = elapsed
+templates.env.globals["locked_revision"] = revision.locked_revision
+templates.env.globals["effective_image"] = revision.effective_image
 
 
 def _backend(request: Request) -> Backend:

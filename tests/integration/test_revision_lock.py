@@ -80,6 +80,8 @@ def test_a_revision_lock_pins_every_definition_and_its_release_restores_them(
         assert stored["spec"]["image"].startswith("registry.example:5000/shop/app")
     shown = service.client().get(f"/v1/applications/{app.namespace}/job_definitions/report")
     assert shown.json()["effective_image"] == f"registry.example:5000/shop/app:{REVISION}"
+    page = service.client().get(f"/applications/{app.namespace}/job_definitions/report").text
+    assert f"registry.example:5000/shop/app:{REVISION}</code> (revision lock)" in page
 
     wait_until(
         "the operator to see the lock",
