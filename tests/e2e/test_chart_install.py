@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from barbeque.api import crdgen
+from barbeque.api.models import CUSTOM_RESOURCES, GROUP
 from tests.cluster.harness import Cluster, free_port
 from tests.support.kube import service_account_kubeconfig
 
@@ -89,6 +91,15 @@ def test_a_wrong_value_fails_and_the_message_names_the_field(
     output = result.stdout + result.stderr
     assert named in output, output
     assert "schema" in output, output
+
+
+def test_helm_refuses_a_cluster_older_than_kubernetes_1_31(cluster: Cluster) -> None:
+    """The chart's kubeVersion is the operator's floor (CRD selectable fields, on since 1.31)."""
+    refused = cluster.helm("template", str(CHART), "--kube-version", "1.30.9", check=False)
+    assert refused.returncode != 0
+    assert "chart requires kubeVersion: >=1.31.0-0" in refused.stderr, refused.stderr
+    assert "incompatible with Kubernetes v1.30.9" in refused.stderr
+    cluster.helm("template", str(CHART), "--kube-version", "1.31.0")
 
 
 def test_the_default_render_has_both_deployments_their_identities_and_the_services(
@@ -313,6 +324,20 @@ def test_a_service_monitor_without_the_metrics_service_is_refused(cluster: Clust
     )  # fmt: skip
     assert result.returncode != 0
     assert "metrics.service.enabled" in result.stderr
+
+
+def test_crds_install_renders_the_generated_crds_with_the_keep_policy(cluster: Cluster) -> None:
+    """The templated CRDs are crdgen's, field for field, plus only the keep annotation;
+    without crds.install there are none (helm installs crds/ alone)."""
+    assert not [d for d in render(cluster) if d["kind"] == "CustomResourceDefinition"]
+    docs = render(cluster, "--set", "crds.install=true")
+    rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in CUSTOM_RESOURCES}
+    assert rendered.keys() == expected.keys()
+    for name, crd in rendered.items():
+        annotations = crd["metadata"].pop("annotations")
+        assert annotations == {"helm.sh/resource-policy": "keep"}, name
+        assert crd == expected[name], f"{name} differs from what crdgen generates"
 
 
 # -- against the apiserver ----------------------------------------------------------------
