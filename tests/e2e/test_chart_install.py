@@ -29,13 +29,16 @@ import yaml
 
 from barbeque.api import crdgen
 from barbeque.api.models import CUSTOM_RESOURCES, GROUP
+from barbeque.services.builders import build_execution
 from tests.cluster.harness import Cluster, free_port
 from tests.support.kube import service_account_kubeconfig
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "barbeque"
+USER_ROLES = ("view", "edit", "admin", "webapi-reader", "webapi-submitter")
 CRD_NAMES = {
     "jobqueues.barbeque.dev",
     "jobdefinitions.barbeque.dev",
@@ -123,6 +126,7 @@ def test_the_default_render_has_both_deployments_their_identities_and_the_servic
         ("Deployment", "bbq-barbeque-dashboard"),
         ("Service", "bbq-barbeque-metrics"),
         ("Service", "bbq-barbeque-dashboard"),
+        *(("ClusterRole", f"bbq-barbeque-{role}") for role in USER_ROLES),
     }, "no ServiceMonitor, Ingress or Slack Secret unless asked for"
 
 
@@ -508,6 +512,160 @@ def test_the_dashboard_service_account_reads_only_its_own_token_secret(
         cluster, account, namespace, "patch", "jobexecutions.barbeque.dev",
         "--subresource=status", "-n", "a",
     )  # fmt: skip
+
+
+# -- roles for users --------------------------------------------------------------------
+
+
+def aggregated(cluster: Cluster, role: str, resource: str, verb: str) -> bool:
+    """Whether Kubernetes' own ClusterRole ``role`` has taken in a rule of ours."""
+    rules = get(cluster, "clusterrole", role).get("rules") or []
+    return any(
+        GROUP in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        for rule in rules
+    )
+
+
+def as_user(cluster: Cluster, user: str, *args: str, body: str | None = None) -> tuple[bool, str]:
+    """``kubectl --as user ...``: (succeeded, output)."""
+    result = cluster.kubectl(*args, f"--as={user}", input=body, check=False)
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def application_namespace(cluster: Cluster, release: tuple[str, str, str]) -> Iterator[str]:
+    """A namespace with alice bound to Kubernetes' view, bob to edit, and one execution."""
+    wait_until(
+        "view, edit and admin to aggregate the chart's roles",
+        lambda: (
+            aggregated(cluster, "view", "jobexecutions", "get")
+            and aggregated(cluster, "edit", "jobdefinitions", "create")
+            and aggregated(cluster, "admin", "jobqueues", "create")
+        ),
+        30,
+    )
+    with cluster.temporary_namespace("roles") as namespace:
+        cluster.kubectl("create", "rolebinding", "alice-view", "--clusterrole=view",
+                        "--user=alice", "-n", namespace)  # fmt: skip
+        cluster.kubectl("create", "rolebinding", "bob-edit", "--clusterrole=edit",
+                        "--user=bob", "-n", namespace)  # fmt: skip
+        execution = build_execution(
+            name="m-1", namespace=namespace, application=namespace, job="hello",
+            queue="default", message_id="m-1", message={"n": 1},
+        )  # fmt: skip
+        cluster.kubectl("create", "-f", "-", input=json.dumps(execution))
+        yield namespace
+
+
+def definition_manifest(namespace: str, name: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "JobDefinition",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "busybox:1.36", "command": ["true"], "queue": "default"},
+        }
+    )
+
+
+def test_a_user_with_view_reads_executions_and_may_not_create_definitions(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    namespace = application_namespace
+    read, output = as_user(cluster, "alice", "get", "jobexecution", "m-1", "-n", namespace)
+    assert read, output
+    listed, output = as_user(cluster, "alice", "get", "executions,definitions", "-n", namespace)
+    assert listed, output
+    created, output = as_user(
+        cluster, "alice", "create", "-f", "-", body=definition_manifest(namespace, "by-alice")
+    )
+    assert not created
+    assert "forbidden" in output, output
+    cancelled, output = as_user(
+        cluster, "alice", "patch", "jobexecution", "m-1", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"cancel":true}}',
+    )  # fmt: skip
+    assert not cancelled
+    assert "forbidden" in output, output
+
+
+def test_a_user_with_edit_creates_definitions_and_cancels_executions_but_not_queues(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    namespace = application_namespace
+    created, output = as_user(
+        cluster, "bob", "create", "-f", "-", body=definition_manifest(namespace, "by-bob")
+    )
+    assert created, output
+    read, output = as_user(cluster, "bob", "get", "jobexecution", "m-1", "-n", namespace)
+    assert read, output
+    cancelled, output = as_user(
+        cluster, "bob", "patch", "jobexecution", "m-1", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"cancel":true}}',
+    )  # fmt: skip
+    assert cancelled, output
+    status, output = as_user(
+        cluster, "bob", "patch", "jobexecution", "m-1", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", '{"status":{"phase":"Succeeded"}}',
+    )  # fmt: skip
+    assert not status, "the status is the operator's"
+    queue, output = as_user(
+        cluster, "bob", "create", "-f", "-",
+        body=json.dumps({"apiVersion": f"{GROUP}/v1alpha1", "kind": "JobQueue",
+                         "metadata": {"name": f"by-bob-{namespace}"}, "spec": {}}),
+    )  # fmt: skip
+    assert not queue, "JobQueues are cluster-scoped: admin bound cluster-wide, not edit"
+    assert not can_i_user(cluster, "bob", "get", "jobexecutions.barbeque.dev", "-n", "default")
+
+
+def test_admin_bound_cluster_wide_manages_job_queues(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    binding = f"carol-admin-{application_namespace}"
+    question = ("create", "jobqueues.barbeque.dev")
+    assert not can_i_user(cluster, "carol", *question)
+    cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=admin", "--user=carol")
+    try:
+        assert can_i_user(cluster, "carol", *question)
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding)
+
+
+def can_i_user(cluster: Cluster, user: str, *question: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", *question, f"--as={user}", check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def test_the_web_api_roles_grant_what_its_subject_access_review_asks(
+    cluster: Cluster, release: tuple[str, str, str], dashboard: Dashboard
+) -> None:
+    """A reader (ClusterRoleBinding) reads through the Web API; a submitter (RoleBinding)
+    may create and patch executions in its application's namespace only."""
+    prefix = f"{release[0]}-barbeque"
+    with cluster.temporary_namespace("ci") as ci:
+        cluster.kubectl("create", "serviceaccount", "reader", "-n", ci)
+        cluster.kubectl("create", "clusterrolebinding", f"{ci}-reader",
+                        f"--clusterrole={prefix}-webapi-reader",
+                        f"--serviceaccount={ci}:reader")  # fmt: skip
+        try:
+            token = service_account_token(cluster, "reader", ci)
+            status, body = http_get(dashboard.url + "/v1/job_executions", token)
+            assert status == 200, body
+        finally:
+            cluster.kubectl("delete", "clusterrolebinding", f"{ci}-reader", check=False)
+        cluster.kubectl("create", "rolebinding", "submitter",
+                        f"--clusterrole={prefix}-webapi-submitter",
+                        "--user=ci-bot", "-n", ci)  # fmt: skip
+        for verb in ("create", "patch"):
+            assert can_i_user(cluster, "ci-bot", verb, "jobexecutions.barbeque.dev", "-n", ci)
+            assert not can_i_user(
+                cluster, "ci-bot", verb, "jobexecutions.barbeque.dev", "-n", "default"
+            )
+        assert not can_i_user(cluster, "ci-bot", "list", "jobexecutions.barbeque.dev", "-A")
 
 
 def test_every_optional_object_is_accepted_by_the_apiserver(
