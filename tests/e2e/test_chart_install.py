@@ -38,6 +38,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "barbeque"
+# The console's VmRSS once it caches 10,000 executions (docs/performance.md, scenario 5).
+DASHBOARD_MB_AT_10000 = 295
 USER_ROLES = ("view", "edit", "admin", "webapi-reader", "webapi-submitter")
 CRD_NAMES = {
     "jobqueues.barbeque.dev",
@@ -683,6 +685,7 @@ def test_every_optional_object_is_accepted_by_the_apiserver(
         "--set", "fullnameOverride=dry-run",
         "--set-json", 'operator.tolerations=[{"key":"batch","operator":"Exists"}]',
         "--set-json", 'operator.nodeSelector={"kubernetes.io/os":"linux"}',
+        *SWITCHES,
         namespace=namespace,
     )  # fmt: skip
     manifest = "\n---\n".join(json.dumps(d) for d in docs)
@@ -815,3 +818,123 @@ def test_the_operator_gets_a_disruption_budget_when_asked_for_beside_an_autoscal
     deployment = only(docs, "Deployment", "bbq-barbeque-operator")
     assert budget["spec"]["maxUnavailable"] == 1
     assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+# -- production switches -------------------------------------------------------------------
+
+SWITCHES = (
+    "--set", "operator.podDisruptionBudget.enabled=true",
+    "--set", "dashboard.podDisruptionBudget.enabled=true",
+    "--set", "dashboard.replicas=2",
+    "--set", "networkPolicy.enabled=true",
+    "--set-json",
+    'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"team":"obs"}}}]',
+    "--set", "operator.priorityClassName=barbeque-critical",
+    "--set", "dashboard.priorityClassName=barbeque-console",
+    "--set-json", 'operator.extraEnv=[{"name":"BARBEQUE_RESYNC_SECONDS","value":"120"}]',
+    "--set-json", 'dashboard.extraEnv=[{"name":"BARBEQUE_PUBLIC_READS","value":"true"}]',
+    "--set-json", 'operator.extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]',
+    "--set-json",
+    'operator.extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp","readOnly":true}]',
+    "--set-json", 'dashboard.extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]',
+    "--set-json", 'dashboard.extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp"}]',
+    "--set-json",
+    'operator.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",'
+    '"whenUnsatisfiable":"ScheduleAnyway"}]',
+    "--set-json",
+    'dashboard.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"kubernetes.io/hostname",'
+    '"whenUnsatisfiable":"DoNotSchedule"}]',
+)  # fmt: skip
+
+
+def test_no_production_switch_is_on_by_default(cluster: Cluster) -> None:
+    docs = render(cluster)
+    assert not [d for d in docs if d["kind"] in ("PodDisruptionBudget", "NetworkPolicy")]
+    for component in ("operator", "dashboard"):
+        pod = only(docs, "Deployment", f"bbq-barbeque-{component}")["spec"]["template"]["spec"]
+        assert "topologySpreadConstraints" not in pod
+        assert "priorityClassName" not in pod
+        assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("component", ["operator", "dashboard"])
+def test_each_production_switch_renders_on_both_deployments(
+    cluster: Cluster, component: str
+) -> None:
+    docs = render(cluster, *SWITCHES)
+    name = f"bbq-barbeque-{component}"
+    deployment = only(docs, "Deployment", name)
+    pods = deployment["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+
+    budget = only(docs, "PodDisruptionBudget", name)
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pods}}
+
+    policy = only(docs, "NetworkPolicy", name)
+    assert policy["spec"]["podSelector"] == {"matchLabels": pods}
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress stays open"
+    ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    named = {p["name"] for p in container(deployment)["ports"]}
+    assert ports == named, "exactly the container's own ports"
+
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": pods}, "its own pods, filled in"
+    assert (
+        pod["priorityClassName"]
+        == {
+            "operator": "barbeque-critical",
+            "dashboard": "barbeque-console",
+        }[component]
+    )
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "ca": "/etc/ssl/corp"}
+    extra = {"operator": "BARBEQUE_RESYNC_SECONDS", "dashboard": "BARBEQUE_PUBLIC_READS"}
+    assert extra[component] in env_of(deployment)
+
+
+def test_the_network_policies_admit_metrics_only_from_the_given_peers(cluster: Cluster) -> None:
+    docs = render(cluster, *SWITCHES)
+    operator = only(docs, "NetworkPolicy", "bbq-barbeque-operator")["spec"]["ingress"]
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in operator}
+    assert by_port == {
+        "http-metrics": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+        "http-health": None,  # the kubelet's probes
+    }
+    [dashboard] = only(docs, "NetworkPolicy", "bbq-barbeque-dashboard")["spec"]["ingress"]
+    assert "from" not in dashboard, "dashboardFrom empty: anyone may reach the console"
+
+
+def test_a_topology_spread_constraint_keeps_its_own_label_selector(cluster: Cluster) -> None:
+    own = {"matchLabels": {"tier": "control"}}
+    constraint = {
+        "maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": own,
+    }  # fmt: skip
+    docs = render(
+        cluster, "--set-json", f"operator.topologySpreadConstraints={json.dumps([constraint])}"
+    )
+    pod = only(docs, "Deployment", "bbq-barbeque-operator")["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == [constraint]
+
+
+def test_the_dashboard_memory_limit_fits_its_measured_use_at_10000_executions(
+    cluster: Cluster,
+) -> None:
+    """docs/performance.md: the console holding 10,000 executions, DASHBOARD_MB_AT_10000."""
+    resources = container(only(render(cluster), "Deployment", "bbq-barbeque-dashboard"))[
+        "resources"
+    ]
+    limit = mebibytes(resources["limits"]["memory"])
+    request = mebibytes(resources["requests"]["memory"])
+    measured = DASHBOARD_MB_AT_10000 * 1e6 / 2**20
+    assert request >= measured, "scheduled where its steady use fits"
+    assert limit >= 1.5 * measured, "headroom for the start-up LIST and a burst of pages"
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return float(quantity[: -len(unit)]) * factor
+    raise AssertionError(f"unexpected memory quantity {quantity!r}")
