@@ -30,6 +30,7 @@ import yaml
 from barbeque.api import crdgen
 from barbeque.api.models import CUSTOM_RESOURCES, GROUP
 from barbeque.services.builders import build_execution
+from tests.cluster import chartdocs
 from tests.cluster.harness import Cluster, free_port
 from tests.support.kube import service_account_kubeconfig
 from tests.support.waiting import wait_until
@@ -105,6 +106,11 @@ def test_helm_refuses_a_cluster_older_than_kubernetes_1_31(cluster: Cluster) -> 
     assert "chart requires kubeVersion: >=1.31.0-0" in refused.stderr, refused.stderr
     assert "incompatible with Kubernetes v1.30.9" in refused.stderr
     cluster.helm("template", str(CHART), "--kube-version", "1.31.0")
+
+
+def test_the_chart_readme_is_what_helm_docs_makes_of_values_yaml(cluster: Cluster) -> None:
+    """scripts/test runs the same check; `python -m tests.cluster chart-readme --write` fixes it."""
+    assert chartdocs.drift() == []
 
 
 def test_the_default_render_has_both_deployments_their_identities_and_the_services(

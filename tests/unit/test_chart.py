@@ -179,3 +179,14 @@ def test_neither_cluster_role_grants_wildcards_or_secrets() -> None:
         assert "secrets" not in cluster_role, f"{template}: Secrets only by name, in a Role"
     operator = (CHART / "templates" / "operator-rbac.yaml").read_text()
     assert "secrets" not in operator, "the operator must not read Secrets"
+
+
+def test_every_value_in_the_generated_readme_has_a_description() -> None:
+    """helm-docs takes a value's description from a ``# --`` comment and silently leaves it
+    empty when the comment's first line has another ``--`` word in it."""
+    rows = [
+        line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| ")
+    ]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
+    assert len(cells) > 50, "the values table is there"
+    assert [c[0] for c in cells if not c[-1]] == []
