@@ -93,6 +93,16 @@ def test_default_values_satisfy_the_schema() -> None:
         ("opertor", {"replicas": 1}, "/: Additional properties are not allowed ('opertor'"),
         ("operator.replica", 1, "/operator: Additional properties are not allowed ('replica'"),
         ("dashboard.ingress.hosts", [{"host": "x"}], "/dashboard/ingress/hosts/0: 'paths' is a"),
+        ("crds.install", "yes", "/crds/install: 'yes' is not of type 'boolean'"),
+        ("userRoles.aggregate", 1, "/userRoles/aggregate: 1 is not of type 'boolean'"),
+        ("networkPolicy.metricsFrom", {"a": 1}, "/networkPolicy/metricsFrom: {'a': 1} is not"),
+        (
+            "dashboard.topologySpreadConstraints",
+            [{"maxSkew": 1, "topologyKey": "zone"}],
+            "/dashboard/topologySpreadConstraints/0: 'whenUnsatisfiable' is a required",
+        ),
+        ("operator.extraVolumeMounts", [{"name": "ca"}], "/operator/extraVolumeMounts/0: 'mount"),
+        ("dashboard.podDisruptionBudget.maxUnavailable", -1, "/dashboard/podDisruptionBudget/max"),
     ],
 )
 def test_the_schema_rejects_a_wrong_value_and_names_it(
