@@ -582,9 +582,11 @@ def test_a_user_with_view_reads_executions_and_may_not_create_definitions(
     cluster: Cluster, application_namespace: str
 ) -> None:
     namespace = application_namespace
-    read, output = as_user(cluster, "alice", "get", "jobexecution", "m-1", "-n", namespace)
+    read, output = as_user(cluster, "alice", "get", "jobexecutions", "m-1", "-n", namespace)
     assert read, output
-    listed, output = as_user(cluster, "alice", "get", "executions,definitions", "-n", namespace)
+    listed, output = as_user(
+        cluster, "alice", "get", "jobexecutions,jobdefinitions", "-n", namespace
+    )
     assert listed, output
     created, output = as_user(
         cluster, "alice", "create", "-f", "-", body=definition_manifest(namespace, "by-alice")
@@ -592,7 +594,7 @@ def test_a_user_with_view_reads_executions_and_may_not_create_definitions(
     assert not created
     assert "forbidden" in output, output
     cancelled, output = as_user(
-        cluster, "alice", "patch", "jobexecution", "m-1", "-n", namespace,
+        cluster, "alice", "patch", "jobexecutions", "m-1", "-n", namespace,
         "--type=merge", "-p", '{"spec":{"cancel":true}}',
     )  # fmt: skip
     assert not cancelled
@@ -607,15 +609,15 @@ def test_a_user_with_edit_creates_definitions_and_cancels_executions_but_not_que
         cluster, "bob", "create", "-f", "-", body=definition_manifest(namespace, "by-bob")
     )
     assert created, output
-    read, output = as_user(cluster, "bob", "get", "jobexecution", "m-1", "-n", namespace)
+    read, output = as_user(cluster, "bob", "get", "jobexecutions", "m-1", "-n", namespace)
     assert read, output
     cancelled, output = as_user(
-        cluster, "bob", "patch", "jobexecution", "m-1", "-n", namespace,
+        cluster, "bob", "patch", "jobexecutions", "m-1", "-n", namespace,
         "--type=merge", "-p", '{"spec":{"cancel":true}}',
     )  # fmt: skip
     assert cancelled, output
     status, output = as_user(
-        cluster, "bob", "patch", "jobexecution", "m-1", "-n", namespace, "--subresource=status",
+        cluster, "bob", "patch", "jobexecutions", "m-1", "-n", namespace, "--subresource=status",
         "--type=merge", "-p", '{"status":{"phase":"Succeeded"}}',
     )  # fmt: skip
     assert not status, "the status is the operator's"
