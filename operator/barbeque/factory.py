@@ -20,6 +20,7 @@ from barbeque.controller.leader import LeaderElector
 from barbeque.controller.listwatch import ListWatch
 from barbeque.controller.manager import Manager
 from barbeque.controller.workqueue import WorkQueue
+from barbeque.services import compat
 from barbeque.services.events import EventRouter
 from barbeque.services.history import HistoryCollector
 from barbeque.services.intake import Intake
@@ -51,7 +52,10 @@ class Operator:
 
         Without the priming, an execution seen before its definition would be marked
         UnknownJob, and a queue's concurrency cap would start counting from zero.
+        An API server older than the operator supports is refused first
+        (``compat.UnsupportedServer``).
         """
+        compat.require_supported(await self.kube.server_version())
         for body in await self.kube.list_objects("jobdefinitions"):
             self.store.put_definition(body)
         # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's

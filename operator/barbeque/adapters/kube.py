@@ -337,6 +337,10 @@ class Kube:
             items.extend(page)
         return items
 
+    async def server_version(self) -> dict[str, Any]:
+        """``GET /version``: the API server's major, minor and gitVersion."""
+        return await self._object("server_version", "GET", "/version")
+
     # -- leases (leader election) ----------------------------------------------------------
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
