@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         "chart-readme",
         "check (default) or write charts/barbeque/README.md, made by helm-docs from values.yaml",
     )
-    readme.add_argument("--write", action="store_true", help="write the README instead")
+    mode = readme.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail if it differs (the default)")
+    mode.add_argument("--write", action="store_true", help="write the README instead")
     args = parser.parse_args(argv)
     handlers = {
         "build": cmd_build,
