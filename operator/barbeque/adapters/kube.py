@@ -267,6 +267,28 @@ class Kube:
             f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
         )
 
+    async def patch_definition_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await self._request(
+            "patch_definition_status",
+            "PATCH",
+            f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}/status",
+            {"status": status},
+            content_type=MERGE_PATCH,
+        )
+
+    # -- Events -----------------------------------------------------------------------------
+
+    async def create_event(self, body: dict[str, Any]) -> None:
+        # Nobody reads the created Event: the answer is not parsed.
+        await self._request(
+            "create_event",
+            "POST",
+            f"/apis/events.k8s.io/v1/namespaces/{segment(body['metadata']['namespace'])}/events",
+            body,
+        )
+
     # -- Jobs and pods ----------------------------------------------------------------------
 
     async def create_job(self, body: dict[str, Any]) -> None:

@@ -86,8 +86,15 @@ def structural_schema(model: type[Any]) -> dict[str, Any]:
     schema: dict[str, Any] = _resolve(raw, defs)
     properties = schema.setdefault("properties", {})
     # apiVersion, kind and metadata are validated by the server itself.
-    properties["apiVersion"] = {"type": "string"}
-    properties["kind"] = {"type": "string"}
+    properties["apiVersion"] = {
+        "description": f"The versioned schema of this object: {GROUP}/{VERSION}.",
+        "type": "string",
+    }
+    properties["kind"] = {
+        "description": f"The kind of this object: {model.kind}.",
+        "type": "string",
+    }
+    # The server describes metadata itself and refuses a schema that says more than its type.
     properties["metadata"] = {"type": "object"}
     for name in ("spec", "status"):
         if name in properties:

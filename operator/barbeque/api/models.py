@@ -8,6 +8,7 @@ dashboard. The package imports nothing else of ours, so every layer can depend o
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
@@ -26,6 +27,17 @@ LABEL_EXECUTION = f"{GROUP}/execution"
 LABEL_MESSAGE_ID = f"{GROUP}/message-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "barbeque"
+
+
+def cel(*rules: tuple[str, str]) -> ConfigDict:
+    """CEL rules (``x-kubernetes-validations``) the API server checks on an object: what the
+    schema alone cannot say. Each is a (rule, message) pair; the message is what a refused
+    ``kubectl apply`` prints."""
+    return ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]
+        }
+    )
 
 
 class Model(BaseModel):
@@ -75,6 +87,16 @@ class Condition(Model):
     )
 
 
+# Conditions as Kubernetes keeps them: a list keyed by type, so server-side apply and
+# strategic tools merge by type and the server refuses two conditions of one type.
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        description="The latest observations of the object's state, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
 IntOrString = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +120,18 @@ class DeadLetterQueue(Model):
 class JobQueueSpec(Model):
     """Which SQS queue to drain and how."""
 
+    model_config = cel(
+        (
+            "!(has(self.queueUrl) && has(self.queueName))",
+            "set spec.queueUrl or spec.queueName, not both: a JobQueue names one SQS queue",
+        ),
+        (
+            "!(has(self.queueUrl) && self.create)",
+            "spec.create needs spec.queueName (or the default name): the operator cannot "
+            "create a queue given by URL",
+        ),
+    )
+
     queue_name: str | None = Field(
         default=None,
         description="SQS queue name; defaults to Barbeque-<metadata.name> like cookpad/barbeque.",
@@ -106,7 +140,8 @@ class JobQueueSpec(Model):
         pattern="^[A-Za-z0-9_-]+$",
     )
     queue_url: str | None = Field(
-        default=None, description="Full SQS queue URL; takes precedence over queueName."
+        default=None,
+        description="Full SQS queue URL, instead of queueName (for a queue of another account).",
     )
     create: bool = Field(
         default=False, description="Create the SQS queue (and its dead-letter queue) if missing."
@@ -151,7 +186,7 @@ class JobQueueStatus(Model):
         description="The metadata.generation the operator's poller runs with: once equal, "
         "a spec change (cap, suspend, waits) is in effect.",
     )
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobQueue(Resource):
@@ -183,73 +218,108 @@ class JobQueue(Resource):
 class KeySelector(Model):
     """A key of a Secret or ConfigMap."""
 
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
-    optional: bool | None = None
+    name: str = Field(min_length=1, description="Name of the Secret or ConfigMap.")
+    key: str = Field(min_length=1, description="The key whose value is taken.")
+    optional: bool | None = Field(
+        default=None, description="Start the container even if the object or key is missing."
+    )
 
 
 class FieldSelector(Model):
     """A field of the pod, for the downward API."""
 
-    field_path: str = Field(min_length=1)
+    field_path: str = Field(
+        min_length=1, description="Path of the pod field, e.g. metadata.name or spec.nodeName."
+    )
 
 
 class EnvVarSource(Model):
     """Where an environment variable's value comes from."""
 
-    secret_key_ref: KeySelector | None = None
-    config_map_key_ref: KeySelector | None = None
-    field_ref: FieldSelector | None = None
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a ConfigMap."
+    )
+    field_ref: FieldSelector | None = Field(
+        default=None, description="A field of the pod (downward API)."
+    )
 
 
 class EnvVar(Model):
     """An environment variable of the job's container."""
 
-    name: str = Field(min_length=1, pattern="^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str | None = None
-    value_from: EnvVarSource | None = None
+    name: str = Field(
+        min_length=1,
+        pattern="^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name; BARBEQUE_* names are the operator's.",
+    )
+    value: str | None = Field(default=None, description="The value, as written.")
+    value_from: EnvVarSource | None = Field(
+        default=None, description="Take the value from a Secret, ConfigMap or pod field."
+    )
 
 
 class NameRef(Model):
     """A reference to a Secret or ConfigMap by name."""
 
-    name: str = Field(min_length=1)
-    optional: bool | None = None
+    name: str = Field(min_length=1, description="Name of the Secret or ConfigMap.")
+    optional: bool | None = Field(
+        default=None, description="Start the container even if the object is missing."
+    )
 
 
 class EnvFromSource(Model):
     """A Secret or ConfigMap whose keys become environment variables."""
 
-    prefix: str | None = None
-    secret_ref: NameRef | None = None
-    config_map_ref: NameRef | None = None
+    prefix: str | None = Field(default=None, description="Prepended to every key's name.")
+    secret_ref: NameRef | None = Field(default=None, description="Every key of a Secret.")
+    config_map_ref: NameRef | None = Field(default=None, description="Every key of a ConfigMap.")
 
 
 class ResourceRequirements(Model):
     """CPU and memory for the job's container."""
 
-    requests: dict[str, IntOrString] = Field(default_factory=dict)
-    limits: dict[str, IntOrString] = Field(default_factory=dict)
+    requests: dict[str, IntOrString] = Field(
+        default_factory=dict,
+        description="What the scheduler reserves, e.g. {cpu: 500m, memory: 256Mi}.",
+    )
+    limits: dict[str, IntOrString] = Field(
+        default_factory=dict, description="The most the container may use, e.g. {memory: 1Gi}."
+    )
 
 
 class Toleration(Model):
     """A Kubernetes toleration for the job's pod."""
 
-    key: str | None = None
-    operator: str | None = Field(default=None, pattern="^(Exists|Equal)$")
-    value: str | None = None
-    effect: str | None = Field(default=None, pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    toleration_seconds: int | None = None
+    key: str | None = Field(default=None, description="The taint key; empty matches every key.")
+    operator: str | None = Field(
+        default=None, pattern="^(Exists|Equal)$", description="Exists or Equal (the default)."
+    )
+    value: str | None = Field(default=None, description="The taint value, with Equal.")
+    effect: str | None = Field(
+        default=None,
+        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="The taint effect tolerated; empty means all.",
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="With NoExecute: how long the pod stays once tainted."
+    )
 
 
 class ContainerSecurity(Model):
     """Overrides of the restricted securityContext every job container gets by default."""
 
-    run_as_user: int | None = Field(default=None, ge=0)
-    run_as_group: int | None = Field(default=None, ge=0)
-    run_as_non_root: bool | None = None
-    allow_privilege_escalation: bool | None = None
-    read_only_root_filesystem: bool | None = None
+    run_as_user: int | None = Field(default=None, ge=0, description="The uid to run as.")
+    run_as_group: int | None = Field(default=None, ge=0, description="The gid to run as.")
+    run_as_non_root: bool | None = Field(
+        default=None, description="Refuse to start as root (default true)."
+    )
+    allow_privilege_escalation: bool | None = Field(
+        default=None, description="Allow setuid and the like (default false)."
+    )
+    read_only_root_filesystem: bool | None = Field(
+        default=None, description="Mount the image's filesystem read-only."
+    )
 
 
 class RetryPolicy(Model):
@@ -258,6 +328,13 @@ class RetryPolicy(Model):
     delay(n) = min(2^n * baseDelaySeconds, maxDelaySeconds); with jitter a uniform random
     value in [0, delay]. There is no 900 s ceiling: long delays become Scheduled executions.
     """
+
+    model_config = cel(
+        (
+            "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.baseDelaySeconds",
+            "retry.maxDelaySeconds must be at least retry.baseDelaySeconds",
+        ),
+    )
 
     limit: int = Field(default=3, ge=0, le=100, description="Retries after the first attempt.")
     base_delay_seconds: float = Field(default=15.0, ge=0, description="Delay of the first retry.")
@@ -295,6 +372,35 @@ class HistoryPolicy(Model):
     )
 
 
+# An image reference as container runtimes parse it (the grammar of distribution/reference):
+# [registry[:port]/]repository[:tag][@digest]. The first part is a registry only when it
+# looks like a host (a dot, a port, localhost); the repository is lowercase.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REGISTRY = (
+    rf"(?:localhost(?::[0-9]+)?|{_DOMAIN_PART}(?:\.{_DOMAIN_PART})+(?::[0-9]+)?"
+    rf"|{_DOMAIN_PART}:[0-9]+|\[[a-fA-F0-9:]+\](?::[0-9]+)?)"
+)
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_REGISTRY}/)?(?P<repository>{_PATH_PART}(?:/{_PATH_PART})*)"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why ``image`` is not an image reference a container runtime would pull, or None."""
+    name = image.split("@", 1)[0]
+    if len(name) > 255:
+        return f"image {image[:60]!r}... is longer than 255 characters"
+    if _IMAGE_REFERENCE.match(image) is None:
+        return (
+            f"image {image!r} is not a well-formed reference: expected "
+            "[registry[:port]/]repository[:tag][@sha256:digest], the repository in lowercase"
+        )
+    return None
+
+
 class JobDefinitionSpec(Model):
     """A registered job of an application: what to run for each message."""
 
@@ -316,17 +422,34 @@ class JobDefinitionSpec(Model):
         pattern=r"^[^\s]+$",
         description="Container image, e.g. registry.example.com/app:1.2.3.",
     )
-    image_pull_policy: str | None = Field(default=None, pattern="^(Always|IfNotPresent|Never)$")
+    image_pull_policy: str | None = Field(
+        default=None,
+        pattern="^(Always|IfNotPresent|Never)$",
+        description="Always, IfNotPresent or Never; unset lets Kubernetes choose by tag.",
+    )
     command: list[str] = Field(
         default_factory=list, description="Entrypoint argv; empty keeps the image's."
     )
     args: list[str] = Field(default_factory=list, description="Arguments after command.")
-    env: list[EnvVar] = Field(default_factory=list)
-    env_from: list[EnvFromSource] = Field(default_factory=list)
-    resources: ResourceRequirements | None = None
-    service_account_name: str | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Environment of the job's container, after the operator's BARBEQUE_* ones.",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, description="Secrets and ConfigMaps whose keys become variables."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory requests and limits of the job's container."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="The pod's ServiceAccount; unset means the namespace's default."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pod must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints the pod tolerates."
+    )
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra pod annotations."
@@ -356,8 +479,10 @@ class JobDefinitionSpec(Model):
 class JobDefinitionStatus(Model):
     """What the operator observed about the definition."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last checked."
+    )
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobDefinition(Resource):
@@ -406,8 +531,40 @@ FINISHED_PHASES = frozenset(p.value for p in Phase if p.finished)
 UNFINISHED_SELECTOR = ",".join(f"status.phase!={phase}" for phase in sorted(FINISHED_PHASES))
 
 
+# What an execution runs is fixed once recorded: the spec fields below may not change
+# (cancel may, one way). Optional ones may not be added or removed either. spec.message
+# is not among them: the API server shows CEL no field of untyped (any JSON) value.
+EXECUTION_RECORD = ("application", "job", "queue", "messageId", "attempt")
+EXECUTION_RECORD_OPTIONAL = (
+    "originalMessageId",
+    "rawMessage",
+    "sentTimestamp",
+    "notBefore",
+    "retryOf",
+    "invalidReason",
+)
+
+
+def _unchanged(field: str, optional: bool) -> str:
+    same = f"self.{field} == oldSelf.{field}"
+    if not optional:
+        return same
+    return f"(has(self.{field}) ? has(oldSelf.{field}) && {same} : !has(oldSelf.{field}))"
+
+
 class JobExecutionSpec(Model):
     """The message an execution runs: immutable once recorded."""
+
+    model_config = cel(
+        (
+            " && ".join(
+                [_unchanged(f, False) for f in EXECUTION_RECORD]
+                + [_unchanged(f, True) for f in EXECUTION_RECORD_OPTIONAL]
+            ),
+            "the spec of a JobExecution is immutable once recorded (only spec.cancel may be set)",
+        ),
+        ("!oldSelf.cancel || self.cancel", "spec.cancel cannot be undone"),
+    )
 
     application: str = Field(description="The application (namespace) named by the message.")
     job: str = Field(description="The job (JobDefinition name) named by the message.")
@@ -450,7 +607,7 @@ class JobExecutionSpec(Model):
 class LogLocation(Model):
     """Where the execution's message and logs are kept."""
 
-    bucket: str
+    bucket: str = Field(description="The S3 bucket.")
     prefix: str = Field(description="Key prefix: <application>/<job>/<message-id>/.")
     url: str = Field(description="s3://bucket/prefix")
     uploaded: bool = Field(default=False, description="All files are in S3.")
@@ -469,9 +626,11 @@ class JobExecutionStatus(Model):
     finished_at: datetime | None = Field(default=None, description="When it finished.")
     duration: str | None = Field(default=None, description="Wall time from start to finish.")
     retried_by: str | None = Field(default=None, description="The execution that retries this one.")
-    logs: LogLocation | None = None
+    logs: LogLocation | None = Field(
+        default=None, description="Where the message, logs and summary are kept in S3."
+    )
     notified: bool | None = Field(default=None, description="Slack was told of the outcome.")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobExecution(Resource):

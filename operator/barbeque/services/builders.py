@@ -230,3 +230,57 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
         },
         "spec": job_spec,
     }
+
+
+# Who writes the operator's Events (``kubectl describe`` shows it as "From").
+EVENT_CONTROLLER = "barbeque.dev/operator"
+EVENT_NOTE_LIMIT = 1024  # bytes: the API server refuses a longer note
+
+
+def object_reference(
+    kind: str, name: str, namespace: str | None, uid: str | None
+) -> dict[str, Any]:
+    reference = {"apiVersion": API_VERSION, "kind": kind, "name": name}
+    if namespace:
+        reference["namespace"] = namespace
+    if uid:
+        reference["uid"] = uid
+    return reference
+
+
+def build_event(
+    regarding: dict[str, Any],
+    *,
+    reason: str,
+    note: str,
+    action: str,
+    instance: str,
+    at: datetime,
+    warning: bool = True,
+) -> dict[str, Any]:
+    """An events.k8s.io/v1 Event about one of our objects.
+
+    Events of a cluster-scoped object (a JobQueue) live in ``default``, as client-go puts
+    them; ``kubectl describe`` finds them by the object they regard, in any namespace.
+    """
+    encoded = note.encode()
+    if len(encoded) > EVENT_NOTE_LIMIT:
+        note = encoded[: EVENT_NOTE_LIMIT - 3].decode("utf-8", "ignore") + "..."
+    stamp = at.strftime("%Y%m%d%H%M%S%f")
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {
+            # Unique per occurrence, readable in `kubectl get events`.
+            "name": f"{regarding['name']}.{stamp}"[:253],
+            "namespace": regarding.get("namespace") or "default",
+        },
+        "eventTime": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "reportingController": EVENT_CONTROLLER,
+        "reportingInstance": instance[:128],
+        "action": action,
+        "reason": reason or "Unknown",
+        "note": note,
+        "type": "Warning" if warning else "Normal",
+        "regarding": regarding,
+    }
