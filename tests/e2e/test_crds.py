@@ -254,3 +254,97 @@ def test_the_short_names_resolve_and_the_old_ones_are_gone(
     for short in ("jobq", "jq", "executions", "jx", "definitions", "jd"):
         cluster.kubectl("get", short, "-n", namespace)
     assert "queue" not in resources.replace("jobqueues", "")
+
+
+def _template_pod(**pod: Any) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": pod}}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (
+            {"jobTemplate": _template_pod(restartPolicy="OnFailure")},
+            "restartPolicy is the operator's (Never)",
+        ),
+        ({"jobTemplate": {"spec": {"backoffLimit": 3}}}, "backoffLimit is the operator's (0)"),
+        (
+            {"jobTemplate": {"metadata": {"labels": {"barbeque.dev/job": "x"}}}},
+            "labels under barbeque.dev/ are the operator's",
+        ),
+        (
+            {"jobTemplate": {"metadata": {"ownerReferences": [{"name": "x"}]}}},
+            'unknown field "spec.jobTemplate.metadata.ownerReferences"',
+        ),
+        (
+            {"jobTemplate": _template_pod(containers=[{"name": "job", "image": "other:1"}])},
+            "the container named job takes image, command, args, env",
+        ),
+        (
+            {
+                "jobTemplate": _template_pod(
+                    initContainers=[
+                        {"name": "init", "image": "x", "env": [{"name": "BARBEQUE_JOB"}]}
+                    ]
+                )
+            },
+            "BARBEQUE_* variables are the operator's",
+        ),
+        ({"env": [{"name": "BARBEQUE_MESSAGE", "value": "{}"}]}, "BARBEQUE_* variables"),
+        (
+            {"serviceAccountName": "a", "jobTemplate": _template_pod(serviceAccountName="b")},
+            "set spec.serviceAccountName or the jobTemplate's, not both",
+        ),
+    ],
+    ids=[
+        "restartPolicy",
+        "backoffLimit",
+        "operator-labels",
+        "ownerReferences",
+        "job-container-image",
+        "barbeque-env-in-template",
+        "barbeque-env-in-short-form",
+        "service-account-twice",
+    ],
+)
+def test_a_job_template_conflicting_with_the_operator_is_refused_with_a_reason(
+    cluster: Cluster, namespace: str, spec: dict[str, Any], words: str
+) -> None:
+    assert words in _refused(cluster, _definition(namespace, **spec))
+
+
+def test_a_full_job_template_is_kept_as_written(cluster: Cluster, namespace: str) -> None:
+    template = {
+        "metadata": {"labels": {"kueue.x-k8s.io/queue-name": "batch"}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "priorityClassName": "batch-low",
+                    "runtimeClassName": "gvisor",
+                    "volumes": [{"name": "v", "emptyDir": {}}],
+                    "affinity": {"podAntiAffinity": {}},
+                    "containers": [
+                        {"name": "job", "volumeMounts": [{"name": "v", "mountPath": "/v"}]},
+                        {
+                            "name": "side",
+                            "image": "envoy:1",
+                            "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+                        },
+                    ],
+                    "initContainers": [{"name": "i", "image": "b", "restartPolicy": "Always"}],
+                }
+            }
+        },
+    }
+    cluster.kubectl(
+        "apply",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=json.dumps(_definition(namespace, jobTemplate=template)),
+    )
+    stored = json.loads(
+        cluster.kubectl("get", "jobdefinition", "rules", "-n", namespace, "-o", "json").stdout
+    )
+    assert stored["spec"]["jobTemplate"] == template
+    assert JobDefinition.model_validate(stored).spec.job_template is not None

@@ -61,6 +61,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         node.pop(key, None)
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    if node.get("additionalProperties") is True and node.get(
+        "x-kubernetes-preserve-unknown-fields"
+    ):
+        # pydantic's extra="allow"; structurally, keeping unknown fields is said this way.
+        del node["additionalProperties"]
     if node.get("type") == "object" and "properties" in node and not node["properties"]:
         del node["properties"]
     if "default" in node and node["default"] is None:

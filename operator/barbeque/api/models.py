@@ -29,15 +29,18 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "barbeque"
 
 
-def cel(*rules: tuple[str, str]) -> ConfigDict:
+def cel(*rules: tuple[str, str], pass_through: bool = False) -> ConfigDict:
     """CEL rules (``x-kubernetes-validations``) the API server checks on an object: what the
     schema alone cannot say. Each is a (rule, message) pair; the message is what a refused
-    ``kubectl apply`` prints."""
-    return ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]
-        }
-    )
+    ``kubectl apply`` prints. ``pass_through``: fields not modelled are kept as written
+    (Kubernetes' own types the operator hands on, validated when the Job is created)."""
+    extra: dict[str, Any] = {}
+    if rules:
+        extra["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    if pass_through:
+        extra["x-kubernetes-preserve-unknown-fields"] = True
+        return ConfigDict(extra="allow", json_schema_extra=extra)
+    return ConfigDict(json_schema_extra=extra)
 
 
 class Model(BaseModel):
@@ -381,6 +384,164 @@ class HistoryPolicy(Model):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The full Job template of a JobDefinition (spec.jobTemplate), as CronJob's jobTemplate.
+#
+# Only what the operator owns or checks is modelled; the rest of a pod spec and its
+# containers passes through as written (x-kubernetes-preserve-unknown-fields on those
+# objects only) and the API server validates it when the Job is created.
+
+OPERATOR_LABELS = f"{GROUP}/"
+# The job container's fields that come from the short form (spec.image, spec.command, ...).
+SHORT_FORM_CONTAINER_FIELDS = (
+    "image",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "resources",
+    "imagePullPolicy",
+    "securityContext",
+)
+NO_BARBEQUE_ENV = (
+    "!has(self.env) || self.env.all(e, !e.name.startsWith('BARBEQUE_'))",
+    "BARBEQUE_* variables are the operator's: it sets them on the job's container",
+)
+
+
+class TemplateMetadata(Model):
+    """Labels and annotations of the Job or its pod; the operator adds its own."""
+
+    model_config = cel(
+        (
+            f"!has(self.labels) || self.labels.all(k, !k.startsWith('{OPERATOR_LABELS}'))",
+            f"labels under {OPERATOR_LABELS} are the operator's",
+        )
+    )
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels, e.g. kueue.x-k8s.io/queue-name."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+
+
+class TemplateEnvVar(Model):
+    """An environment variable of a template's container (any EnvVar of Kubernetes)."""
+
+    model_config = cel(pass_through=True)
+
+    name: str = Field(
+        min_length=1, max_length=256, description="Variable name; BARBEQUE_* are the operator's."
+    )
+
+
+class TemplateContainer(Model):
+    """A container of the template, passed through as Kubernetes takes it (volumeMounts,
+    ports, probes, ...). The one named ``job`` is the operator's job container: its image,
+    command, args, env, envFrom, resources, imagePullPolicy and securityContext come from
+    the definition's spec, so the template may not set them there."""
+
+    model_config = cel(
+        (
+            "self.name != 'job' || ("
+            + " && ".join(f"!has(self.{f})" for f in SHORT_FORM_CONTAINER_FIELDS)
+            + ")",
+            "the container named job takes image, command, args, env, envFrom, resources, "
+            "imagePullPolicy and securityContext from the definition's spec, not the template",
+        ),
+        NO_BARBEQUE_ENV,
+        pass_through=True,
+    )
+
+    name: str = Field(min_length=1, description="Container name; `job` is the job's container.")
+    image: str | None = Field(default=None, description="Container image (not on `job`).")
+    command: list[str] | None = Field(default=None, description="Entrypoint (not on `job`).")
+    args: list[str] | None = Field(default=None, description="Arguments (not on `job`).")
+    env: list[TemplateEnvVar] | None = Field(
+        default=None, max_length=128, description="Environment (not on `job`); no BARBEQUE_*."
+    )
+    env_from: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Secrets and ConfigMaps as variables (not on `job`).",
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        description="Requests and limits (not on `job`).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    image_pull_policy: str | None = Field(default=None, description="Pull policy (not on `job`).")
+    security_context: dict[str, Any] | None = Field(
+        default=None,
+        description="Container security context (not on `job`).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class TemplatePodSpec(Model):
+    """A Kubernetes PodSpec, passed through (volumes, initContainers, affinity,
+    priorityClassName, runtimeClassName, ...). The operator sets restartPolicy Never:
+    a failed run is retried by the operator, as a new execution."""
+
+    model_config = cel(
+        (
+            "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
+            "restartPolicy is the operator's (Never): retries are new executions",
+        ),
+        pass_through=True,
+    )
+
+    containers: list[TemplateContainer] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Containers; `job` (added if missing) is the job's, others are sidecars.",
+    )
+    init_containers: list[TemplateContainer] = Field(
+        default_factory=list, max_length=20, description="Init containers (and native sidecars)."
+    )
+    restart_policy: str | None = Field(default=None, description="Only Never (the operator's).")
+    service_account_name: str | None = Field(
+        default=None, description="The pod's ServiceAccount (or spec.serviceAccountName, not both)."
+    )
+
+
+class TemplatePod(Model):
+    """The pod template of the Job."""
+
+    metadata: TemplateMetadata | None = Field(
+        default=None, description="Pod labels and annotations (spec.podLabels/podAnnotations win)."
+    )
+    spec: TemplatePodSpec | None = Field(default=None, description="The pod spec.")
+
+
+class TemplateJobSpec(Model):
+    """The Job's spec: its pod template. backoffLimit is the operator's (0)."""
+
+    model_config = cel(
+        (
+            "!has(self.backoffLimit) || self.backoffLimit == 0",
+            "backoffLimit is the operator's (0): retries are new executions, per spec.retry",
+        )
+    )
+
+    backoff_limit: int | None = Field(default=None, description="Only 0 (the operator's).")
+    template: TemplatePod = Field(default_factory=TemplatePod, description="The pod template.")
+
+
+class JobTemplate(Model):
+    """The Job the operator creates for each execution, as CronJob's jobTemplate: metadata
+    (labels, annotations) and the pod template. The short form's fields (image, command,
+    env, ...) fill the container named job; ownerReferences, backoffLimit, restartPolicy
+    and BARBEQUE_* variables stay the operator's."""
+
+    metadata: TemplateMetadata | None = Field(
+        default=None, description="Labels and annotations of the Job itself."
+    )
+    spec: TemplateJobSpec = Field(default_factory=TemplateJobSpec, description="The Job's spec.")
+
+
 # An image reference as container runtimes parse it (the grammar of distribution/reference):
 # [registry[:port]/]repository[:tag][@digest]. The first part is a registry only when it
 # looks like a host (a dot, a port, localhost); the repository is lowercase.
@@ -410,8 +571,19 @@ def image_reference_problem(image: str) -> str | None:
     return None
 
 
+_TEMPLATE_POD = "self.?jobTemplate.?spec.?template.?spec"
+
+
 class JobDefinitionSpec(Model):
     """A registered job of an application: what to run for each message."""
+
+    model_config = cel(
+        NO_BARBEQUE_ENV,
+        (
+            f"!({_TEMPLATE_POD}.?serviceAccountName.hasValue() && has(self.serviceAccountName))",
+            "set spec.serviceAccountName or the jobTemplate's, not both",
+        ),
+    )
 
     description: str = Field(default="", description="What the job does, for people.")
     job_name: str | None = Field(
@@ -483,6 +655,12 @@ class JobDefinitionSpec(Model):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     slack: SlackNotification | None = None
     history: HistoryPolicy | None = None
+    job_template: JobTemplate | None = Field(
+        default=None,
+        description="The full Job to create: labels, annotations and the pod template "
+        "(volumes, sidecars, affinity, priorityClassName, ...). The fields above fill its "
+        "container named job.",
+    )
 
 
 class JobDefinitionStatus(Model):
