@@ -252,12 +252,14 @@ class Kube:
         await self._delete("delete_execution", path)
 
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        await self._patch_status(
+            "patch_queue_status", f"{CUSTOM}/jobqueues/{segment(name)}", status
+        )
+
+    async def _patch_status(self, call: str, path: str, status: dict[str, Any]) -> None:
+        """Merge-patch an object's status subresource; the answer is not read."""
         await self._request(
-            "patch_queue_status",
-            "PATCH",
-            f"{CUSTOM}/jobqueues/{segment(name)}/status",
-            {"status": status},
-            content_type=MERGE_PATCH,
+            call, "PATCH", f"{path}/status", {"status": status}, content_type=MERGE_PATCH
         )
 
     async def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
@@ -270,24 +272,16 @@ class Kube:
     async def patch_definition_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
-        await self._request(
-            "patch_definition_status",
-            "PATCH",
-            f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}/status",
-            {"status": status},
-            content_type=MERGE_PATCH,
-        )
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}"
+        await self._patch_status("patch_definition_status", path, status)
 
     # -- Events -----------------------------------------------------------------------------
 
     async def create_event(self, body: dict[str, Any]) -> None:
         # Nobody reads the created Event: the answer is not parsed.
-        await self._request(
-            "create_event",
-            "POST",
-            f"/apis/events.k8s.io/v1/namespaces/{segment(body['metadata']['namespace'])}/events",
-            body,
-        )
+        namespace = segment(body["metadata"]["namespace"])
+        path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        await self._request("create_event", "POST", path, body)
 
     # -- Jobs and pods ----------------------------------------------------------------------
 
