@@ -105,3 +105,37 @@ def run_templated(app: App) -> None:
     assert job_container.volume_mounts[0].mount_path == "/scratch"
     env = {e.name: e.value for e in job_container.env}
     assert env["BARBEQUE_EXECUTION"] == name
+
+
+@pytest.mark.parametrize(
+    ("pod", "words"),
+    [
+        ({"containers": [{"name": "shipper"}]}, "containers[1].image: Required value"),
+        ({"priorityClasName": "typo"}, 'unknown field "spec.template.spec.priorityClasName"'),
+    ],
+    ids=["sidecar-without-image", "misspelt-field"],
+)
+def test_a_template_the_api_server_would_refuse_makes_the_definition_not_ready(
+    app: App, cluster: Cluster, pod: dict[str, object], words: str
+) -> None:
+    app.define("typo", jobTemplate={"spec": {"template": {"spec": pod}}})
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Ready=false",
+        "jobdefinition/typo",
+        f"-n={app.namespace}",
+        "--timeout=30s",
+    )
+    definition = json.loads(
+        cluster.kubectl("get", "jobdefinition", "typo", f"-n={app.namespace}", "-o=json").stdout
+    )
+    (ready,) = [c for c in definition["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready["reason"] == "InvalidJobTemplate"
+    assert words in ready["message"]
+    # Checked by a dry run: no Job was created.
+    assert app.jobs() == []
+    # An execution of it ends as Error with the same reason in words, not a Job without it.
+    name = execution_name(app.enqueue("typo", {}))
+    execution = app.wait_phase(name, ("Succeeded", "Failed", "Error"))
+    assert (execution["status"]["phase"], execution["status"]["reason"]) == ("Error", "JobRejected")
+    assert words in execution["status"]["message"]

@@ -51,6 +51,7 @@ class FakeKube:
         self.queue_statuses: list[dict[str, Any]] = []
         self.definition_statuses: list[tuple[str, str, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
+        self.dry_runs: list[dict[str, Any]] = []
         # Failures to answer: the next ``fail_next`` creates raise ``failure``; bodies
         # ``refuses`` accepts are refused (400/422): like the real API server, it decodes
         # and validates a body before it looks for the namespace; Jobs are refused while
@@ -113,7 +114,12 @@ class FakeKube:
     async def create_event(self, body: dict[str, Any]) -> None:
         self.events.append(body)
 
-    async def create_job(self, body: dict[str, Any]) -> None:
+    async def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> None:
+        if dry_run:
+            self.dry_runs.append(body)
+            if self.reject_jobs:
+                raise Invalid("422 Invalid: spec.template.spec.containers[1].image: Required", 422)
+            return
         if self.reject_jobs:
             raise Invalid("422 Invalid: spec.template.spec.containers[0].image: Required", 422)
         name = body["metadata"]["name"]

@@ -116,10 +116,33 @@ async def test_a_definition_is_ready_once_and_its_own_write_writes_nothing() -> 
     assert status["observedGeneration"] == 2
     assert ready(status) == ("True", "Valid")
 
-    # The watch event of that write: the status says it all already.
+    # Judged by a dry run of the Job a sample execution would get, nothing stored.
+    (job,) = kube.dry_runs
+    assert job["metadata"]["namespace"] == "blog"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/blog:1.2"
+    )
+    assert kube.jobs == {}
+
+    # The watch event of that write: the status says it all already, no second dry run.
     await check(checker, definition("registry.example.com/blog:1.2", status))
     assert len(kube.definition_statuses) == 1
+    assert len(kube.dry_runs) == 1
     assert kube.events == []
+
+
+async def test_a_job_the_api_server_would_refuse_makes_the_definition_not_ready() -> None:
+    kube = FakeKube()
+    kube.reject_jobs = True
+    checker = DefinitionChecker(
+        store=Store(), kube=kube, recorder=Recorder(kube=kube, instance="x")
+    )
+    await check(checker, definition("busybox"))
+    ((_, _, status),) = kube.definition_statuses
+    assert ready(status) == ("False", "InvalidJobTemplate")
+    (found,) = status["conditions"]
+    assert "containers[1].image: Required" in found["message"]
+    assert [e["reason"] for e in kube.events] == ["InvalidJobTemplate"]
 
 
 async def test_a_malformed_image_makes_the_definition_not_ready_with_one_event() -> None:

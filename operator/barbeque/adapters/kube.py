@@ -70,18 +70,25 @@ class Conflict(TransientError):
     as done."""
 
 
-def _status_reason(body: bytes) -> str:
-    """The ``reason`` of the Kubernetes ``Status`` in an error body, or ""."""
+def _status_field(body: bytes, field: str) -> str:
+    """A field (``reason``, ``message``) of the Kubernetes ``Status`` in an error body, or ""."""
     try:
         status = orjson.loads(body)
     except orjson.JSONDecodeError:
         return ""
-    reason = status.get("reason") if isinstance(status, dict) else None
-    return reason if isinstance(reason, str) else ""
+    value = status.get(field) if isinstance(status, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _status_reason(body: bytes) -> str:
+    return _status_field(body, "reason")
 
 
 def _translate(status: int, reason: str, body: bytes) -> KubeError:
     message = f"{status} {reason}: {body[:500].decode('utf-8', 'replace')}"
+    if status in (400, 422):
+        # The Status message alone names the fields and why, for people.
+        return Invalid(_status_field(body, "message") or message, status)
     if status == 404:
         return NotFound(message, status)
     if status == 409:
@@ -90,8 +97,6 @@ def _translate(status: int, reason: str, body: bytes) -> KubeError:
         if _status_reason(body) == "AlreadyExists":
             return AlreadyExists(message, status)
         return Conflict(message, status)
-    if status in (400, 422):
-        return Invalid(message, status)
     return TransientError(message, status)
 
 
@@ -285,13 +290,19 @@ class Kube:
 
     # -- Jobs and pods ----------------------------------------------------------------------
 
-    async def create_job(self, body: dict[str, Any]) -> None:
+    async def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> None:
+        """Create a Job; ``dry_run``: only ask whether the API server would (nothing stored).
+
+        Strict field validation: a field the API server does not know (a typo in a
+        definition's jobTemplate) is refused, not silently dropped.
+        """
         # Nobody reads the created Job (its watch event follows): the answer is not parsed.
         await self._request(
-            "create_job",
+            "dry_run_job" if dry_run else "create_job",
             "POST",
             f"/apis/batch/v1/namespaces/{segment(body['metadata']['namespace'])}/jobs",
             body,
+            params={"fieldValidation": "Strict", "dryRun": "All" if dry_run else None},
         )
 
     async def delete_job(self, namespace: str, name: str) -> None:
