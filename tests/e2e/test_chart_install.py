@@ -419,7 +419,7 @@ def test_the_crds_are_present_and_established_after_install(
         }
         assert conditions["Established"] == "True", crd
     # The short names the install notes use resolve.
-    for short in ("executions", "definitions", "queues"):
+    for short in ("executions", "definitions", "jobq"):
         cluster.kubectl("get", short, "--all-namespaces")
 
 
@@ -465,10 +465,13 @@ OPERATOR_MAY = [
     ("delete", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("patch", "jobexecutions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("patch", "jobqueues.barbeque.dev", "--subresource=status"),
+    ("patch", "jobdefinitions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("update", "jobexecutions.barbeque.dev", "--subresource=finalizers", "-n", "app-a"),
     ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
     ("list", "jobqueues.barbeque.dev"),
     ("create", "events", "-n", "app-a"),
+    ("create", "events.events.k8s.io", "-n", "app-a"),
+    ("create", "events.events.k8s.io", "-n", "default"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("update", "leases.coordination.k8s.io", "-n", "{release_namespace}"),
 ]
@@ -478,6 +481,7 @@ OPERATOR_MAY_NOT = [
     ("get", "secrets", "-n", "app-a"),
     ("patch", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("update", "jobdefinitions.barbeque.dev", "-n", "app-a"),
+    ("patch", "jobdefinitions.barbeque.dev", "-n", "app-a"),
     ("delete", "jobqueues.barbeque.dev"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
