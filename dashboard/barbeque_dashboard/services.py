@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
-from barbeque.api import envelope
+from barbeque.api import envelope, revision
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.services import statistics
+from barbeque.services.statistics import HourlyStatistics
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
 
@@ -73,6 +75,10 @@ class S3Api(Protocol):
 
 class KubeApi(Protocol):
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def annotate_definition(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]: ...
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
 
 
@@ -393,6 +399,44 @@ class Backend:
             self.cache.apply("jobexecutions", "MODIFIED", patched)
         return self.cache.execution_by_message_id(message_id) or execution
 
+    async def lock_revision(self, application: str, revision_: str | None) -> list[str]:
+        """Pin (or, with None, release) the image tag of every definition of ``application``.
+
+        Returns the names of the definitions; each patch is idempotent, so a request that
+        failed half-way is simply sent again.
+        """
+        definitions = [d for d in self.cache.definitions() if d.metadata.namespace == application]
+        if not definitions:
+            raise not_found(f"application {application!r} has no JobDefinition to lock")
+        if self.kube is None:
+            raise ApiError(503, "unavailable", "no Kubernetes API to lock the revision with")
+        for definition in definitions:
+            name = definition.metadata.name
+            try:
+                patched = await self.kube.annotate_definition(
+                    application, name, {revision.REVISION_LOCK: revision_}
+                )
+            except NotFound:
+                continue  # deleted meanwhile: nothing left to pin
+            except KubeError as exc:
+                raise ApiError(
+                    503, "unavailable", f"Kubernetes refused to annotate {name!r}: {exc}"
+                ) from exc
+            self.cache.apply("jobdefinitions", "MODIFIED", patched)
+        return [d.metadata.name for d in definitions]
+
+    async def kept_statistics(self, definition: JobDefinition) -> tuple[HourlyStatistics, str]:
+        """The hourly statistics of the definition's collected executions, and why they
+        are missing ("" when read, or when there are none yet)."""
+        if self.kube is None:
+            return HourlyStatistics(), "no Kubernetes API to read kept statistics from"
+        namespace, name = definition.metadata.namespace or "", definition.metadata.name
+        try:
+            found = await self.kube.get_configmap(namespace, statistics.configmap_name(name))
+        except KubeError as exc:
+            return HourlyStatistics(), f"kept statistics cannot be read: {exc}"[:300]
+        return HourlyStatistics.from_configmap(found), ""
+
     # -- listing ------------------------------------------------------------------------------
 
     def filter_executions(
@@ -445,6 +489,7 @@ class Backend:
             "retry_of": execution.spec.retry_of,
             "retried_by": status.retried_by,
             "reason": status.reason,
+            "message": status.message,
             "exit_code": status.exit_code,
             "job_name": status.job_name,
             "created_at": _iso(execution.metadata.creation_timestamp),
@@ -461,6 +506,8 @@ class Backend:
             "job": definition.metadata.name,
             "queue": spec.queue,
             "image": spec.image,
+            "revision_lock": revision.locked_revision(definition),
+            "effective_image": revision.effective_image(definition),
             "command": spec.command,
             "args": spec.args,
             "description": spec.description,

@@ -20,6 +20,8 @@ from barbeque.controller.leader import LeaderElector
 from barbeque.controller.listwatch import ListWatch
 from barbeque.controller.manager import Manager
 from barbeque.controller.workqueue import WorkQueue
+from barbeque.services import compat
+from barbeque.services.definitions import DefinitionChecker
 from barbeque.services.events import EventRouter
 from barbeque.services.history import HistoryCollector
 from barbeque.services.intake import Intake
@@ -28,6 +30,7 @@ from barbeque.services.poller import Capacity
 from barbeque.services.pollers import Pollers
 from barbeque.services.reconciler import Reconciler
 from barbeque.services.reconciling import Reconciling
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Key, Store
 
 logger = logging.getLogger(__name__)
@@ -51,9 +54,12 @@ class Operator:
 
         Without the priming, an execution seen before its definition would be marked
         UnknownJob, and a queue's concurrency cap would start counting from zero.
+        An API server older than the operator supports is refused first
+        (``compat.UnsupportedServer``).
         """
+        compat.require_supported(await self.kube.server_version())
         for body in await self.kube.list_objects("jobdefinitions"):
-            self.store.put_definition(body)
+            self.events.on_definition(None, body)
         # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's
         # resourceVersion. Unfinished executions only; finished ones needing a follow-up
         # come with the first sweep.
@@ -105,10 +111,12 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     queue: WorkQueue[Key] = WorkQueue()
     capacity = Capacity()
     store = Store(keep_finished=False, on_slot_freed=capacity.freed)
+    recorder = Recorder(kube=kube, instance=settings.identity)
     reconciler = Reconciler(
         store=store,
         kube=kube,
         s3=s3,
+        recorder=recorder,
         notifier=Notifier(build_slack(settings), settings.slack_attempts),
         console_url=settings.console_url,
         log_limit_bytes=settings.log_tail_bytes,
@@ -122,6 +130,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         kube=kube,
         intake=intake,
         capacity=capacity,
+        recorder=recorder,
         error_backoff_max=settings.sqs_error_backoff_max_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
@@ -141,7 +150,10 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         keep=settings.history_keep,
         interval_seconds=settings.history_interval_seconds,
     )
-    events = EventRouter(store=store, queue=queue, pollers=pollers, history=history)
+    definitions = DefinitionChecker(store=store, kube=kube, recorder=recorder)
+    events = EventRouter(
+        store=store, queue=queue, pollers=pollers, history=history, definitions=definitions
+    )
     # Ours only, by label: other workloads' Jobs and pods never reach the operator.
     job_watch = ListWatch(
         WatchClient(connection, "/apis/batch/v1/jobs"),
@@ -163,7 +175,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     manager = Manager(
         watches=[job_watch, pod_watch, execution_watch],
         # Started in this order, stopped in reverse: pollers stop feeding work first.
-        components=[reconciling, history, pollers],
+        components=[reconciling, history, definitions, pollers],
         elector=build_elector(settings, kube),
     )
     return Operator(

@@ -148,7 +148,8 @@ class Service:
 _shared_service: Shared[Service] = Shared()
 
 
-def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+def start_service(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+    """A dashboard process of its own (the session's is the ``service`` fixture)."""
     s3 = aws.s3()
     s3.create_bucket(Bucket=BUCKET)
     s3.close()
@@ -207,7 +208,7 @@ def service(
     """
 
     def start() -> Service:
-        return _start(cluster, aws, tmp_path_factory.mktemp("dashboard"))
+        return start_service(cluster, aws, tmp_path_factory.mktemp("dashboard"))
 
     with _shared_service.use(start, Service.close) as instance:
         yield instance

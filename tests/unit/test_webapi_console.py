@@ -7,6 +7,8 @@ from collections import deque
 import pytest
 from fastapi.testclient import TestClient
 
+from barbeque.services.naming import execution_name
+from barbeque.services.statistics import HourlyStatistics, configmap_name
 from tests.support.fakes import FakeKube
 from tests.support.webapi import (
     TOKEN,
@@ -113,6 +115,25 @@ def test_statistics_draw_two_svg_charts(client: TestClient) -> None:
     stats = client.get("/applications/shop/job_definitions/SendMail/statistics?days=1").text
     assert stats.count("<svg") == 2
     assert "42 executions" not in stats  # the Scheduled one has no timestamp
+
+
+def test_statistics_add_the_kept_hours_of_collected_executions(world: Console) -> None:
+    """Executions collected from the cluster still count, from the ConfigMap the operator
+    keeps: 20 days ago is inside 30 days, not inside 14; a kept name still in the cluster
+    (counted, about to be deleted) is not counted twice."""
+    kept = HourlyStatistics()
+    for i in range(7):
+        kept.add(f"old-{i}", ago(days=20), 10.0)
+    kept.add(execution_name("msg-00"), ago(minutes=40), 60.0)
+    kube = world.app.state.backend.kube
+    kube.configmaps[("shop", configmap_name("SendMail"))] = kept.configmap("shop", "SendMail", None)
+    with TestClient(world.app) as client:
+        month = client.get("/applications/shop/job_definitions/SendMail/statistics?days=30").text
+        fortnight = client.get("/applications/shop/job_definitions/SendMail/statistics?days=14")
+    # 41 executions with a creation time in the cluster, plus 7 kept; msg-00 once.
+    assert "48 executions in the last 30 days" in month
+    assert "41 executions in the last 14 days" in fortnight.text
+    assert "Only the executions still in the cluster" not in month
 
 
 def test_retry_button_needs_login_then_enqueues(client: TestClient, world: Console) -> None:

@@ -1,0 +1,89 @@
+"""The console's edit forms: values to objects, and each refusal on the field it concerns."""
+
+from __future__ import annotations
+
+import pytest
+
+from barbeque_dashboard import forms
+
+pytestmark = pytest.mark.unit
+
+
+def values(**changes: str) -> dict[str, str]:
+    typed = forms.definition_values(None)
+    typed.update(name="send-mail", image="busybox:1.36")
+    typed.update(changes)
+    return typed
+
+
+def test_a_definition_form_becomes_the_spec_the_operator_reads() -> None:
+    form = forms.Form(
+        values(
+            args="rake\n\n notify \n",
+            retry_limit="2",
+            retry_max_delay="60",
+            slack_channel="#blog",
+            slack_only_at_limit="on",
+        )
+    )
+    body = forms.definition_body(form, "blog")
+    assert form.errors == {}
+    assert body["metadata"] == {"name": "send-mail", "namespace": "blog"}
+    spec = body["spec"]
+    assert spec["args"] == ["rake", " notify "]
+    assert "command" not in spec
+    assert spec["retry"] == {
+        "limit": 2,
+        "baseDelaySeconds": 15.0,
+        "maxDelaySeconds": 60.0,
+        "jitter": True,
+    }
+    assert spec["slack"]["notifyFailureOnlyIfRetryLimitReached"] is True
+
+
+def test_editing_keeps_what_the_form_does_not_show() -> None:
+    stored = {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "JobDefinition",
+        "metadata": {"name": "send-mail", "namespace": "blog", "finalizers": ["x"]},
+        "spec": {
+            "image": "a:1",
+            "env": [{"name": "MODE", "value": "kept"}],
+            "slack": {"channel": "#a"},
+        },
+        "status": {"observedGeneration": 1},
+    }
+    form = forms.Form({**forms.definition_values(stored), "image": "a:2", "slack_channel": ""})
+    body = forms.definition_body(form, "blog", stored)
+    assert body["spec"]["env"] == [{"name": "MODE", "value": "kept"}]
+    assert body["spec"]["image"] == "a:2"
+    assert "slack" not in body["spec"]  # an emptied channel turns notifications off
+    assert body["metadata"]["finalizers"] == ["x"]
+    assert "status" not in body
+    assert stored["spec"]["image"] == "a:1"  # the stored object itself is untouched
+
+
+def test_each_refusal_lands_on_its_field() -> None:
+    form = forms.Form(values(image="", retry_limit="many", retry_base_delay="-1"))
+    forms.definition_body(form, "blog")
+    assert set(form.errors) == {"image", "retry_limit", "retry_base_delay"}
+    # The API server's 422 names paths of the object; one no field shows goes on top.
+    forms.place(form, "spec.command[0]", "bad", forms.DEFINITION_FIELDS)
+    forms.place(form, "metadata.name", "not a name", forms.DEFINITION_FIELDS)
+    forms.place(form, "spec.tolerations[0].effect", "unsupported", forms.DEFINITION_FIELDS)
+    assert form.errors["command"] == "bad"
+    assert form.errors["name"] == "not a name"
+    assert form.errors[""] == "spec.tolerations[0].effect: unsupported"
+
+
+def test_a_queue_form_checks_its_numbers() -> None:
+    typed = {**forms.queue_values(None), "name": "mail", "max_concurrent_executions": "0"}
+    form = forms.Form(typed)
+    forms.queue_body(form)
+    assert "max_concurrent_executions" in form.errors
+    form = forms.Form({**typed, "max_concurrent_executions": "3", "receive_wait_seconds": "5"})
+    body = forms.queue_body(form)
+    assert form.errors == {}
+    assert body["spec"]["maxConcurrentExecutions"] == 3
+    assert body["spec"]["receiveWaitSeconds"] == 5
+    assert body["spec"]["create"] is True
