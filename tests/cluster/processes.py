@@ -78,6 +78,16 @@ def spawn(
         )
 
 
+def terminate(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM, and SIGKILL if it still runs ``grace`` seconds later; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_pids(pids: Iterable[tuple[str, int, str]], grace: float = 10.0) -> None:
     """SIGTERM each (name, pid, exe) whose /proc exe still matches, wait, then SIGKILL."""
     live: list[int] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.cluster.processes import free_port, set_pdeathsig, tail
+from tests.cluster.processes import free_port, set_pdeathsig, tail, terminate
 from tests.support.samples import DATA
 from tests.support.waiting import wait_until
 
@@ -66,12 +66,7 @@ class MariaDB:
         self.run_sql(text)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, grace=30)
 
 
 def start(workdir: Path) -> MariaDB:

@@ -24,6 +24,7 @@ import pytest
 
 from tests.cluster.fixture import Shared
 from tests.cluster.harness import ApiError, Cluster, free_port
+from tests.cluster.processes import terminate
 from tests.support.aws import CREDENTIALS, REGION, Aws
 from tests.support.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
 from tests.support.waiting import wait_until
@@ -70,12 +71,7 @@ class Service:
             client.close()
         for boto_client in self.boto.values():
             boto_client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
     # -- Kubernetes objects -------------------------------------------------------------------
 
