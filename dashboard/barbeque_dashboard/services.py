@@ -464,7 +464,7 @@ class Backend:
             "command": spec.command,
             "args": spec.args,
             "description": spec.description,
-            "retry": spec.retry.model_dump(mode="json"),
+            "retry": spec.retry.model_dump(mode="json") if spec.retry else None,
             "slack": spec.slack.model_dump(mode="json") if spec.slack else None,
             "executions": len(
                 self.cache.executions_of(

@@ -27,8 +27,8 @@ def queue(**spec: Any) -> JobQueue:
     return JobQueue.model_validate({"metadata": {"name": "default"}, "spec": spec})
 
 
-def message(body: str, message_id: str = "id-1") -> Message:
-    return Message(message_id, f"receipt-{message_id}", body, 1700000000000, 1)
+def message(body: str, message_id: str = "id-1", sent: int = 1700000000000) -> Message:
+    return Message(message_id, f"receipt-{message_id}", body, sent, 1)
 
 
 def setup(
@@ -198,6 +198,16 @@ async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:
     assert child["spec"]["retryOf"] == "first"
     assert child["spec"]["originalMessageId"] == "first"
     assert child["spec"]["message"] == {"a": 1}
+
+
+async def test_a_jobretry_runs_with_its_own_messages_sent_timestamp() -> None:
+    """BARBEQUE_SENT_TIMESTAMP of a retry is the JobRetry message's, as in barbeque."""
+    poller, kube, _, _ = setup()
+    await poller.handle([message(GOOD, "first", sent=1700000000000)])
+    retry = '{"Type":"JobRetry","RetryMessageId":"first"}'
+    await poller.handle([message(retry, "second", sent=1700000060000)])
+    assert kube.created[("blog", "first")]["spec"]["sentTimestamp"] == 1700000000000
+    assert kube.created[("blog", "second")]["spec"]["sentTimestamp"] == 1700000060000
 
 
 async def test_at_the_cap_the_poller_has_no_free_slots() -> None:

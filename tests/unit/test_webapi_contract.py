@@ -321,7 +321,7 @@ def test_definitions_queues_and_applications_are_listed(client: TestClient) -> N
     ]
     definitions = client.get("/v1/job_definitions?application=shop").json()
     assert definitions[0]["job"] == "SendMail"
-    assert definitions[0]["retry"]["limit"] == 3
+    assert definitions[0]["retry"] is None  # no retry config: no automatic retries
     queues = client.get("/v1/job_queues").json()
     assert queues[0]["name"] == "default"
     assert client.get("/v1/job_queues/none").status_code == 404

@@ -255,8 +255,10 @@ class ContainerSecurity(Model):
 class RetryPolicy(Model):
     """Automatic retries after a failure, as cookpad/barbeque's RetryConfig.
 
-    delay(n) = min(2^n * baseDelaySeconds, maxDelaySeconds); with jitter a uniform random
-    value in [0, delay]. There is no 900 s ceiling: long delays become Scheduled executions.
+    Only a definition that has one is retried automatically (``retry: {}`` takes
+    barbeque's defaults: 3 retries from 15 s). delay(n) = min(2^n * baseDelaySeconds,
+    maxDelaySeconds); with jitter a uniform random value in [0, delay]. There is no 900 s
+    ceiling: long delays become Scheduled executions.
     """
 
     limit: int = Field(default=3, ge=0, le=100, description="Retries after the first attempt.")
@@ -348,7 +350,13 @@ class JobDefinitionSpec(Model):
         ge=0,
         description="Seconds a finished Job (and its pod) stays; logs are shipped to S3 first.",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description=(
+            "Automatic retries after a failure. Unset means none, as in cookpad/barbeque "
+            "without a retry config; `retry: {}` means 3 retries from 15 s."
+        ),
+    )
     slack: SlackNotification | None = None
     history: HistoryPolicy | None = None
 

@@ -235,7 +235,10 @@ class Intake:
                 ),
             )
         body = builders.build_retry(
-            parent, naming.execution_name(message.message_id), message.message_id
+            parent,
+            naming.execution_name(message.message_id),
+            message.message_id,
+            message.sent_timestamp,
         )
         if request.not_before is not None:
             body["spec"]["notBefore"] = request.not_before.isoformat()
