@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from barbeque.adapters.kube import Connection, Kube, load_api_client
 from barbeque.adapters.s3 import S3
-from barbeque.adapters.slack import Slack
+from barbeque.adapters.slack import Slack, SlackWebhook
 from barbeque.adapters.sqs import Sqs
 from barbeque.adapters.watch import WatchClient
 from barbeque.api.models import GROUP, LABEL_EXECUTION, UNFINISHED_SELECTOR, VERSION
@@ -72,11 +72,17 @@ class Operator:
         self.queue.shutdown()
 
 
-def build_slack(settings: Settings) -> Slack | None:
-    if not settings.slack_token:
-        logger.info("BARBEQUE_SLACK_TOKEN is not set: Slack notifications are logged, not sent")
-        return None
-    return Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
+def build_slack(settings: Settings) -> Slack | SlackWebhook | None:
+    """The bot token when there is one (it can post to any channel), else the webhook."""
+    if settings.slack_token:
+        return Slack(settings.slack_token, settings.slack_api_url, settings.slack_timeout_seconds)
+    if settings.slack_webhook_url:
+        return SlackWebhook(settings.slack_webhook_url, settings.slack_timeout_seconds)
+    logger.info(
+        "Neither BARBEQUE_SLACK_TOKEN nor BARBEQUE_SLACK_WEBHOOK_URL is set: "
+        "Slack notifications are logged, not sent"
+    )
+    return None
 
 
 def build_elector(settings: Settings, kube: Kube) -> LeaderElector | None:

@@ -166,7 +166,7 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
     assert world.slack.posts == [
         (
             "#c",
-            "*[SUCCESS]* Succeeded to execute <http://console/executions/blog/m1|blog/notify #m1>",
+            "*[SUCCESS]* Succeeded to execute <http://console/job_executions/m1|blog/notify #m1>",
             "good",
         )
     ]
@@ -332,7 +332,7 @@ async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked()
         (
             "#c",
             "*[FAILURE]* Failed to retry "
-            "<http://console/executions/blog/m1-retry-1|blog/notify #m1-retry-1> @oncall",
+            "<http://console/job_executions/m1-retry-1|blog/notify #m1-retry-1> @oncall",
             "danger",
         )
     ]
