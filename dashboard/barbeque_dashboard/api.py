@@ -249,11 +249,10 @@ async def show(
     response_model=RetryResponse,
     responses={
         **ERRORS,
-        409: {"model": ErrorBody, "description": "not retryable"},
         415: {"model": ErrorBody, "description": "the body is not declared JSON"},
     },
     tags=["barbeque"],
-    summary="Retry a failed execution (barbeque's API)",
+    summary="Retry an execution in any state (barbeque's API)",
     dependencies=[JsonContent],
     operation_id=RETRY,
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),

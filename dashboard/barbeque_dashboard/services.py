@@ -355,16 +355,12 @@ class Backend:
     async def retry(
         self, message_id: str, delay_seconds: Any = None, now: datetime | None = None
     ) -> Sent:
+        """Retry in any state, as barbeque's API: a job may ask for its own retry while it
+        runs (barbeque_client's Retryable). The retry follows the last attempt of the chain
+        ``message_id`` starts; the operator then makes no automatic retry of that attempt."""
         delay = check_delay(delay_seconds)
         execution = self.execution(message_id)
         target = words.last_retry(execution, self.cache.next_retry) or execution
-        if not words.is_retryable(target, self.cache.next_retry):
-            raise ApiError(
-                409,
-                "not_retryable",
-                f"execution {message_id!r} is {self.status_word(execution)}; "
-                "only failed or error executions can be retried",
-            )
         queue_name = target.spec.queue
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:

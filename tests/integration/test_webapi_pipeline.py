@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from barbeque.services.naming import execution_name
-from tests.cluster.harness import Cluster
+from tests.cluster.harness import DURATION_ANNOTATION, Cluster
 from tests.support import webapi_servers
 from tests.support.aws import Aws
 from tests.support.operator import App, OperatorProcess, application
@@ -121,6 +121,34 @@ def test_a_manual_retry_runs_and_the_original_follows_it(service: Service, app: 
     wait_status(service, message_id, "failed")
     page = service.client().get(f"/job_executions/{message_id}").text
     assert f'href="/job_executions/{retry_id}"' in page
+
+
+def test_a_job_retrying_itself_while_it_runs_runs_once_more_not_twice(
+    service: Service, app: App
+) -> None:
+    """barbeque_client's Retryable: the running job asks for its retry (201), then fails.
+    The retry it asked for runs; the definition's automatic retry of that attempt is not
+    made on top of it."""
+    app.define(
+        "self-retrying",
+        podAnnotations={**FAIL, DURATION_ANNOTATION: "5000"},
+        retry={"limit": 1, "baseDelaySeconds": 0, "jitter": False},
+    )
+    wait_for_definition(service, app, "self-retrying")
+    message_id = enqueue(service, app, "self-retrying")
+    wait_status(service, message_id, "running")
+
+    response = service.client().post(f"/v1/job_executions/{message_id}/retries", json={})
+    assert response.status_code == 201, response.text
+    retry_id = response.json()["message_id"]
+    root = execution_name(message_id)
+    app.wait_phase(root, ("Failed",))
+    retry = app.wait_phase(execution_name(retry_id), ("Failed",), timeout=90)
+    assert (retry["spec"]["retryOf"], retry["spec"]["attempt"]) == (root, 1)
+    assert app.execution(root)["status"]["retriedBy"] == execution_name(retry_id)  # type: ignore[index]
+    names = sorted(e["metadata"]["name"] for e in app.executions())
+    assert names == sorted([root, execution_name(retry_id)])
+    assert f"{root}-retry-1" not in names
 
 
 def test_a_long_delay_is_scheduled_then_cancelled(service: Service, app: App) -> None:

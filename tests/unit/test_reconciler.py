@@ -292,6 +292,24 @@ async def test_an_empty_retry_config_retries_three_times_like_barbeques_defaults
     ]
 
 
+async def test_a_retry_asked_for_while_running_replaces_the_automatic_retry() -> None:
+    """A job retrying itself (barbeque_client's Retryable) and then failing runs once more,
+    not twice: the attempt's one retry is the one asked for."""
+    world = World()
+    world.define(retry={"limit": 3, "baseDelaySeconds": 0})
+    world.receive()
+    await world.step()
+    world.receive("m2", retryOf="m1", attempt=1, originalMessageId="m1")
+    finished(world, exit_code=1)
+    await world.step()
+    assert world.phase() == "Failed"
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+    await world.step("m2")
+    assert world.status().retried_by == "m2"
+    await world.step()  # the finished parent, linked: still no automatic retry
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+
+
 async def test_an_automatic_retry_has_its_own_sent_timestamp() -> None:
     """BARBEQUE_SENT_TIMESTAMP of a retry is when the retry was sent, as in barbeque
     (where it is the JobRetry message's SentTimestamp), not the first message's."""

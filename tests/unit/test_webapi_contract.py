@@ -266,11 +266,17 @@ def test_retry_of_unknown_execution_is_404(client: TestClient) -> None:
     assert response.json()["error_code"] == "record_not_found"
 
 
-def test_retry_of_a_successful_execution_is_409(client: TestClient, world: World) -> None:
-    world.add(execution_body("shop", "SendMail", "ok", phase="Succeeded"))
-    response = client.post("/v1/job_executions/ok/retries", headers=AUTH)
-    assert response.status_code == 409
-    assert response.json()["error_code"] == "not_retryable"
+@pytest.mark.parametrize("phase", [None, "Pending", "Scheduled", "Running", "Succeeded"])
+def test_retry_is_accepted_in_any_state_as_barbeque_does(
+    client: TestClient, world: World, phase: str | None
+) -> None:
+    """A job retrying itself while it runs (barbeque_client's Retryable) gets its 201."""
+    world.add(execution_body("shop", "SendMail", "live", phase=phase))
+    response = client.post("/v1/job_executions/live/retries", json={}, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    [sent] = world.sqs.sent
+    assert sent["body"] == {"Type": "JobRetry", "RetryMessageId": "live"}
 
 
 def test_retry_with_negative_delay_is_400(client: TestClient, world: World) -> None:

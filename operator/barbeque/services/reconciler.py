@@ -459,7 +459,7 @@ class Reconciler:
             and outcome.phase is Phase.FAILED
             and execution.spec.attempt < policy.limit
         )
-        if will_retry and policy is not None and execution.status.retried_by is None:
+        if will_retry and policy is not None and self._retried_by(execution) is None:
             status.retried_by = await self._create_retry(execution, definition, policy)
         await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
 
@@ -527,6 +527,18 @@ class Reconciler:
         return metrics.definition_labels(
             execution.spec.application, execution.spec.job, known=definition is not None
         )
+
+    def _retried_by(self, execution: JobExecution) -> str | None:
+        """A retry of this attempt already recorded: linked, or a manual retry sent while
+        the attempt ran (a job retrying itself) whose first step has not linked it yet.
+        One attempt gets one retry, so such an attempt gets no automatic retry."""
+        if execution.status.retried_by is not None:
+            return execution.status.retried_by
+        namespace, name = execution.metadata.namespace, execution.metadata.name
+        for other in self.store.iter_executions():
+            if other.spec.retry_of == name and other.metadata.namespace == namespace:
+                return other.metadata.name
+        return None
 
     async def _create_retry(
         self, execution: JobExecution, definition: JobDefinition | None, policy: RetryPolicy
