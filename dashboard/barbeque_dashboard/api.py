@@ -412,6 +412,24 @@ async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, An
     return _queue_body(await backend.queue_view(queue))
 
 
+@router.get(
+    "/v1/sns_subscriptions",
+    responses=READ_ERRORS,
+    tags=["definitions"],
+    summary="SNS subscriptions: which topic runs which job through which queue (ours)",
+)
+async def sns_subscriptions(
+    request: Request, _: Credentials, application: str | None = None
+) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    return [
+        backend.subscription_body(s)
+        for s in backend.cache.subscriptions()
+        if application is None or s.metadata.namespace == application
+    ]
+
+
 class LogResponse(BaseModel):
     message_id: str
     log: str = Field(description="The log from byte `offset` (stdout and stderr, merged)")

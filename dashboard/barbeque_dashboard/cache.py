@@ -19,12 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from barbeque.api.models import JobDefinition, JobExecution, JobQueue
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.listwatch import ListWatch, WatchApi
 from barbeque.services.store import Store
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("jobqueues", "jobdefinitions", "jobexecutions")
+KINDS = ("jobqueues", "jobdefinitions", "jobexecutions", "snssubscriptions")
+# Readiness waits for these; SNS subscriptions only feed their own listing, which should
+# not keep the console down (say, before an upgrade has installed their CRD).
+REQUIRED_KINDS = KINDS[:3]
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -76,6 +80,8 @@ class Cache:
                     self.store.put_definition(body)
                 elif kind == "jobqueues":
                     self.store.put_queue(body)
+                elif kind == "snssubscriptions":
+                    self.store.put_subscription(body)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 logger.warning("Ignoring unreadable %s %s/%s: %s", kind, namespace, name, exc)
                 return
@@ -91,6 +97,8 @@ class Cache:
             self.store.delete_definition(namespace, name)
         elif kind == "jobqueues":
             self.store.delete_queue(name)
+        elif kind == "snssubscriptions":
+            self.store.delete_subscription(namespace, name)
 
     def replace(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
         """A fresh list of ``kind``: apply it and forget objects that are gone."""
@@ -118,6 +126,8 @@ class Cache:
             return list(self.store.executions)
         if kind == "jobdefinitions":
             return list(self.store.definitions)
+        if kind == "snssubscriptions":
+            return list(self.store.subscriptions)
         return [("", name) for name in self.store.queues]
 
     def _remember(self, execution: JobExecution) -> None:
@@ -145,7 +155,7 @@ class Cache:
 
     @property
     def ready(self) -> bool:
-        return self.synced.issuperset(KINDS)
+        return self.synced.issuperset(REQUIRED_KINDS)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -227,6 +237,11 @@ class Cache:
 
     def queue(self, name: str) -> JobQueue | None:
         return self.store.queues.get(name)
+
+    def subscriptions(self) -> list[SNSSubscription]:
+        with self._lock:
+            values = list(self.store.subscriptions.values())
+        return sorted(values, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
 
     def applications(self) -> list[str]:
         with self._lock:

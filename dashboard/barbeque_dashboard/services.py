@@ -20,6 +20,7 @@ from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
 from barbeque.api import envelope
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
 
@@ -467,6 +468,19 @@ class Backend:
                     definition.metadata.namespace or "", definition.metadata.name
                 )
             ),
+        }
+
+    def subscription_body(self, subscription: SNSSubscription) -> dict[str, Any]:
+        spec, status = subscription.spec, subscription.status
+        return {
+            "application": subscription.metadata.namespace,
+            "name": subscription.metadata.name,
+            "topic_arn": spec.topic_arn,
+            "queue": spec.queue,
+            "job": spec.job,
+            "status": status.phase,
+            "message": status.message,
+            "subscription_arn": status.subscription_arn,
         }
 
     # -- S3 -----------------------------------------------------------------------------------

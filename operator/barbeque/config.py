@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     # AWS. The endpoints let tests and the local demo point boto3 at moto's server.
     aws_region: str = "us-east-1"
     sqs_endpoint_url: str | None = None
+    sns_endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = Field(default="barbeque", min_length=3)
     s3_create_bucket: bool = False

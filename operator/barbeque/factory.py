@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from barbeque.adapters.kube import Connection, Kube, load_api_client
 from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack, SlackWebhook
+from barbeque.adapters.sns import Sns
 from barbeque.adapters.sqs import Sqs
 from barbeque.adapters.watch import WatchClient
 from barbeque.api.models import GROUP, LABEL_EXECUTION, UNFINISHED_SELECTOR, VERSION
@@ -29,6 +30,7 @@ from barbeque.services.pollers import Pollers
 from barbeque.services.reconciler import Reconciler
 from barbeque.services.reconciling import Reconciling
 from barbeque.services.store import Key, Store
+from barbeque.services.subscriptions import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class Operator:
     queue: WorkQueue[Key]
     events: EventRouter
     history: HistoryCollector
+    subscriber: Subscriber
     manager: Manager
 
     async def start(self) -> None:
@@ -54,6 +57,9 @@ class Operator:
         """
         for body in await self.kube.list_objects("jobdefinitions"):
             self.store.put_definition(body)
+        # Before any poller runs: a notification must find its subscriptions.
+        for body in await self.kube.list_objects("snssubscriptions"):
+            self.store.put_subscription(body)
         # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's
         # resourceVersion. Unfinished executions only; finished ones needing a follow-up
         # come with the first sweep.
@@ -147,6 +153,9 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         keep=settings.history_keep,
         interval_seconds=settings.history_interval_seconds,
     )
+    subscriber = Subscriber(
+        store=store, kube=kube, sqs=sqs, sns=Sns(settings.aws_region, settings.sns_endpoint_url)
+    )
     events = EventRouter(store=store, queue=queue, pollers=pollers, history=history)
     # Ours only, by label: other workloads' Jobs and pods never reach the operator.
     job_watch = ListWatch(
@@ -169,7 +178,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     manager = Manager(
         watches=[job_watch, pod_watch, execution_watch],
         # Started in this order, stopped in reverse: pollers stop feeding work first.
-        components=[reconciling, history, pollers],
+        components=[reconciling, history, subscriber, pollers],
         elector=build_elector(settings, kube),
     )
     return Operator(
@@ -181,5 +190,6 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         queue=queue,
         events=events,
         history=history,
+        subscriber=subscriber,
         manager=manager,
     )

@@ -38,6 +38,7 @@ CRD_NAMES = {
     "jobqueues.barbeque.dev",
     "jobdefinitions.barbeque.dev",
     "jobexecutions.barbeque.dev",
+    "snssubscriptions.barbeque.dev",
 }
 
 
@@ -431,6 +432,9 @@ OPERATOR_MAY = [
     ("update", "jobexecutions.barbeque.dev", "--subresource=finalizers", "-n", "app-a"),
     ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
     ("list", "jobqueues.barbeque.dev"),
+    ("watch", "snssubscriptions.barbeque.dev", "--all-namespaces"),
+    ("patch", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("patch", "snssubscriptions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("create", "events", "-n", "app-a"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("update", "leases.coordination.k8s.io", "-n", "{release_namespace}"),
@@ -442,6 +446,8 @@ OPERATOR_MAY_NOT = [
     ("patch", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("update", "jobdefinitions.barbeque.dev", "-n", "app-a"),
     ("delete", "jobqueues.barbeque.dev"),
+    ("create", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("delete", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
     ("list", "namespaces"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -208,6 +209,53 @@ async def test_a_jobretry_runs_with_its_own_messages_sent_timestamp() -> None:
     await poller.handle([message(retry, "second", sent=1700000060000)])
     assert kube.created[("blog", "first")]["spec"]["sentTimestamp"] == 1700000000000
     assert kube.created[("blog", "second")]["spec"]["sentTimestamp"] == 1700000060000
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+
+
+def subscribe(store: Store, name: str, job: str, namespace: str = "blog") -> None:
+    store.put_subscription(
+        {
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+            "spec": {"topicArn": TOPIC, "queue": "default", "job": job},
+        }
+    )
+
+
+def notification(message: str) -> str:
+    return json.dumps({"Type": "Notification", "TopicArn": TOPIC, "Message": message})
+
+
+async def test_a_notification_runs_every_definition_subscribed_on_its_queue() -> None:
+    poller, kube, sqs, store = setup()
+    subscribe(store, "orders-to-notify", "notify")
+    subscribe(store, "orders-to-archive", "archive")
+    [result] = await poller.handle([message(notification('{"order": 7}'), "sns-1")])
+    assert result.outcome is Outcome.CREATED
+    created = [body for (namespace, _), body in kube.created.items() if namespace == "blog"]
+    assert sorted(b["spec"]["job"] for b in created) == ["archive", "notify"]
+    assert all(b["spec"]["message"] == {"order": 7} for b in created)
+    ids = {b["spec"]["messageId"] for b in created}
+    assert len(ids) == 2
+    assert all(i.startswith("sns-1-") for i in ids)
+    assert sqs.deleted == ["receipt-sns-1"]
+
+    # Delivered again: the same two executions (409), nothing new, the message deleted.
+    [again] = await poller.handle([message(notification('{"order": 7}'), "sns-1")])
+    assert again.outcome is Outcome.DUPLICATE
+    assert len(kube.created) == 2
+
+
+async def test_a_notification_of_a_topic_nobody_subscribed_is_an_error_record() -> None:
+    poller, kube, _, store = setup()
+    subscribe(store, "elsewhere", "notify")
+    store.subscriptions[("blog", "elsewhere")].spec.queue = "other"
+    [result] = await poller.handle([message(notification("{}"), "sns-2")])
+    assert result.outcome is Outcome.CREATED
+    record = kube.created[("barbeque-system", "sns-2")]
+    assert record["spec"]["invalidReason"].startswith("UnknownTopic: ")
+    assert TOPIC in record["spec"]["invalidReason"]
 
 
 async def test_at_the_cap_the_poller_has_no_free_slots() -> None:

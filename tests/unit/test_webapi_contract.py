@@ -333,6 +333,33 @@ def test_definitions_queues_and_applications_are_listed(client: TestClient) -> N
     assert client.get("/v1/job_queues/none").status_code == 404
 
 
+def test_sns_subscriptions_are_listed_by_application(client: TestClient, world: World) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:orders"
+    world.cache.replace(
+        "snssubscriptions",
+        [
+            {
+                "metadata": {"name": "orders", "namespace": "shop", "resourceVersion": "3"},
+                "spec": {"topicArn": topic, "queue": "default", "job": "SendMail"},
+                "status": {"phase": "Subscribed", "subscriptionArn": f"{topic}:1"},
+            }
+        ],
+    )
+    assert client.get("/v1/sns_subscriptions?application=shop").json() == [
+        {
+            "application": "shop",
+            "name": "orders",
+            "topic_arn": topic,
+            "queue": "default",
+            "job": "SendMail",
+            "status": "Subscribed",
+            "message": None,
+            "subscription_arn": f"{topic}:1",
+        }
+    ]
+    assert client.get("/v1/sns_subscriptions?application=other").json() == []
+
+
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200

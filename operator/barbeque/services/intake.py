@@ -127,7 +127,54 @@ class Intake:
             return await self._create(queue, message, body, fallback_reason="UnknownApplication")
         if isinstance(parsed, envelope.RetryRequest):
             return await self._record_retry(queue, message, parsed)
+        if isinstance(parsed, envelope.NotificationRequest):
+            return await self._record_notification(queue, message, parsed)
         return await self._record_invalid(queue, message, parsed)
+
+    async def _record_notification(
+        self, queue: JobQueue, message: Message, request: envelope.NotificationRequest
+    ) -> Recorded:
+        """One execution per definition subscribed to the topic on this queue.
+
+        The message leaves SQS only when every one of them is recorded; a redelivery finds
+        those already made (409) and makes the rest.
+        """
+        queue_name = queue.metadata.name
+        subscriptions = self.store.subscribed(request.topic_arn, queue_name)
+        if not subscriptions:
+            return await self._record_invalid(
+                queue,
+                message,
+                envelope.InvalidMessage(
+                    "UnknownTopic",
+                    f"no SNSSubscription of topic {request.topic_arn!r} on queue {queue_name!r}",
+                    raw=message.body[: envelope.RAW_KEEP],
+                ),
+            )
+        results = []
+        for subscription in subscriptions:
+            namespace = subscription.metadata.namespace or ""
+            message_id = naming.fan_out_message_id(
+                message.message_id, namespace, subscription.spec.job
+            )
+            body = builders.build_execution(
+                name=naming.execution_name(message_id),
+                namespace=namespace,
+                application=namespace,
+                job=subscription.spec.job,
+                queue=queue_name,
+                message_id=message_id,
+                message=request.message,
+                sent_timestamp=message.sent_timestamp,
+            )
+            results.append(
+                await self._create(queue, message, body, fallback_reason="UnknownApplication")
+            )
+        kept = [r for r in results if not r.delete]
+        if kept:
+            return kept[0]
+        created = [r for r in results if r.outcome is Outcome.CREATED]
+        return created[0] if created else results[0]
 
     async def _create(
         self, queue: JobQueue, message: Message, body: dict[str, Any], fallback_reason: str

@@ -24,6 +24,7 @@ from barbeque.api.models import (
     JobQueue,
     Phase,
 )
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.store import Key, key_of, newer, parse_time
 
 __all__ = ["JobState", "Key", "PodState", "Store", "occupies_slot", "parse_time", "settled"]
@@ -173,6 +174,7 @@ class Store:
         self._settled_at: dict[Key, float] = {}
         self.definitions: dict[Key, JobDefinition] = {}
         self.queues: dict[str, JobQueue] = {}
+        self.subscriptions: dict[Key, SNSSubscription] = {}
         self.jobs: dict[Key, JobState] = {}
         self.pods: dict[Key, PodState] = {}  # keyed by (namespace, execution name)
         self.by_message_id: dict[str, Key] = {}
@@ -293,6 +295,35 @@ class Store:
 
     def delete_queue(self, name: str) -> None:
         self.queues.pop(name, None)
+
+    # -- SNS subscriptions --------------------------------------------------------------------
+
+    def put_subscription(self, body: dict[str, Any]) -> SNSSubscription:
+        """Store a subscription; returns the newest copy (an older event keeps what is kept)."""
+        key = key_of(body)
+        subscription = SNSSubscription.model_validate(body)
+        kept = self.subscriptions.get(key)
+        if kept is not None and not newer(
+            kept.metadata.resource_version, subscription.metadata.resource_version
+        ):
+            return kept
+        self.subscriptions[key] = subscription
+        return subscription
+
+    def delete_subscription(self, namespace: str, name: str) -> None:
+        self.subscriptions.pop((namespace, name), None)
+
+    def subscribed(self, topic_arn: str, queue: str) -> list[SNSSubscription]:
+        """The subscriptions a notification of ``topic_arn`` on ``queue`` runs, in a stable
+        order; those being deleted no longer count."""
+        found = [
+            s
+            for s in self.subscriptions.values()
+            if s.spec.topic_arn == topic_arn
+            and s.spec.queue == queue
+            and s.metadata.deletion_timestamp is None
+        ]
+        return sorted(found, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
 
     # -- jobs and pods ------------------------------------------------------------------------
 
