@@ -214,8 +214,9 @@ def base_url(request: Request) -> str:
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
-    await authorize(request, Action("create", body.application))
-    sent = await backend_of(request).enqueue(
+    backend = backend_of(request)
+    await authorize(request, Action("create", backend.namespace_of(body.application)))
+    sent = await backend.enqueue(
         body.application, body.job, body.queue, body.message, body.delay_seconds
     )
     return {"message_id": sent.message_id, "status": "pending", "id": None}
@@ -331,7 +332,9 @@ async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]
         {
             "name": name,
             "job_definitions": sorted(
-                d.metadata.name for d in definitions if d.metadata.namespace == name
+                d.metadata.name
+                for d in definitions
+                if cache.application_for(d.metadata.namespace or "") == name
             ),
         }
         for name in cache.applications()
@@ -349,7 +352,8 @@ async def job_definitions(
     return [
         backend.definition_body(d)
         for d in backend.cache.definitions()
-        if application is None or d.metadata.namespace == application
+        if application is None
+        or backend.cache.application_for(d.metadata.namespace or "") == application
     ]
 
 
@@ -426,7 +430,8 @@ async def sns_subscriptions(
     return [
         backend.subscription_body(s)
         for s in backend.cache.subscriptions()
-        if application is None or s.metadata.namespace == application
+        if application is None
+        or backend.cache.application_for(s.metadata.namespace or "") == application
     ]
 
 

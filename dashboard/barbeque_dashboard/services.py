@@ -202,6 +202,11 @@ class Backend:
             raise not_found(f"JobExecution with message_id {message_id!r} is not found")
         return execution
 
+    def namespace_of(self, application: str) -> str:
+        """Where an application lives: the namespace annotated with its name
+        (barbeque.dev/application), else the namespace of that name."""
+        return self.cache.namespace_for(application) or application
+
     def status_word(self, execution: JobExecution) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
 
@@ -344,10 +349,11 @@ class Backend:
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
             raise not_found(f"JobQueue {queue_name!r} is not found")
+        namespace = self.namespace_of(application)
         if self.cache.definition(application, job) is None:
             raise not_found(
                 f"JobDefinition {job!r} of application {application!r} is not found "
-                f"(no JobDefinition {job!r} in namespace {application!r})"
+                f"(no JobDefinition {job!r} in namespace {namespace!r})"
             )
         sqs_delay, not_before = self._timing(delay, now)
         body = envelope.encode_execution(application, job, message, not_before)
@@ -454,7 +460,7 @@ class Backend:
     def definition_body(self, definition: JobDefinition) -> dict[str, Any]:
         spec = definition.spec
         return {
-            "application": definition.metadata.namespace,
+            "application": self.cache.application_for(definition.metadata.namespace or ""),
             "job": definition.metadata.name,
             "queue": spec.queue,
             "image": spec.image,
@@ -465,7 +471,8 @@ class Backend:
             "slack": spec.slack.model_dump(mode="json") if spec.slack else None,
             "executions": len(
                 self.cache.executions_of(
-                    definition.metadata.namespace or "", definition.metadata.name
+                    self.cache.application_for(definition.metadata.namespace or ""),
+                    definition.metadata.name,
                 )
             ),
         }
@@ -473,7 +480,7 @@ class Backend:
     def subscription_body(self, subscription: SNSSubscription) -> dict[str, Any]:
         spec, status = subscription.spec, subscription.status
         return {
-            "application": subscription.metadata.namespace,
+            "application": self.cache.application_for(subscription.metadata.namespace or ""),
             "name": subscription.metadata.name,
             "topic_arn": spec.topic_arn,
             "queue": spec.queue,

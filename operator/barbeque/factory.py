@@ -175,8 +175,13 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         on_event=events.on_execution,
         field_selector=UNFINISHED_SELECTOR,
     )
+    # Applications named otherwise than their namespace (my_app): primed before any
+    # poller runs, like every watch.
+    namespace_watch = ListWatch(
+        WatchClient(connection, "/api/v1/namespaces"), on_event=events.on_namespace
+    )
     manager = Manager(
-        watches=[job_watch, pod_watch, execution_watch],
+        watches=[namespace_watch, job_watch, pod_watch, execution_watch],
         # Started in this order, stopped in reverse: pollers stop feeding work first.
         components=[reconciling, history, subscriber, pollers],
         elector=build_elector(settings, kube),

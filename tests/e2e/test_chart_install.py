@@ -433,6 +433,7 @@ OPERATOR_MAY = [
     ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
     ("list", "jobqueues.barbeque.dev"),
     ("watch", "snssubscriptions.barbeque.dev", "--all-namespaces"),
+    ("watch", "namespaces"),
     ("patch", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("patch", "snssubscriptions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("create", "events", "-n", "app-a"),
@@ -450,7 +451,7 @@ OPERATOR_MAY_NOT = [
     ("delete", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
-    ("list", "namespaces"),
+    ("patch", "namespaces", "app-a"),
     ("update", "leases.coordination.k8s.io", "-n", "kube-system"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 ]

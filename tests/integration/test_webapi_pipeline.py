@@ -151,6 +151,48 @@ def test_a_job_retrying_itself_while_it_runs_runs_once_more_not_twice(
     assert f"{root}-retry-1" not in names
 
 
+def test_an_application_named_by_its_namespaces_annotation_keeps_its_barbeque_name(
+    service: Service, app: App
+) -> None:
+    """barbeque's app names need not be namespace names (my_app, MyApp): the namespace
+    annotated barbeque.dev/application holds the application; messages, the Web API, the
+    job's environment and the S3 keys keep the barbeque name."""
+    application = f"My_App_{app.namespace[-8:]}"
+    app.cluster.kubectl(
+        "annotate", "namespace", app.namespace, f"barbeque.dev/application={application}"
+    )
+    app.define("hello")
+    wait_until(
+        "the annotated application's definition in the web service",
+        lambda: (
+            service.client()
+            .get(f"/v1/applications/{application}/job_definitions/hello")
+            .status_code
+            == 200
+        ),
+    )
+    response = service.client().post(
+        "/v2/job_executions",
+        json={"application": application, "job": "hello", "queue": app.queue, "message": [1]},
+    )
+    assert response.status_code == 201, response.text
+    message_id = response.json()["message_id"]
+    wait_status(service, message_id, "success")
+
+    execution = app.execution(execution_name(message_id))
+    assert execution is not None
+    assert (execution["metadata"]["namespace"], execution["spec"]["application"]) == (
+        app.namespace,
+        application,
+    )
+    assert execution["status"]["logs"]["prefix"] == f"{application}/hello/{message_id}/"
+    [job] = [j for j in app.jobs() if j.metadata.name == execution_name(message_id)]
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["BARBEQUE_APPLICATION"] == application
+    listed = service.client().get("/v1/job_definitions", params={"application": application})
+    assert [(d["application"], d["job"]) for d in listed.json()] == [(application, "hello")]
+
+
 def test_a_long_delay_is_scheduled_then_cancelled(service: Service, app: App) -> None:
     app.define("later")
     wait_for_definition(service, app, "later")

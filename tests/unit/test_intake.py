@@ -211,6 +211,49 @@ async def test_a_jobretry_runs_with_its_own_messages_sent_timestamp() -> None:
     assert kube.created[("blog", "second")]["spec"]["sentTimestamp"] == 1700000060000
 
 
+def annotate(store: Store, namespace: str, application: str) -> None:
+    store.put_namespace(
+        {
+            "metadata": {
+                "name": namespace,
+                "annotations": {"barbeque.dev/application": application},
+            }
+        }
+    )
+
+
+@pytest.mark.parametrize("application", ["my_app", "MyApp"])
+async def test_an_application_named_by_a_namespace_annotation_runs_there(
+    application: str,
+) -> None:
+    poller, kube, _, store = setup()
+    annotate(store, "blog", application)
+    body = GOOD.replace('"Application":"blog"', f'"Application":"{application}"')
+    [result] = await poller.handle([message(body)])
+    assert result.outcome is Outcome.CREATED
+    spec = kube.created[("blog", "id-1")]["spec"]
+    assert spec["application"] == application  # the barbeque name stays in the record
+
+
+async def test_an_application_two_namespaces_claim_is_an_error_saying_which() -> None:
+    poller, kube, _, store = setup()
+    annotate(store, "blog", "my_app")
+    annotate(store, "shop", "my_app")
+    body = GOOD.replace('"Application":"blog"', '"Application":"my_app"')
+    await poller.handle([message(body)])
+    reason = kube.created[("barbeque-system", "id-1")]["spec"]["invalidReason"]
+    assert reason.startswith("UnknownApplication: ")
+    assert "blog, shop" in reason
+
+
+async def test_an_unannotated_name_that_is_no_namespace_name_says_how_to_map_it() -> None:
+    poller, kube, _, _ = setup()
+    body = GOOD.replace('"Application":"blog"', '"Application":"my_app"')
+    await poller.handle([message(body)])
+    reason = kube.created[("barbeque-system", "id-1")]["spec"]["invalidReason"]
+    assert "barbeque.dev/application" in reason
+
+
 TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
 
 

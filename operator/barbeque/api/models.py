@@ -25,6 +25,9 @@ LABEL_QUEUE = f"{GROUP}/queue"
 LABEL_EXECUTION = f"{GROUP}/execution"
 LABEL_MESSAGE_ID = f"{GROUP}/message-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On a namespace: the cookpad/barbeque application name it holds, for names that cannot be
+# namespace names (my_app, MyApp). Messages and the Web API use that name.
+ANNOTATION_APPLICATION = f"{GROUP}/application"
 MANAGED_BY = "barbeque"
 
 

@@ -21,7 +21,7 @@ from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message
 from barbeque.api import envelope
-from barbeque.api.models import LABEL_MESSAGE_ID, JobExecution, JobQueue
+from barbeque.api.models import ANNOTATION_APPLICATION, LABEL_MESSAGE_ID, JobExecution, JobQueue
 from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
@@ -101,13 +101,14 @@ class Intake:
         parsed = envelope.parse(message.body)
         name = naming.execution_name(message.message_id)
         if isinstance(parsed, envelope.ExecutionRequest):
-            if not naming.is_namespace_name(parsed.application):
+            namespace = self.store.namespace_for(parsed.application)
+            if namespace is None:
                 return await self._record_invalid(
                     queue,
                     message,
                     envelope.InvalidMessage(
                         "UnknownApplication",
-                        f"application {parsed.application!r} is not a valid namespace name",
+                        self._unknown_application(parsed.application),
                         parsed.application,
                         parsed.job,
                         message.body[: envelope.RAW_KEEP],
@@ -115,7 +116,7 @@ class Intake:
                 )
             body = builders.build_execution(
                 name=name,
-                namespace=parsed.application,
+                namespace=namespace,
                 application=parsed.application,
                 job=parsed.job,
                 queue=queue_name,
@@ -130,6 +131,18 @@ class Intake:
         if isinstance(parsed, envelope.NotificationRequest):
             return await self._record_notification(queue, message, parsed)
         return await self._record_invalid(queue, message, parsed)
+
+    def _unknown_application(self, application: str) -> str:
+        claims = self.store.claims(application)
+        if claims:
+            return (
+                f"application {application!r} is claimed by namespaces {', '.join(claims)} "
+                f"(annotation {ANNOTATION_APPLICATION}); it must be one"
+            )
+        return (
+            f"application {application!r} is not a namespace name and no namespace is "
+            f"annotated {ANNOTATION_APPLICATION}: {application}"
+        )
 
     async def _record_notification(
         self, queue: JobQueue, message: Message, request: envelope.NotificationRequest
@@ -160,7 +173,7 @@ class Intake:
             body = builders.build_execution(
                 name=naming.execution_name(message_id),
                 namespace=namespace,
-                application=namespace,
+                application=self.store.application_for(namespace),
                 job=subscription.spec.job,
                 queue=queue_name,
                 message_id=message_id,
@@ -319,9 +332,9 @@ class Intake:
         # the API server refused there (NaN, a number past int64) goes there too, without
         # its message. ``_create`` falls back to the operator's namespace when the
         # application's does not exist or refuses even the Error record.
-        namespace = invalid.application or self.operator_namespace
-        if invalid.reason == "UnknownApplication" or not naming.is_namespace_name(namespace):
-            namespace = self.operator_namespace
+        namespace = self.operator_namespace
+        if invalid.application and invalid.reason != "UnknownApplication":
+            namespace = self.store.namespace_for(invalid.application) or namespace
         logger.warning(
             "Message %s is unusable (%s): %s", message.message_id, invalid.reason, invalid.detail
         )

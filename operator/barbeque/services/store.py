@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from barbeque.api.models import (
+    ANNOTATION_APPLICATION,
     LABEL_EXECUTION,
     JobDefinition,
     JobExecution,
@@ -26,6 +27,7 @@ from barbeque.api.models import (
 )
 from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.store import Key, key_of, newer, parse_time
+from barbeque.services.naming import is_namespace_name
 
 __all__ = ["JobState", "Key", "PodState", "Store", "occupies_slot", "parse_time", "settled"]
 
@@ -175,6 +177,8 @@ class Store:
         self.definitions: dict[Key, JobDefinition] = {}
         self.queues: dict[str, JobQueue] = {}
         self.subscriptions: dict[Key, SNSSubscription] = {}
+        # namespace -> the application name its annotation gives it
+        self.named_namespaces: dict[str, str] = {}
         self.jobs: dict[Key, JobState] = {}
         self.pods: dict[Key, PodState] = {}  # keyed by (namespace, execution name)
         self.by_message_id: dict[str, Key] = {}
@@ -295,6 +299,38 @@ class Store:
 
     def delete_queue(self, name: str) -> None:
         self.queues.pop(name, None)
+
+    # -- applications -------------------------------------------------------------------------
+
+    def put_namespace(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or ""
+        application = (meta.get("annotations") or {}).get(ANNOTATION_APPLICATION)
+        if application:
+            self.named_namespaces[name] = application
+        else:
+            self.named_namespaces.pop(name, None)
+
+    def delete_namespace(self, name: str) -> None:
+        self.named_namespaces.pop(name, None)
+
+    def claims(self, application: str) -> list[str]:
+        """The namespaces whose annotation names ``application``."""
+        return sorted(ns for ns, app in self.named_namespaces.items() if app == application)
+
+    def namespace_for(self, application: str) -> str | None:
+        """The namespace of an application: the one annotated with its name, else the
+        namespace of that name. None when it has neither, or two namespaces claim it."""
+        claims = self.claims(application)
+        if len(claims) == 1:
+            return claims[0]
+        if not claims and is_namespace_name(application):
+            return application
+        return None
+
+    def application_for(self, namespace: str) -> str:
+        """The application name of a namespace: its annotation's, else its own."""
+        return self.named_namespaces.get(namespace, namespace)
 
     # -- SNS subscriptions --------------------------------------------------------------------
 
