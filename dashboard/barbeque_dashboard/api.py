@@ -349,12 +349,8 @@ async def job_definitions(
 ) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
-    return [
-        backend.definition_body(d)
-        for d in backend.cache.definitions()
-        if application is None
-        or backend.cache.application_for(d.metadata.namespace or "") == application
-    ]
+    found = backend.of_application(backend.cache.definitions(), application)
+    return [backend.definition_body(d) for d in found]
 
 
 @router.get(
@@ -427,12 +423,8 @@ async def sns_subscriptions(
 ) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
-    return [
-        backend.subscription_body(s)
-        for s in backend.cache.subscriptions()
-        if application is None
-        or backend.cache.application_for(s.metadata.namespace or "") == application
-    ]
+    found = backend.of_application(backend.cache.subscriptions(), application)
+    return [backend.subscription_body(s) for s in found]
 
 
 class LogResponse(BaseModel):

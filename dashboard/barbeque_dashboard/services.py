@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.adapters.s3 import S3Error
@@ -31,6 +31,9 @@ SQS_MAX_DELAY = 900
 # A year: anything later is surely a unit mistake (milliseconds for seconds).
 MAX_DELAY = 365 * 24 * 3600
 LOG_FILES = ("stdout.txt", "stderr.txt", "message.json", "execution.json")
+
+
+Namespaced = TypeVar("Namespaced", JobDefinition, SNSSubscription)
 
 
 class ApiError(Exception):
@@ -206,6 +209,18 @@ class Backend:
         """Where an application lives: the namespace annotated with its name
         (barbeque.dev/application), else the namespace of that name."""
         return self.cache.namespace_for(application) or application
+
+    def of_application(
+        self, objects: list[Namespaced], application: str | None
+    ) -> list[Namespaced]:
+        """The objects (definitions, subscriptions) of ``application``; all without one."""
+        if application is None:
+            return objects
+        return [
+            o
+            for o in objects
+            if self.cache.application_for(o.metadata.namespace or "") == application
+        ]
 
     def status_word(self, execution: JobExecution) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
