@@ -273,6 +273,20 @@ def test_a_slack_token_value_becomes_a_secret_the_operator_reads_as_environment(
     assert "checksum/slack-secret" in operator["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_a_slack_webhook_secret_reaches_the_operator_as_barbeques_webhook_url(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster, "--set", "slack.webhook.existingSecret=slack-hook")
+    env = env_of(only(docs, "Deployment", "bbq-barbeque-operator"))
+    assert env["BARBEQUE_SLACK_WEBHOOK_URL"] == {
+        "secretKeyRef": {"name": "slack-hook", "key": "url"}
+    }
+    assert "BARBEQUE_SLACK_TOKEN" not in env
+    assert "BARBEQUE_SLACK_WEBHOOK_URL" not in env_of(
+        only(render(cluster), "Deployment", "bbq-barbeque-operator")
+    )
+
+
 def test_service_monitor_and_ingress_render_only_when_enabled(cluster: Cluster) -> None:
     docs = render(
         cluster,
@@ -451,7 +465,7 @@ OPERATOR_MAY_NOT = [
     ("delete", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
-    ("patch", "namespaces", "app-a"),
+    ("patch", "namespaces/app-a"),
     ("update", "leases.coordination.k8s.io", "-n", "kube-system"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
