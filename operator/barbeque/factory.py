@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from barbeque.adapters.kube import Connection, Kube, load_api_client
+from barbeque.adapters.kube import Connection, Kube, NotFound, load_api_client
 from barbeque.adapters.s3 import S3
 from barbeque.adapters.slack import Slack, SlackWebhook
 from barbeque.adapters.sns import Sns
@@ -57,9 +57,16 @@ class Operator:
         """
         for body in await self.kube.list_objects("jobdefinitions"):
             self.store.put_definition(body)
-        # Before any poller runs: a notification must find its subscriptions.
-        for body in await self.kube.list_objects("snssubscriptions"):
-            self.store.put_subscription(body)
+        # Before any poller runs: a notification must find its subscriptions. Helm does
+        # not upgrade CRDs: without this one (applied by hand), SNS fan-out is off.
+        try:
+            for body in await self.kube.list_objects("snssubscriptions"):
+                self.store.put_subscription(body)
+        except NotFound:
+            logger.warning(
+                "The SNSSubscription CRD is not installed (kubectl apply --server-side -f "
+                "charts/barbeque/crds/): SNS notifications find no subscription"
+            )
         # Each watch's first LIST fills the store, and its WATCH goes on from that LIST's
         # resourceVersion. Unfinished executions only; finished ones needing a follow-up
         # come with the first sweep.
