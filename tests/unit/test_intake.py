@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -199,6 +200,66 @@ async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:
     assert child["spec"]["retryOf"] == "first"
     assert child["spec"]["originalMessageId"] == "first"
     assert child["spec"]["message"] == {"a": 1}
+
+
+def automatic_retry(store: Store, created: datetime, **status: Any) -> None:
+    """What the reconciler made when ``first`` failed: ``first-retry-1``, backing off."""
+    store.put_execution(
+        {
+            "metadata": {
+                "name": "first-retry-1",
+                "namespace": "blog",
+                "resourceVersion": "5",
+                "creationTimestamp": created.isoformat(),
+            },
+            "spec": {
+                "application": "blog",
+                "job": "notify",
+                "messageId": "first-retry-1",
+                "retryOf": "first",
+                "attempt": 1,
+            },
+            "status": status,
+        }
+    )
+
+
+RETRY_FIRST = '{"Type":"JobRetry","RetryMessageId":"first"}'
+
+
+async def test_a_retry_sent_while_the_attempt_ran_replaces_its_unstarted_automatic_retry() -> None:
+    """The job asked for its retry, then failed; the automatic retry was made before the
+    request arrived. The one asked for runs in its place: one retry of the attempt."""
+    poller, kube, _, store = setup()
+    await poller.handle([message(GOOD, "first")])
+    sent = datetime.now(UTC) - timedelta(seconds=3)
+    automatic_retry(store, created=sent + timedelta(seconds=2), phase="Scheduled")
+    sent_ms = int(sent.timestamp() * 1000)
+    [result] = await poller.handle([message(RETRY_FIRST, "second", sent=sent_ms)])
+    assert result.outcome is Outcome.CREATED
+    assert "delete execution first-retry-1" in kube.writes
+    assert store.execution(("blog", "first-retry-1")) is None
+    assert kube.created[("blog", "second")]["spec"]["retryOf"] == "first"
+
+
+@pytest.mark.parametrize(
+    ("created_after_request", "status"),
+    [
+        (False, {"phase": "Scheduled"}),  # it was there when the retry was asked for
+        (True, {"phase": "Running", "jobName": "first-retry-1"}),  # already running
+    ],
+)
+async def test_an_automatic_retry_that_started_or_was_seen_first_is_left_alone(
+    created_after_request: bool, status: dict[str, Any]
+) -> None:
+    poller, kube, _, store = setup()
+    await poller.handle([message(GOOD, "first")])
+    sent = datetime.now(UTC) - timedelta(seconds=5)
+    created = sent + timedelta(seconds=2 if created_after_request else -3)
+    automatic_retry(store, created=created, **status)
+    await poller.handle([message(RETRY_FIRST, "second", sent=int(sent.timestamp() * 1000))])
+    assert not [w for w in kube.writes if w.startswith("delete execution")]
+    assert store.execution(("blog", "first-retry-1")) is not None
 
 
 async def test_a_jobretry_runs_with_its_own_messages_sent_timestamp() -> None:

@@ -10,18 +10,26 @@ The pollers that feed this (``services.poller``) are one per JobQueue.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message
 from barbeque.api import envelope
-from barbeque.api.models import ANNOTATION_APPLICATION, LABEL_MESSAGE_ID, JobExecution, JobQueue
+from barbeque.api.models import (
+    ANNOTATION_APPLICATION,
+    LABEL_MESSAGE_ID,
+    JobExecution,
+    JobQueue,
+    Phase,
+)
 from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
@@ -30,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 class KubeApi(Protocol):
     async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def delete_execution(self, namespace: str, name: str) -> None: ...
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None: ...
     async def list_objects(
         self, kind: str, label_selector: str | None = None, field_selector: str | None = None
@@ -294,6 +303,7 @@ class Intake:
                     raw=message.body[: envelope.RAW_KEEP],
                 ),
             )
+        await self._withdraw_automatic_retry(parent, message)
         body = builders.build_retry(
             parent,
             naming.execution_name(message.message_id),
@@ -304,6 +314,42 @@ class Intake:
             body["spec"]["notBefore"] = request.not_before.isoformat()
         body["spec"]["queue"] = parent.spec.queue or queue.metadata.name
         return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+
+    async def _withdraw_automatic_retry(self, parent: JobExecution, message: Message) -> None:
+        """A retry asked for while its attempt ran (a job retrying itself) that reaches the
+        operator only after the attempt failed finds the automatic retry made meanwhile.
+        When that one has not started, the retry asked for takes its place, so the attempt
+        is retried once, not twice; one already started is left to run."""
+        if message.sent_timestamp is None:
+            return
+        # creationTimestamp has whole seconds: one made in the second the request was sent
+        # may read up to a second earlier.
+        sent = datetime.fromtimestamp(message.sent_timestamp / 1000, UTC) - timedelta(seconds=1)
+        namespace = parent.metadata.namespace or ""
+        automatic_suffix = f"-retry-{parent.spec.attempt + 1}"
+        for other in self.store.iter_executions():
+            name = other.metadata.name
+            created = other.metadata.creation_timestamp
+            if (
+                other.metadata.namespace == namespace
+                and other.spec.retry_of == parent.metadata.name
+                and other.spec.message_id == name  # the operator's own, not from a message
+                and name.endswith(automatic_suffix)
+                and other.phase in (None, Phase.SCHEDULED)
+                and other.status.job_name is None
+                and (namespace, name) not in self.store.jobs
+                and created is not None
+                and created > sent
+            ):
+                with contextlib.suppress(NotFound):
+                    await self.kube.delete_execution(namespace, name)
+                self.store.delete_execution(namespace, name)
+                logger.info(
+                    "Retry message %s replaces the automatic retry %s of %s, not started yet",
+                    message.message_id,
+                    name,
+                    parent.metadata.name,
+                )
 
     async def _find(self, message_id: str) -> JobExecution | None:
         """The execution of a message: in memory while unfinished, else asked by label."""
