@@ -463,6 +463,7 @@ class Backend:
             "retry_of": execution.spec.retry_of,
             "retried_by": status.retried_by,
             "reason": status.reason,
+            "message": status.message,
             "exit_code": status.exit_code,
             "job_name": status.job_name,
             "created_at": _iso(execution.metadata.creation_timestamp),

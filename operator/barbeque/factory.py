@@ -21,6 +21,8 @@ from barbeque.controller.leader import LeaderElector
 from barbeque.controller.listwatch import ListWatch
 from barbeque.controller.manager import Manager
 from barbeque.controller.workqueue import WorkQueue
+from barbeque.services import compat
+from barbeque.services.definitions import DefinitionChecker
 from barbeque.services.events import EventRouter
 from barbeque.services.history import HistoryCollector
 from barbeque.services.intake import Intake
@@ -29,6 +31,7 @@ from barbeque.services.poller import Capacity
 from barbeque.services.pollers import Pollers
 from barbeque.services.reconciler import Reconciler
 from barbeque.services.reconciling import Reconciling
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Key, Store
 from barbeque.services.subscriptions import Subscriber
 
@@ -54,9 +57,12 @@ class Operator:
 
         Without the priming, an execution seen before its definition would be marked
         UnknownJob, and a queue's concurrency cap would start counting from zero.
+        An API server older than the operator supports is refused first
+        (``compat.UnsupportedServer``).
         """
+        compat.require_supported(await self.kube.server_version())
         for body in await self.kube.list_objects("jobdefinitions"):
-            self.store.put_definition(body)
+            self.events.on_definition(None, body)
         # Before any poller runs: a notification must find its subscriptions. Helm does
         # not upgrade CRDs: without this one (applied by hand), SNS fan-out is off.
         try:
@@ -124,10 +130,12 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     queue: WorkQueue[Key] = WorkQueue()
     capacity = Capacity()
     store = Store(keep_finished=False, on_slot_freed=capacity.freed)
+    recorder = Recorder(kube=kube, instance=settings.identity)
     reconciler = Reconciler(
         store=store,
         kube=kube,
         s3=s3,
+        recorder=recorder,
         notifier=Notifier(build_slack(settings), settings.slack_attempts),
         console_url=settings.console_url,
         log_limit_bytes=settings.log_tail_bytes,
@@ -141,6 +149,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         kube=kube,
         intake=intake,
         capacity=capacity,
+        recorder=recorder,
         error_backoff_max=settings.sqs_error_backoff_max_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
@@ -163,7 +172,10 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     subscriber = Subscriber(
         store=store, kube=kube, sqs=sqs, sns=Sns(settings.aws_region, settings.sns_endpoint_url)
     )
-    events = EventRouter(store=store, queue=queue, pollers=pollers, history=history)
+    definitions = DefinitionChecker(store=store, kube=kube, recorder=recorder)
+    events = EventRouter(
+        store=store, queue=queue, pollers=pollers, history=history, definitions=definitions
+    )
     # Ours only, by label: other workloads' Jobs and pods never reach the operator.
     job_watch = ListWatch(
         WatchClient(connection, "/apis/batch/v1/jobs"),
@@ -190,7 +202,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     manager = Manager(
         watches=[namespace_watch, job_watch, pod_watch, execution_watch],
         # Started in this order, stopped in reverse: pollers stop feeding work first.
-        components=[reconciling, history, subscriber, pollers],
+        components=[reconciling, history, definitions, subscriber, pollers],
         elector=build_elector(settings, kube),
     )
     return Operator(

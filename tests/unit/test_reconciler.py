@@ -14,6 +14,7 @@ import pytest
 
 from barbeque.services.notifications import Notifier
 from barbeque.services.reconciler import Reconciler, Requeue
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Store
 from tests.support.fakes import FakeKube, FakeS3, FakeSlack
 
@@ -34,6 +35,7 @@ class World:
             kube=self.kube,
             s3=self.s3,
             notifier=Notifier(self.slack, attempts=1),
+            recorder=Recorder(kube=self.kube, instance="operator-0"),
             console_url="http://console",
         )
 
@@ -175,6 +177,7 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
         "status m1 Running",
         "status m1 Succeeded",
     ]
+    assert world.kube.events == []  # no Event on the happy path
 
 
 async def test_a_pod_that_finished_before_anyone_looked_still_names_its_job() -> None:
@@ -255,6 +258,19 @@ async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
     assert [w for w in world.kube.writes if w.startswith("create execution")] == [
         "create execution m1-retry-1"
     ]
+    (event,) = world.kube.events  # once, though reconciled twice
+    assert (event["type"], event["reason"], event["action"]) == ("Warning", "Error", "Run")
+    assert event["regarding"] == {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "JobExecution",
+        "name": "m1",
+        "namespace": NS,
+        "uid": "uid-m1",
+    }
+    assert event["metadata"]["namespace"] == NS
+    assert "exited with code 2" in event["note"]
+    assert event["reportingController"] == "barbeque.dev/operator"
+    assert event["reportingInstance"] == "operator-0"
 
 
 async def test_without_a_retry_config_a_failure_is_final() -> None:

@@ -70,18 +70,25 @@ class Conflict(TransientError):
     as done."""
 
 
-def _status_reason(body: bytes) -> str:
-    """The ``reason`` of the Kubernetes ``Status`` in an error body, or ""."""
+def _status_field(body: bytes, field: str) -> str:
+    """A field (``reason``, ``message``) of the Kubernetes ``Status`` in an error body, or ""."""
     try:
         status = orjson.loads(body)
     except orjson.JSONDecodeError:
         return ""
-    reason = status.get("reason") if isinstance(status, dict) else None
-    return reason if isinstance(reason, str) else ""
+    value = status.get(field) if isinstance(status, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _status_reason(body: bytes) -> str:
+    return _status_field(body, "reason")
 
 
 def _translate(status: int, reason: str, body: bytes) -> KubeError:
     message = f"{status} {reason}: {body[:500].decode('utf-8', 'replace')}"
+    if status in (400, 422):
+        # The Status message alone names the fields and why, for people.
+        return Invalid(_status_field(body, "message") or message, status)
     if status == 404:
         return NotFound(message, status)
     if status == 409:
@@ -90,8 +97,6 @@ def _translate(status: int, reason: str, body: bytes) -> KubeError:
         if _status_reason(body) == "AlreadyExists":
             return AlreadyExists(message, status)
         return Conflict(message, status)
-    if status in (400, 422):
-        return Invalid(message, status)
     return TransientError(message, status)
 
 
@@ -252,12 +257,14 @@ class Kube:
         await self._delete("delete_execution", path)
 
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        await self._patch_status(
+            "patch_queue_status", f"{CUSTOM}/jobqueues/{segment(name)}", status
+        )
+
+    async def _patch_status(self, call: str, path: str, status: dict[str, Any]) -> None:
+        """Merge-patch an object's status subresource; the answer is not read."""
         await self._request(
-            "patch_queue_status",
-            "PATCH",
-            f"{CUSTOM}/jobqueues/{segment(name)}/status",
-            {"status": status},
-            content_type=MERGE_PATCH,
+            call, "PATCH", f"{path}/status", {"status": status}, content_type=MERGE_PATCH
         )
 
     # -- SNSSubscriptions ---------------------------------------------------------------------
@@ -282,15 +289,35 @@ class Kube:
             f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
         )
 
+    async def patch_definition_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}"
+        await self._patch_status("patch_definition_status", path, status)
+
+    # -- Events -----------------------------------------------------------------------------
+
+    async def create_event(self, body: dict[str, Any]) -> None:
+        # Nobody reads the created Event: the answer is not parsed.
+        namespace = segment(body["metadata"]["namespace"])
+        path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        await self._request("create_event", "POST", path, body)
+
     # -- Jobs and pods ----------------------------------------------------------------------
 
-    async def create_job(self, body: dict[str, Any]) -> None:
+    async def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> None:
+        """Create a Job; ``dry_run``: only ask whether the API server would (nothing stored).
+
+        Strict field validation: a field the API server does not know (a typo in a
+        definition's jobTemplate) is refused, not silently dropped.
+        """
         # Nobody reads the created Job (its watch event follows): the answer is not parsed.
         await self._request(
-            "create_job",
+            "dry_run_job" if dry_run else "create_job",
             "POST",
             f"/apis/batch/v1/namespaces/{segment(body['metadata']['namespace'])}/jobs",
             body,
+            params={"fieldValidation": "Strict", "dryRun": "All" if dry_run else None},
         )
 
     async def delete_job(self, namespace: str, name: str) -> None:
@@ -351,6 +378,10 @@ class Kube:
         async for page in self.pages(kind, label_selector, field_selector):
             items.extend(page)
         return items
+
+    async def server_version(self) -> dict[str, Any]:
+        """``GET /version``: the API server's major, minor and gitVersion."""
+        return await self._object("server_version", "GET", "/version")
 
     # -- leases (leader election) ----------------------------------------------------------
 

@@ -65,6 +65,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         node.pop(key, None)
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    if node.get("additionalProperties") is True and node.get(
+        "x-kubernetes-preserve-unknown-fields"
+    ):
+        # pydantic's extra="allow"; structurally, keeping unknown fields is said this way.
+        del node["additionalProperties"]
     if node.get("type") == "object" and "properties" in node and not node["properties"]:
         del node["properties"]
     if "default" in node and node["default"] is None:
@@ -90,8 +95,15 @@ def structural_schema(model: type[Any]) -> dict[str, Any]:
     schema: dict[str, Any] = _resolve(raw, defs)
     properties = schema.setdefault("properties", {})
     # apiVersion, kind and metadata are validated by the server itself.
-    properties["apiVersion"] = {"type": "string"}
-    properties["kind"] = {"type": "string"}
+    properties["apiVersion"] = {
+        "description": f"The versioned schema of this object: {GROUP}/{VERSION}.",
+        "type": "string",
+    }
+    properties["kind"] = {
+        "description": f"The kind of this object: {model.kind}.",
+        "type": "string",
+    }
+    # The server describes metadata itself and refuses a schema that says more than its type.
     properties["metadata"] = {"type": "object"}
     for name in ("spec", "status"):
         if name in properties:

@@ -59,7 +59,8 @@ class SNSSubscription(Resource):
     kind: ClassVar[str] = "SNSSubscription"
     plural: ClassVar[str] = "snssubscriptions"
     singular: ClassVar[str] = "snssubscription"
-    short_names: ClassVar[list[str]] = ["snssub", "subscription", "subscriptions"]
+    # Not "subscription(s)": OLM and Knative Eventing name their kinds so.
+    short_names: ClassVar[list[str]] = ["snssub", "snssubs"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Topic", "type": "string", "jsonPath": ".spec.topicArn"},

@@ -24,6 +24,7 @@ from barbeque.api.models import (
     JobExecution,
     JobQueue,
     Phase,
+    image_reference_problem,
 )
 from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.store import Key, key_of, newer, parse_time
@@ -265,14 +266,23 @@ class Store:
         self._drop_alias(key)
         try:
             definition = JobDefinition.model_validate(body)
-            self.definitions[key] = definition
-            self.bad_definitions.pop(key, None)
-            if definition.spec.job_name:
-                self.definition_aliases[(key[0], definition.spec.job_name)] = key
         except ValidationError as exc:
             # The CRD schema should prevent this; if it happens, executions say why.
-            self.definitions.pop(key, None)
-            self.bad_definitions[key] = str(exc).replace("\n", " ")[:500]
+            self._bad(key, str(exc).replace("\n", " ")[:500])
+            return
+        # The schema lets any string without spaces through; a runtime would not pull it.
+        problem = image_reference_problem(definition.spec.image)
+        if problem is not None:
+            self._bad(key, problem)
+            return
+        self.definitions[key] = definition
+        self.bad_definitions.pop(key, None)
+        if definition.spec.job_name:
+            self.definition_aliases[(key[0], definition.spec.job_name)] = key
+
+    def _bad(self, key: Key, problem: str) -> None:
+        self.definitions.pop(key, None)
+        self.bad_definitions[key] = problem
 
     def _drop_alias(self, key: Key) -> None:
         old = self.definitions.get(key)
