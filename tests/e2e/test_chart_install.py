@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from barbeque.api import crdgen
-from barbeque.api.models import CUSTOM_RESOURCES, GROUP
+from barbeque.api.models import GROUP
 from barbeque.services.builders import build_execution
 from tests.cluster import chartdocs
 from tests.cluster.harness import Cluster, free_port
@@ -359,7 +359,7 @@ def test_crds_install_renders_the_generated_crds_with_the_keep_policy(cluster: C
     assert not [d for d in render(cluster) if d["kind"] == "CustomResourceDefinition"]
     docs = render(cluster, "--set", "crds.install=true")
     rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
-    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in CUSTOM_RESOURCES}
+    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in crdgen.RESOURCES}
     assert rendered.keys() == expected.keys()
     for name, crd in rendered.items():
         annotations = crd["metadata"].pop("annotations")
