@@ -52,7 +52,7 @@ class NotFound(BarbequeError):
 
 
 class Conflict(BarbequeError):
-    """409: the execution is not in a state that allows this (e.g. retrying a success)."""
+    """409: the execution is not in a state that allows this (e.g. cancelling a finished one)."""
 
 
 class PayloadTooLarge(BarbequeError):

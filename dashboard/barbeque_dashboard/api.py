@@ -219,8 +219,9 @@ def base_url(request: Request) -> str:
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
-    await authorize(request, Action("create", body.application))
-    sent = await backend_of(request).enqueue(
+    backend = backend_of(request)
+    await authorize(request, Action("create", backend.namespace_of(body.application)))
+    sent = await backend.enqueue(
         body.application, body.job, body.queue, body.message, body.delay_seconds
     )
     return {"message_id": sent.message_id, "status": "pending", "id": None}
@@ -254,11 +255,10 @@ async def show(
     response_model=RetryResponse,
     responses={
         **ERRORS,
-        409: {"model": ErrorBody, "description": "not retryable"},
         415: {"model": ErrorBody, "description": "the body is not declared JSON"},
     },
     tags=["barbeque"],
-    summary="Retry a failed execution (barbeque's API)",
+    summary="Retry an execution in any state (barbeque's API)",
     dependencies=[JsonContent],
     operation_id=RETRY,
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
@@ -337,7 +337,9 @@ async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]
         {
             "name": name,
             "job_definitions": sorted(
-                d.metadata.name for d in definitions if d.metadata.namespace == name
+                d.metadata.name
+                for d in definitions
+                if cache.application_for(d.metadata.namespace or "") == name
             ),
         }
         for name in cache.applications()
@@ -352,11 +354,8 @@ async def job_definitions(
 ) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
-    return [
-        backend.definition_body(d)
-        for d in backend.cache.definitions()
-        if application is None or d.metadata.namespace == application
-    ]
+    found = backend.of_application(backend.cache.definitions(), application)
+    return [backend.definition_body(d) for d in found]
 
 
 @router.get(
@@ -465,6 +464,21 @@ async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, An
     if queue is None:
         raise not_found(f"JobQueue {name!r} is not found")
     return _queue_body(await backend.queue_view(queue))
+
+
+@router.get(
+    "/v1/sns_subscriptions",
+    responses=READ_ERRORS,
+    tags=["definitions"],
+    summary="SNS subscriptions: which topic runs which job through which queue (ours)",
+)
+async def sns_subscriptions(
+    request: Request, _: Credentials, application: str | None = None
+) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    found = backend.of_application(backend.cache.subscriptions(), application)
+    return [backend.subscription_body(s) for s in found]
 
 
 class LogResponse(BaseModel):

@@ -255,7 +255,9 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
         for watch in build_watches(
             cache,
             lambda kind: WatchClient(
-                connection, f"/apis/{GROUP}/{VERSION}/{kind}", timeout_seconds=60
+                connection,
+                "/api/v1/namespaces" if kind == "namespaces" else f"/apis/{GROUP}/{VERSION}/{kind}",
+                timeout_seconds=60,
             ),
         )
     ]

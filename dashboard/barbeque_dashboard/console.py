@@ -506,6 +506,18 @@ async def queue(name: str, request: Request) -> Response:
     )
 
 
+@router.get("/sns_subscriptions", response_class=HTMLResponse)
+async def sns_subscriptions(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    return render(
+        request,
+        "sns_subscriptions.html",
+        subscriptions=_backend(request).cache.subscriptions(),
+        title="SNS subscriptions",
+    )
+
+
 @router.get("/monitors", response_class=HTMLResponse)
 async def monitors(request: Request) -> Response:
     if (redirect := await _require_read(request)) is not None:

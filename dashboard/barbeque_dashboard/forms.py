@@ -141,7 +141,8 @@ def definition_values(body: dict[str, Any] | None) -> dict[str, str]:
         "image": text(spec.get("image")),
         "command": "\n".join(spec.get("command") or []),
         "args": "\n".join(spec.get("args") or []),
-        "retry_limit": text(retry.get("limit", 0 if body is None else 3)),
+        # No retry config means no retries; `retry: {}` means barbeque's 3.
+        "retry_limit": text(retry.get("limit", 3) if spec.get("retry") is not None else 0),
         "retry_base_delay": text(retry.get("baseDelaySeconds", 15.0)),
         "retry_max_delay": text(retry.get("maxDelaySeconds")),
         "retry_jitter": "on" if retry.get("jitter", True) else "",
@@ -173,14 +174,19 @@ def definition_body(
             spec[key] = argv
         else:
             spec.pop(key, None)
+    limit = _number(values.get("retry_limit", ""))
     retry: dict[str, Any] = {
-        "limit": _number(values.get("retry_limit", "")) or 0,
+        "limit": limit,
         "baseDelaySeconds": _number(values.get("retry_base_delay", "")) or 15.0,
         "jitter": bool(values.get("retry_jitter")),
     }
     if (maximum := _number(values.get("retry_max_delay", ""))) is not None:
         retry["maxDelaySeconds"] = maximum
-    spec["retry"] = retry
+    # 0 retries is no retry config at all, as a definition applied without `retry:`.
+    if limit not in (None, "0"):
+        spec["retry"] = retry
+    else:
+        spec.pop("retry", None)
     channel = values.get("slack_channel", "").strip()
     if channel:
         spec["slack"] = {
@@ -192,7 +198,7 @@ def definition_body(
     else:
         spec.pop("slack", None)
     parsed = _checked(JobDefinitionSpec, metadata, spec, form, DEFINITION_FIELDS)
-    if isinstance(parsed, JobDefinitionSpec):
+    if isinstance(parsed, JobDefinitionSpec) and parsed.retry is not None:
         spec["retry"] = parsed.retry.model_dump(by_alias=True, exclude_none=True)
     return body
 

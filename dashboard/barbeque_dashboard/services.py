@@ -13,13 +13,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
 from barbeque.api import envelope, revision
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque.services import statistics
 from barbeque.services.statistics import HourlyStatistics
 from barbeque_dashboard import status as words
@@ -32,6 +33,9 @@ SQS_MAX_DELAY = 900
 # A year: anything later is surely a unit mistake (milliseconds for seconds).
 MAX_DELAY = 365 * 24 * 3600
 LOG_FILES = ("stdout.txt", "stderr.txt", "message.json", "execution.json")
+
+
+Namespaced = TypeVar("Namespaced", JobDefinition, SNSSubscription)
 
 
 class ApiError(Exception):
@@ -207,6 +211,23 @@ class Backend:
             raise not_found(f"JobExecution with message_id {message_id!r} is not found")
         return execution
 
+    def namespace_of(self, application: str) -> str:
+        """Where an application lives: the namespace annotated with its name
+        (barbeque.dev/application), else the namespace of that name."""
+        return self.cache.namespace_for(application) or application
+
+    def of_application(
+        self, objects: list[Namespaced], application: str | None
+    ) -> list[Namespaced]:
+        """The objects (definitions, subscriptions) of ``application``; all without one."""
+        if application is None:
+            return objects
+        return [
+            o
+            for o in objects
+            if self.cache.application_for(o.metadata.namespace or "") == application
+        ]
+
     def status_word(self, execution: JobExecution) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
 
@@ -349,10 +370,11 @@ class Backend:
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
             raise not_found(f"JobQueue {queue_name!r} is not found")
+        namespace = self.namespace_of(application)
         if self.cache.definition(application, job) is None:
             raise not_found(
                 f"JobDefinition {job!r} of application {application!r} is not found "
-                f"(no JobDefinition {job!r} in namespace {application!r})"
+                f"(no JobDefinition {job!r} in namespace {namespace!r})"
             )
         sqs_delay, not_before = self._timing(delay, now)
         body = envelope.encode_execution(application, job, message, not_before)
@@ -361,16 +383,12 @@ class Backend:
     async def retry(
         self, message_id: str, delay_seconds: Any = None, now: datetime | None = None
     ) -> Sent:
+        """Retry in any state, as barbeque's API: a job may ask for its own retry while it
+        runs (barbeque_client's Retryable). The retry follows the last attempt of the chain
+        ``message_id`` starts; the operator then makes no automatic retry of that attempt."""
         delay = check_delay(delay_seconds)
         execution = self.execution(message_id)
         target = words.last_retry(execution, self.cache.next_retry) or execution
-        if not words.is_retryable(target, self.cache.next_retry):
-            raise ApiError(
-                409,
-                "not_retryable",
-                f"execution {message_id!r} is {self.status_word(execution)}; "
-                "only failed or error executions can be retried",
-            )
         queue_name = target.spec.queue
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
@@ -502,7 +520,7 @@ class Backend:
     def definition_body(self, definition: JobDefinition) -> dict[str, Any]:
         spec = definition.spec
         return {
-            "application": definition.metadata.namespace,
+            "application": self.cache.application_for(definition.metadata.namespace or ""),
             "job": definition.metadata.name,
             "queue": spec.queue,
             "image": spec.image,
@@ -511,13 +529,27 @@ class Backend:
             "command": spec.command,
             "args": spec.args,
             "description": spec.description,
-            "retry": spec.retry.model_dump(mode="json"),
+            "retry": spec.retry.model_dump(mode="json") if spec.retry else None,
             "slack": spec.slack.model_dump(mode="json") if spec.slack else None,
             "executions": len(
                 self.cache.executions_of(
-                    definition.metadata.namespace or "", definition.metadata.name
+                    self.cache.application_for(definition.metadata.namespace or ""),
+                    definition.metadata.name,
                 )
             ),
+        }
+
+    def subscription_body(self, subscription: SNSSubscription) -> dict[str, Any]:
+        spec, status = subscription.spec, subscription.status
+        return {
+            "application": self.cache.application_for(subscription.metadata.namespace or ""),
+            "name": subscription.metadata.name,
+            "topic_arn": spec.topic_arn,
+            "queue": spec.queue,
+            "job": spec.job,
+            "status": status.phase,
+            "message": status.message,
+            "subscription_arn": status.subscription_arn,
         }
 
     # -- S3 -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from barbeque.api import crdgen
-from barbeque.api.models import CUSTOM_RESOURCES, GROUP
+from barbeque.api.models import GROUP
 from barbeque.services.builders import build_execution
 from tests.cluster import chartdocs
 from tests.cluster.harness import Cluster, free_port
@@ -46,6 +46,7 @@ CRD_NAMES = {
     "jobqueues.barbeque.dev",
     "jobdefinitions.barbeque.dev",
     "jobexecutions.barbeque.dev",
+    "snssubscriptions.barbeque.dev",
 }
 
 
@@ -295,6 +296,20 @@ def test_a_slack_token_value_becomes_a_secret_the_operator_reads_as_environment(
     assert "checksum/slack-secret" in operator["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_a_slack_webhook_secret_reaches_the_operator_as_barbeques_webhook_url(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster, "--set", "slack.webhook.existingSecret=slack-hook")
+    env = env_of(only(docs, "Deployment", "bbq-barbeque-operator"))
+    assert env["BARBEQUE_SLACK_WEBHOOK_URL"] == {
+        "secretKeyRef": {"name": "slack-hook", "key": "url"}
+    }
+    assert "BARBEQUE_SLACK_TOKEN" not in env
+    assert "BARBEQUE_SLACK_WEBHOOK_URL" not in env_of(
+        only(render(cluster), "Deployment", "bbq-barbeque-operator")
+    )
+
+
 def test_service_monitor_and_ingress_render_only_when_enabled(cluster: Cluster) -> None:
     docs = render(
         cluster,
@@ -344,7 +359,7 @@ def test_crds_install_renders_the_generated_crds_with_the_keep_policy(cluster: C
     assert not [d for d in render(cluster) if d["kind"] == "CustomResourceDefinition"]
     docs = render(cluster, "--set", "crds.install=true")
     rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
-    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in CUSTOM_RESOURCES}
+    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in crdgen.RESOURCES}
     assert rendered.keys() == expected.keys()
     for name, crd in rendered.items():
         annotations = crd["metadata"].pop("annotations")
@@ -469,6 +484,10 @@ OPERATOR_MAY = [
     ("update", "jobexecutions.barbeque.dev", "--subresource=finalizers", "-n", "app-a"),
     ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
     ("list", "jobqueues.barbeque.dev"),
+    ("watch", "snssubscriptions.barbeque.dev", "--all-namespaces"),
+    ("watch", "namespaces"),
+    ("patch", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("patch", "snssubscriptions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("create", "events", "-n", "app-a"),
     ("create", "events.events.k8s.io", "-n", "app-a"),
     ("create", "events.events.k8s.io", "-n", "default"),
@@ -487,9 +506,11 @@ OPERATOR_MAY_NOT = [
     ("update", "jobdefinitions.barbeque.dev", "-n", "app-a"),
     ("patch", "jobdefinitions.barbeque.dev", "-n", "app-a"),
     ("delete", "jobqueues.barbeque.dev"),
+    ("create", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("delete", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
-    ("list", "namespaces"),
+    ("patch", "namespaces/app-a"),
     ("update", "leases.coordination.k8s.io", "-n", "kube-system"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 ]

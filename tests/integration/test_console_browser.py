@@ -135,6 +135,23 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
             finished=ago(minutes=4),
         )
     )
+    topic = "arn:aws:sns:us-east-1:123456789012:orders"
+    service.apply(
+        {
+            "apiVersion": "barbeque.dev/v1alpha1",
+            "kind": "SNSSubscription",
+            "metadata": {"name": "orders", "namespace": webapp.name},
+            "spec": {"topicArn": topic, "queue": webapp.queue, "job": webapp.job},
+        }
+    )
+    wait_until(
+        "the subscription in the service's cache",
+        lambda: (
+            service.client()
+            .get("/v1/sns_subscriptions", params={"application": webapp.name})
+            .json()
+        ),
+    )
     service.sqs().send_message(QueueUrl=webapp.queue_url, MessageBody="{}")
     wait_until(
         "two SQS samples of the queue",
@@ -153,6 +170,7 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
         ("15-queue", f"/job_queues/{webapp.queue}"),
         ("16-monitor", "/monitors"),
         ("17-failures", "/failures"),
+        ("18-sns-subscriptions", "/sns_subscriptions"),
     ]:
         response = page.goto(service.url + path)
         assert response is not None
@@ -164,3 +182,7 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
     assert page.locator("svg.chart rect.bar").count() > 0
     page.goto(f"{service.url}/job_queues/{webapp.queue}")
     assert page.locator("svg.chart polyline").count() == 4
+    page.goto(f"{service.url}/sns_subscriptions")
+    row = page.locator("tr.subscription", has_text=topic)
+    assert row.count() == 1
+    assert webapp.job in row.inner_text()

@@ -133,6 +133,10 @@ class FakeKube:
         self.writes.append(f"delete job {name}")
         self.jobs.pop(name, None)
 
+    async def delete_execution(self, namespace: str, name: str) -> None:
+        self.writes.append(f"delete execution {name}")
+        self.created.pop((namespace, name), None)
+
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
         return f"log of {pod}\n"
 

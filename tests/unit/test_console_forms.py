@@ -87,3 +87,16 @@ def test_a_queue_form_checks_its_numbers() -> None:
     assert body["spec"]["maxConcurrentExecutions"] == 3
     assert body["spec"]["receiveWaitSeconds"] == 5
     assert body["spec"]["create"] is True
+
+
+def test_no_retries_is_no_retry_config_as_for_an_applied_definition() -> None:
+    stored = {
+        "metadata": {"name": "send-mail", "namespace": "blog"},
+        "spec": {"image": "a:1"},
+    }
+    shown = forms.definition_values(stored)
+    assert shown["retry_limit"] == "0"
+    body = forms.definition_body(forms.Form(shown), "blog", stored)
+    assert "retry" not in body["spec"]
+    empty_config = {**stored, "spec": {"image": "a:1", "retry": {}}}
+    assert forms.definition_values(empty_config)["retry_limit"] == "3"

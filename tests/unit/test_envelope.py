@@ -51,7 +51,8 @@ def execution(without: str = "", **changed: object) -> str:
         ('{"Type":"Bogus","Application":"a"}', "UnknownType", '"Bogus"'),
         ('{"Application":"a"}', "UnknownType", "missing"),
         ('{"Type":"JobRetry"}', "InvalidEnvelope", "RetryMessageId"),
-        ('{"Type":"Notification","TopicArn":"x","Message":"{}"}', "UnsupportedType", "SNS"),
+        ('{"Type":"Notification","Message":"{}"}', "InvalidEnvelope", "TopicArn"),
+        ('{"Type":"Notification","TopicArn":"t","Message":{}}', "InvalidEnvelope", "not a string"),
     ],
 )
 def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
@@ -60,6 +61,27 @@ def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
     assert result.reason == reason
     assert words in result.detail
     assert result.raw == body
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+
+
+def test_an_sns_notification_carries_its_topic_and_its_message_parsed_as_json() -> None:
+    body = json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": "5b2e",
+            "TopicArn": TOPIC,
+            "Message": json.dumps({"order": 7}),
+            "Timestamp": "2026-11-29T22:00:00.000Z",
+        }
+    )
+    assert envelope.parse(body) == envelope.NotificationRequest(TOPIC, {"order": 7})
+
+
+def test_a_plain_text_sns_message_reaches_the_job_as_that_string() -> None:
+    body = json.dumps({"Type": "Notification", "TopicArn": TOPIC, "Message": "order 7 shipped"})
+    assert envelope.parse(body) == envelope.NotificationRequest(TOPIC, "order 7 shipped")
 
 
 def test_an_invalid_message_keeps_the_application_it_named() -> None:
@@ -79,7 +101,11 @@ json_values = st.recursive(
 def test_any_body_parses_without_raising(body: str) -> None:
     result = envelope.parse(body)
     assert isinstance(
-        result, envelope.ExecutionRequest | envelope.RetryRequest | envelope.InvalidMessage
+        result,
+        envelope.ExecutionRequest
+        | envelope.RetryRequest
+        | envelope.NotificationRequest
+        | envelope.InvalidMessage,
     )
 
 

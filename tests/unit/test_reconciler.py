@@ -178,7 +178,7 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
     assert world.slack.posts == [
         (
             "#c",
-            "*[SUCCESS]* Succeeded to execute <http://console/executions/blog/m1|blog/notify #m1>",
+            "*[SUCCESS]* Succeeded to execute <http://console/job_executions/m1|blog/notify #m1>",
             "good",
         )
     ]
@@ -277,6 +277,75 @@ async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
     assert event["reportingInstance"] == "operator-0"
 
 
+async def test_without_a_retry_config_a_failure_is_final() -> None:
+    """barbeque retries only definitions with a retry config: a migrated job that is not
+    idempotent must not run again on its own."""
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world, exit_code=2)
+    await world.step()
+    assert (world.phase(), world.status().retried_by) == ("Failed", None)
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+
+
+async def test_an_empty_retry_config_retries_three_times_like_barbeques_defaults() -> None:
+    world = World()
+    world.define(retry={"baseDelaySeconds": 0})
+    world.receive()
+    name = "m1"
+    for attempt in range(1, 5):
+        await world.step(name)
+        finished(world, name, exit_code=1)
+        await world.step(name)
+        retried_by = world.status(name).retried_by
+        if attempt == 4:
+            assert retried_by is None
+            break
+        assert retried_by == f"m1-retry-{attempt}"
+        name = retried_by
+    assert [w for w in world.kube.writes if w.startswith("create execution")] == [
+        "create execution m1-retry-1",
+        "create execution m1-retry-2",
+        "create execution m1-retry-3",
+    ]
+
+
+async def test_a_retry_asked_for_while_running_replaces_the_automatic_retry() -> None:
+    """A job retrying itself (barbeque_client's Retryable) and then failing runs once more,
+    not twice: the attempt's one retry is the one asked for."""
+    world = World()
+    world.define(retry={"limit": 3, "baseDelaySeconds": 0})
+    world.receive()
+    await world.step()
+    world.receive("m2", retryOf="m1", attempt=1, originalMessageId="m1")
+    finished(world, exit_code=1)
+    await world.step()
+    assert world.phase() == "Failed"
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+    await world.step("m2")
+    assert world.status().retried_by == "m2"
+    await world.step()  # the finished parent, linked: still no automatic retry
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+
+
+async def test_an_automatic_retry_has_its_own_sent_timestamp() -> None:
+    """BARBEQUE_SENT_TIMESTAMP of a retry is when the retry was sent, as in barbeque
+    (where it is the JobRetry message's SentTimestamp), not the first message's."""
+    world = World()
+    world.define(retry={"limit": 1, "baseDelaySeconds": 0})
+    world.receive(sentTimestamp=1_000)
+    await world.step()
+    finished(world, exit_code=1)
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    await world.step()
+    after = int(datetime.now(UTC).timestamp() * 1000)
+    retry = world.store.executions[(NS, "m1-retry-1")]
+    assert retry.spec.sent_timestamp is not None
+    assert before <= retry.spec.sent_timestamp <= after
+
+
 async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked() -> None:
     world = World()
     world.define(
@@ -301,7 +370,7 @@ async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked()
         (
             "#c",
             "*[FAILURE]* Failed to retry "
-            "<http://console/executions/blog/m1-retry-1|blog/notify #m1-retry-1> @oncall",
+            "<http://console/job_executions/m1-retry-1|blog/notify #m1-retry-1> @oncall",
             "danger",
         )
     ]

@@ -72,6 +72,7 @@ def test_every_page_renders(client: TestClient) -> None:
         "/failures",
         "/job_queues",
         "/job_queues/default",
+        "/sns_subscriptions",
         "/monitors",
         "/login",
     ):
@@ -231,3 +232,25 @@ def test_an_execution_with_no_phase_yet_names_and_links_its_job(world: Console) 
         page = client.get("/job_executions/fresh").text
     assert 'href="https://k8s.example/#/job/shop/fresh"' in page
     assert 'class="job-name">fresh<' in page
+
+
+def test_sns_subscriptions_page_lists_topic_queue_job_and_why_not_subscribed(
+    client: TestClient, world: Console
+) -> None:
+    world.cache.replace("snssubscriptions", [SUBSCRIPTION])
+    page = client.get("/sns_subscriptions").text
+    assert "arn:aws:sns:us-east-1:123456789012:orders" in page
+    assert 'href="/applications/shop/job_definitions/SendMail"' in page
+    assert "Error" in page
+    assert "topic not found" in page
+
+
+SUBSCRIPTION = {
+    "metadata": {"name": "orders", "namespace": "shop", "resourceVersion": "7"},
+    "spec": {
+        "topicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+        "queue": "default",
+        "job": "SendMail",
+    },
+    "status": {"phase": "Error", "message": "topic not found"},
+}

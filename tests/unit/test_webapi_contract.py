@@ -225,11 +225,17 @@ def test_retry_of_unknown_execution_is_404(client: TestClient) -> None:
     assert response.json()["error_code"] == "record_not_found"
 
 
-def test_retry_of_a_successful_execution_is_409(client: TestClient, world: WebWorld) -> None:
-    world.add(execution_body("shop", "SendMail", "ok", phase="Succeeded"))
-    response = client.post("/v1/job_executions/ok/retries", headers=AUTH)
-    assert response.status_code == 409
-    assert response.json()["error_code"] == "not_retryable"
+@pytest.mark.parametrize("phase", [None, "Pending", "Scheduled", "Running", "Succeeded"])
+def test_retry_is_accepted_in_any_state_as_barbeque_does(
+    client: TestClient, world: WebWorld, phase: str | None
+) -> None:
+    """A job retrying itself while it runs (barbeque_client's Retryable) gets its 201."""
+    world.add(execution_body("shop", "SendMail", "live", phase=phase))
+    response = client.post("/v1/job_executions/live/retries", json={}, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    [sent] = world.sqs.sent
+    assert sent["body"] == {"Type": "JobRetry", "RetryMessageId": "live"}
 
 
 def test_retry_with_negative_delay_is_400(client: TestClient, world: WebWorld) -> None:
@@ -272,10 +278,37 @@ def test_definitions_queues_and_applications_are_listed(client: TestClient) -> N
     ]
     definitions = client.get("/v1/job_definitions?application=shop").json()
     assert definitions[0]["job"] == "SendMail"
-    assert definitions[0]["retry"]["limit"] == 3
+    assert definitions[0]["retry"] is None  # no retry config: no automatic retries
     queues = client.get("/v1/job_queues").json()
     assert queues[0]["name"] == "default"
     assert client.get("/v1/job_queues/none").status_code == 404
+
+
+def test_sns_subscriptions_are_listed_by_application(client: TestClient, world: WebWorld) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:orders"
+    world.cache.replace(
+        "snssubscriptions",
+        [
+            {
+                "metadata": {"name": "orders", "namespace": "shop", "resourceVersion": "3"},
+                "spec": {"topicArn": topic, "queue": "default", "job": "SendMail"},
+                "status": {"phase": "Subscribed", "subscriptionArn": f"{topic}:1"},
+            }
+        ],
+    )
+    assert client.get("/v1/sns_subscriptions?application=shop").json() == [
+        {
+            "application": "shop",
+            "name": "orders",
+            "topic_arn": topic,
+            "queue": "default",
+            "job": "SendMail",
+            "status": "Subscribed",
+            "message": None,
+            "subscription_arn": f"{topic}:1",
+        }
+    ]
+    assert client.get("/v1/sns_subscriptions?application=other").json() == []
 
 
 def test_health_and_readiness(client: TestClient) -> None:

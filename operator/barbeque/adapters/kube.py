@@ -289,6 +289,21 @@ class Kube:
             call, "PATCH", f"{path}/status", {"status": status}, content_type=MERGE_PATCH
         )
 
+    # -- SNSSubscriptions ---------------------------------------------------------------------
+
+    async def patch_subscription(
+        self, namespace: str, name: str, patch: dict[str, Any], status: bool = False
+    ) -> dict[str, Any]:
+        """Merge-patch an SNSSubscription (its status subresource with ``status``)."""
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/snssubscriptions/{segment(name)}"
+        return await self._object(
+            "patch_subscription_status" if status else "patch_subscription",
+            "PATCH",
+            path + ("/status" if status else ""),
+            patch,
+            content_type=MERGE_PATCH,
+        )
+
     async def get_execution(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._object(
             "get_execution",
@@ -357,7 +372,7 @@ class Kube:
         Pages, not one list: the caller drops each page before the next arrives, so
         listing 10,000 executions never holds them all.
         """
-        if kind not in ("jobexecutions", "jobdefinitions", "jobqueues"):
+        if kind not in ("jobexecutions", "jobdefinitions", "jobqueues", "snssubscriptions"):
             raise ValueError(f"unknown kind {kind}")
         token: str | None = None
         while True:

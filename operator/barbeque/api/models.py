@@ -26,6 +26,9 @@ LABEL_QUEUE = f"{GROUP}/queue"
 LABEL_EXECUTION = f"{GROUP}/execution"
 LABEL_MESSAGE_ID = f"{GROUP}/message-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On a namespace: the cookpad/barbeque application name it holds, for names that cannot be
+# namespace names (my_app, MyApp). Messages and the Web API use that name.
+ANNOTATION_APPLICATION = f"{GROUP}/application"
 MANAGED_BY = "barbeque"
 
 
@@ -71,6 +74,8 @@ class ObjectMeta(Model):
     generation: int | None = None
     resource_version: str | None = None
     creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    finalizers: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -337,8 +342,10 @@ class ContainerSecurity(Model):
 class RetryPolicy(Model):
     """Automatic retries after a failure, as cookpad/barbeque's RetryConfig.
 
-    delay(n) = min(2^n * baseDelaySeconds, maxDelaySeconds); with jitter a uniform random
-    value in [0, delay]. There is no 900 s ceiling: long delays become Scheduled executions.
+    Only a definition that has one is retried automatically (``retry: {}`` takes
+    barbeque's defaults: 3 retries from 15 s). delay(n) = min(2^n * baseDelaySeconds,
+    maxDelaySeconds); with jitter a uniform random value in [0, delay]. There is no 900 s
+    ceiling: long delays become Scheduled executions.
     """
 
     model_config = cel(
@@ -652,7 +659,13 @@ class JobDefinitionSpec(Model):
         ge=0,
         description="Seconds a finished Job (and its pod) stays; logs are shipped to S3 first.",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description=(
+            "Automatic retries after a failure. Unset means none, as in cookpad/barbeque "
+            "without a retry config; `retry: {}` means 3 retries from 15 s."
+        ),
+    )
     slack: SlackNotification | None = None
     history: HistoryPolicy | None = None
     job_template: JobTemplate | None = Field(

@@ -124,3 +124,8 @@ async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
 async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.operator.events.on_queue(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "snssubscriptions", id="sns-subscriptions")
+async def subscription_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    await memo.operator.subscriber.on_event(event.get("type"), event["object"])

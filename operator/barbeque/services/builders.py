@@ -93,9 +93,18 @@ def build_execution(
 
 
 def build_retry(
-    parent: JobExecution, name: str, message_id: str, not_before: datetime | None = None
+    parent: JobExecution,
+    name: str,
+    message_id: str,
+    sent_timestamp: int | None,
+    not_before: datetime | None = None,
 ) -> dict[str, Any]:
-    """A retry of ``parent``: the same message, the next attempt, owned by the parent."""
+    """A retry of ``parent``: the same message, the next attempt, owned by the parent.
+
+    ``sent_timestamp`` is the retry's own (its JobRetry message's SentTimestamp, or when
+    the operator decided an automatic retry): BARBEQUE_SENT_TIMESTAMP of a retry is the
+    retry message's in cookpad/barbeque too.
+    """
     return build_execution(
         name=name,
         namespace=parent.metadata.namespace or "",
@@ -104,7 +113,7 @@ def build_retry(
         queue=parent.spec.queue,
         message_id=message_id,
         message=parent.spec.message,
-        sent_timestamp=parent.spec.sent_timestamp,
+        sent_timestamp=sent_timestamp,
         not_before=not_before,
         attempt=parent.spec.attempt + 1,
         retry_of=parent.metadata.name,

@@ -90,6 +90,13 @@ class EventRouter:
         if self.store.put_pod(body) is not None:
             self.queue.add((namespace, execution))
 
+    def on_namespace(self, type_: str | None, body: dict[str, Any]) -> None:
+        """Namespaces name the application they hold (annotation barbeque.dev/application)."""
+        if type_ == DELETED:
+            self.store.delete_namespace((body.get("metadata") or {}).get("name") or "")
+        else:
+            self.store.put_namespace(body)
+
     def on_queue(self, type_: str | None, body: dict[str, Any]) -> None:
         name = body.get("metadata", {}).get("name", "")
         if type_ == DELETED:

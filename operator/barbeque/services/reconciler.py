@@ -37,6 +37,7 @@ from barbeque.api.models import (
     JobExecutionStatus,
     LogLocation,
     Phase,
+    RetryPolicy,
 )
 from barbeque.services import backoff, builders
 from barbeque.services.conditions import condition, merge_conditions
@@ -431,13 +432,14 @@ class Reconciler:
                 *self._labels(execution, definition), outcome.phase.value
             ).observe(max(0.0, seconds))
 
+        policy = definition.spec.retry if definition is not None else None
         will_retry = (
-            definition is not None
+            policy is not None
             and outcome.phase is Phase.FAILED
-            and execution.spec.attempt < definition.spec.retry.limit
+            and execution.spec.attempt < policy.limit
         )
-        if will_retry and definition is not None and execution.status.retried_by is None:
-            status.retried_by = await self._create_retry(execution, definition)
+        if will_retry and policy is not None and self._retried_by(execution) is None:
+            status.retried_by = await self._create_retry(execution, definition, policy)
         await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
 
     async def _finish_without_job(
@@ -523,11 +525,26 @@ class Reconciler:
             execution.spec.application, execution.spec.job, known=definition is not None
         )
 
-    async def _create_retry(self, execution: JobExecution, definition: JobDefinition) -> str:
-        delay = backoff.retry_delay(definition.spec.retry, execution.spec.attempt)
+    def _retried_by(self, execution: JobExecution) -> str | None:
+        """A retry of this attempt already recorded: linked, or a manual retry sent while
+        the attempt ran (a job retrying itself) whose first step has not linked it yet.
+        One attempt gets one retry, so such an attempt gets no automatic retry."""
+        if execution.status.retried_by is not None:
+            return execution.status.retried_by
+        namespace, name = execution.metadata.namespace, execution.metadata.name
+        for other in self.store.iter_executions():
+            if other.spec.retry_of == name and other.metadata.namespace == namespace:
+                return other.metadata.name
+        return None
+
+    async def _create_retry(
+        self, execution: JobExecution, definition: JobDefinition | None, policy: RetryPolicy
+    ) -> str:
+        delay = backoff.retry_delay(policy, execution.spec.attempt)
         name = child_retry_name(execution)
         not_before = now() + timedelta(seconds=delay) if delay >= 1 else None
-        body = builders.build_retry(execution, name, name, not_before)
+        sent = int(now().timestamp() * 1000)
+        body = builders.build_retry(execution, name, name, sent, not_before)
         try:
             created = await self.kube.create_execution(body)
         except AlreadyExists:
