@@ -1,4 +1,5 @@
-"""The console's forms that write: JobDefinitions, JobQueues and applications.
+"""The console's forms that write: JobDefinitions, JobQueues, SNSSubscriptions and
+applications.
 
 cookpad/barbeque's users registered jobs in forms; here the forms write the same custom
 resources ``kubectl apply`` would. Each write is first checked against the signed-in
@@ -183,91 +184,180 @@ async def delete_application(application: str, request: Request) -> Response:
     return _done("/applications", f"Application {application} deleted")
 
 
-# -- job definitions --------------------------------------------------------------------------
-
-
-def _definition_page(
-    request: Request, application: str, form: forms.Form, *, editing: str | None, status: int
-) -> Response:
-    queues = [q.metadata.name for q in _backend(request).cache.queues()]
-    title = f"Edit {application}/{editing}" if editing else f"New job definition of {application}"
-    return _form_page(
-        request,
-        "definition_form.html",
-        form,
-        status_code=status,
-        application=application,
-        editing=editing,
-        queues=queues,
-        title=title,
-    )
-
-
-@router.get("/applications/{application}/job_definitions/new", response_class=HTMLResponse)
-async def new_definition(application: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    form = forms.Form(forms.definition_values(None))
-    return _definition_page(request, application, form, editing=None, status=200)
-
-
-@router.post("/applications/{application}/job_definitions/new", response_class=HTMLResponse)
-async def create_definition(application: str, request: Request) -> Response:
-    await _allowed(request, Action("create", application, resource="jobdefinitions"))
-    form = forms.Form(await _form(request))
-    body = forms.definition_body(form, application)
-    fields = forms.DEFINITION_FIELDS
-    if created := await _save(request, form, fields, "jobdefinitions", body, replace=False):
-        name = created["metadata"]["name"]
-        return _done(
-            f"/applications/{quote(application)}/job_definitions/{quote(name)}",
-            f"Job definition {name} created",
-        )
-    return _definition_page(request, application, form, editing=None, status=422)
-
-
-async def _stored_definition(request: Request, application: str, job: str) -> dict[str, Any]:
-    found = await _writer(request).get_resource("jobdefinitions", application, job)
+async def _stored(
+    request: Request, plural: str, namespace: str | None, name: str, what: str
+) -> dict[str, Any]:
+    """The object as stored now (an edit starts from it), or 404 naming ``what``."""
+    found = await _writer(request).get_resource(plural, namespace, name)
     if found is None:
-        raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
+        raise not_found(f"{what} is not found")
     return found
 
 
-@router.get("/applications/{application}/job_definitions/{job}/edit", response_class=HTMLResponse)
-async def edit_definition(application: str, job: str, request: Request) -> Response:
+# -- kinds of an application: job definitions and SNS subscriptions ---------------------------
+
+
+Stored = dict[str, Any] | None  # the object as stored, None for a new one
+
+
+class Kind:
+    """A kind the forms edit in an application's namespace: what the generic routes below
+    need to know of it. Subclasses say how its form becomes an object."""
+
+    plural: str
+    label: str  # in notices and errors: "Job definition"
+    listing: str  # where a delete lands
+    template: str
+    fields: dict[str, str]  # object path → form field
+
+    def values(self, stored: Stored) -> dict[str, str]:
+        raise NotImplementedError
+
+    def body(
+        self, form: forms.Form, application: str, stored: Stored, choices: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The object to send; ``choices`` are what the form offered (``choices()``)."""
+        raise NotImplementedError
+
+    def title(self, application: str, editing: str | None) -> str:
+        raise NotImplementedError
+
+    def choices(self, request: Request, application: str) -> dict[str, Any]:
+        """What the form offers to pick from: the queues."""
+        return {"queues": [q.metadata.name for q in _backend(request).cache.queues()]}
+
+    def shown(self, application: str, name: str) -> str:
+        """The page to land on after a create or save."""
+        return self.listing
+
+    def page(
+        self,
+        request: Request,
+        application: str,
+        form: forms.Form,
+        *,
+        editing: str | None,
+        status: int,
+    ) -> Response:
+        return _form_page(
+            request,
+            self.template,
+            form,
+            status_code=status,
+            title=self.title(application, editing),
+            application=application,
+            editing=editing,
+            **self.choices(request, application),
+        )
+
+
+async def _new(kind: Kind, application: str, request: Request) -> Response:
     if (redirect := await _require_read(request)) is not None:
         return redirect
-    stored = await _stored_definition(request, application, job)
-    values = forms.definition_values(stored)
-    values["resource_version"] = stored["metadata"].get("resourceVersion", "")
-    return _definition_page(request, application, forms.Form(values), editing=job, status=200)
+    form = forms.Form(kind.values(None))
+    return kind.page(request, application, form, editing=None, status=200)
 
 
-@router.post("/applications/{application}/job_definitions/{job}/edit", response_class=HTMLResponse)
-async def update_definition(application: str, job: str, request: Request) -> Response:
-    await _allowed(request, Action("update", application, resource="jobdefinitions"))
+async def _create(kind: Kind, application: str, request: Request) -> Response:
+    await _allowed(request, Action("create", application, resource=kind.plural))
     form = forms.Form(await _form(request))
-    stored = await _stored_definition(request, application, job)
+    body = kind.body(form, application, None, kind.choices(request, application))
+    if created := await _save(request, form, kind.fields, kind.plural, body, replace=False):
+        name = created["metadata"]["name"]
+        return _done(kind.shown(application, name), f"{kind.label} {name} created")
+    return kind.page(request, application, form, editing=None, status=422)
+
+
+async def _stored_of(kind: Kind, request: Request, application: str, name: str) -> dict[str, Any]:
+    what = f"{kind.label} {name!r} of application {application!r}"
+    return await _stored(request, kind.plural, application, name, what)
+
+
+async def _edit(kind: Kind, application: str, name: str, request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    stored = await _stored_of(kind, request, application, name)
+    values = kind.values(stored)
+    values["resource_version"] = stored["metadata"].get("resourceVersion", "")
+    return kind.page(request, application, forms.Form(values), editing=name, status=200)
+
+
+async def _update(kind: Kind, application: str, name: str, request: Request) -> Response:
+    await _allowed(request, Action("update", application, resource=kind.plural))
+    form = forms.Form(await _form(request))
+    stored = await _stored_of(kind, request, application, name)
     # The version the user edited, so a change made meanwhile is not overwritten.
     stored["metadata"]["resourceVersion"] = form.values.get("resource_version", "")
-    body = forms.definition_body(form, application, stored)
-    if await _save(request, form, forms.DEFINITION_FIELDS, "jobdefinitions", body, replace=True):
-        return _done(
-            f"/applications/{quote(application)}/job_definitions/{quote(job)}",
-            f"Job definition {job} saved",
-        )
-    return _definition_page(request, application, form, editing=job, status=422)
+    body = kind.body(form, application, stored, kind.choices(request, application))
+    if await _save(request, form, kind.fields, kind.plural, body, replace=True):
+        return _done(kind.shown(application, name), f"{kind.label} {name} saved")
+    return kind.page(request, application, form, editing=name, status=422)
 
 
-@router.post("/applications/{application}/job_definitions/{job}/delete")
-async def delete_definition(application: str, job: str, request: Request) -> Response:
-    await _allowed(request, Action("delete", application, resource="jobdefinitions"))
+async def _remove(kind: Kind, application: str, name: str, request: Request) -> Response:
+    await _allowed(request, Action("delete", application, resource=kind.plural))
     kube = _writer(request)
-    await _delete(lambda: kube.delete_resource("jobdefinitions", application, job))
+    await _delete(lambda: kube.delete_resource(kind.plural, application, name))
     _backend(request).cache.apply(
-        "jobdefinitions", "DELETED", {"metadata": {"namespace": application, "name": job}}
+        kind.plural, "DELETED", {"metadata": {"namespace": application, "name": name}}
     )
-    return _done("/job_definitions", f"Job definition {application}/{job} deleted")
+    return _done(kind.listing, f"{kind.label} {application}/{name} deleted")
+
+
+def _route(kind: Kind, prefix: str) -> None:
+    """The five routes of a kind's forms under ``prefix`` (which holds ``{application}``)."""
+
+    async def new(application: str, request: Request) -> Response:
+        return await _new(kind, application, request)
+
+    async def create(application: str, request: Request) -> Response:
+        return await _create(kind, application, request)
+
+    async def edit(application: str, name: str, request: Request) -> Response:
+        return await _edit(kind, application, name, request)
+
+    async def update(application: str, name: str, request: Request) -> Response:
+        return await _update(kind, application, name, request)
+
+    async def delete(application: str, name: str, request: Request) -> Response:
+        return await _remove(kind, application, name, request)
+
+    for path, method, endpoint in (
+        ("/new", "GET", new),
+        ("/new", "POST", create),
+        ("/{name}/edit", "GET", edit),
+        ("/{name}/edit", "POST", update),
+        ("/{name}/delete", "POST", delete),
+    ):
+        router.add_api_route(prefix + path, endpoint, methods=[method], response_class=HTMLResponse)
+
+
+# -- job definitions --------------------------------------------------------------------------
+
+
+class _Definitions(Kind):
+    plural, label, listing = "jobdefinitions", "Job definition", "/job_definitions"
+    template, fields = "definition_form.html", forms.DEFINITION_FIELDS
+
+    def values(self, stored: Stored) -> dict[str, str]:
+        return forms.definition_values(stored)
+
+    def title(self, application: str, editing: str | None) -> str:
+        return (
+            f"Edit {application}/{editing}" if editing else f"New job definition of {application}"
+        )
+
+    def body(
+        self, form: forms.Form, application: str, stored: Stored, choices: dict[str, Any]
+    ) -> dict[str, Any]:
+        return forms.definition_body(form, application, stored)
+
+    def shown(self, application: str, name: str) -> str:
+        return f"/applications/{quote(application)}/job_definitions/{quote(name)}"
+
+
+DEFINITIONS = _Definitions()
+_route(DEFINITIONS, "/applications/{application}/job_definitions")
 
 
 # -- job queues -------------------------------------------------------------------------------
@@ -301,10 +391,7 @@ async def create_queue(request: Request) -> Response:
 
 
 async def _stored_queue(request: Request, name: str) -> dict[str, Any]:
-    found = await _writer(request).get_resource("jobqueues", None, name)
-    if found is None:
-        raise not_found(f"JobQueue {name!r} is not found")
-    return found
+    return await _stored(request, "jobqueues", None, name, f"JobQueue {name!r}")
 
 
 @router.get("/job_queues/{name}/edit", response_class=HTMLResponse)
@@ -336,3 +423,48 @@ async def delete_queue(name: str, request: Request) -> Response:
     await _delete(lambda: kube.delete_resource("jobqueues", None, name))
     _backend(request).cache.apply("jobqueues", "DELETED", {"metadata": {"name": name}})
     return _done("/job_queues", f"Queue {name} deleted")
+
+
+# -- SNS subscriptions ------------------------------------------------------------------------
+
+
+def _jobs(request: Request, application: str) -> set[str]:
+    """What a subscription's ``job`` may name: a definition of the namespace, by resource
+    name or ``spec.jobName``, as the operator routes by either."""
+    names: set[str] = set()
+    for definition in _backend(request).cache.definitions():
+        if definition.metadata.namespace == application:
+            names.add(definition.metadata.name)
+            if definition.spec.job_name:
+                names.add(definition.spec.job_name)
+    return names
+
+
+class _Subscriptions(Kind):
+    """Deleting one lets the operator's finalizer unsubscribe the queue before it goes."""
+
+    plural, label, listing = "snssubscriptions", "SNS subscription", "/sns_subscriptions"
+    template, fields = "subscription_form.html", forms.SUBSCRIPTION_FIELDS
+
+    def choices(self, request: Request, application: str) -> dict[str, Any]:
+        """The queues, and the jobs a subscription may name."""
+        jobs = sorted(_jobs(request, application))
+        return {**super().choices(request, application), "jobs": jobs}
+
+    def title(self, application: str, editing: str | None) -> str:
+        if editing:
+            return f"Edit SNS subscription {application}/{editing}"
+        return f"New SNS subscription of {application}"
+
+    def values(self, stored: Stored) -> dict[str, str]:
+        return forms.subscription_values(stored)
+
+    def body(
+        self, form: forms.Form, application: str, stored: Stored, choices: dict[str, Any]
+    ) -> dict[str, Any]:
+        jobs = set(choices["jobs"])
+        return forms.subscription_body(form, application, jobs, stored)
+
+
+SUBSCRIPTIONS = _Subscriptions()
+_route(SUBSCRIPTIONS, "/applications/{application}/sns_subscriptions")

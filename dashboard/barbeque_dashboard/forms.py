@@ -23,6 +23,7 @@ from barbeque.api.models import (
     JobDefinitionSpec,
     JobQueueSpec,
 )
+from barbeque.api.subscriptions import SNSSubscriptionSpec
 
 DESCRIPTION = "barbeque.dev/description"
 
@@ -48,6 +49,12 @@ QUEUE_FIELDS = {
     "spec.receiveWaitSeconds": "receive_wait_seconds",
     "spec.visibilityTimeoutSeconds": "visibility_timeout_seconds",
     "spec.maxConcurrentExecutions": "max_concurrent_executions",
+}
+SUBSCRIPTION_FIELDS = {
+    "metadata.name": "name",
+    "spec.topicArn": "topic_arn",
+    "spec.queue": "queue",
+    "spec.job": "job",
 }
 APPLICATION_FIELDS = {"metadata.name": "name"}
 
@@ -254,6 +261,39 @@ def queue_body(form: Form, stored: dict[str, Any] | None = None) -> dict[str, An
     parsed = _checked(JobQueueSpec, metadata, spec, form, QUEUE_FIELDS)
     if parsed is not None:
         body["spec"] = parsed.model_dump(by_alias=True, exclude_none=True)
+    return body
+
+
+# -- SNSSubscription ----------------------------------------------------------------------
+
+
+def subscription_values(body: dict[str, Any] | None) -> dict[str, str]:
+    spec = (body or {}).get("spec") or {}
+    return {
+        "name": str(((body or {}).get("metadata") or {}).get("name") or ""),
+        "topic_arn": str(spec.get("topicArn") or ""),
+        "queue": str(spec.get("queue") or "default"),
+        "job": str(spec.get("job") or ""),
+    }
+
+
+def subscription_body(
+    form: Form, namespace: str, jobs: set[str], stored: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The SNSSubscription to send. Editing changes only the job, as in barbeque: the
+    topic and queue are what the operator subscribed, so another pair is a new
+    subscription. ``jobs`` are the names (and jobNames) of the namespace's definitions."""
+    values = form.values
+    body, metadata = _start("SNSSubscription", form, stored)
+    metadata["namespace"] = namespace
+    spec: dict[str, Any] = body.setdefault("spec", {})
+    if stored is None:
+        spec["topicArn"] = values.get("topic_arn", "").strip()
+        spec["queue"] = values.get("queue", "").strip()
+    spec["job"] = values.get("job", "").strip()
+    if spec["job"] and spec["job"] not in jobs:
+        form.add("job", f"application {namespace!r} has no job definition {spec['job']!r}")
+    _checked(SNSSubscriptionSpec, metadata, spec, form, SUBSCRIPTION_FIELDS)
     return body
 
 

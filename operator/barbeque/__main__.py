@@ -78,7 +78,7 @@ def _import(args: argparse.Namespace) -> int:
         sys.stderr.write(note + "\n")
     kinds = ", ".join(
         f"{sum(1 for _, body in result.documents if body['kind'] == kind)} {kind}"
-        for kind in ("Namespace", "JobQueue", "JobDefinition")
+        for kind in ("Namespace", "JobQueue", "JobDefinition", "SNSSubscription")
     )
     sys.stderr.write(f"barbeque import: {kinds}; {len(result.problems)} skipped\n")
     return 1 if result.problems else 0

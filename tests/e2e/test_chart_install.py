@@ -549,6 +549,8 @@ def test_the_dashboard_service_account_reads_only_its_own_token_secret(
     assert can_i(cluster, account, namespace, "create", "jobdefinitions.barbeque.dev", "-n", "a")
     assert can_i(cluster, account, namespace, "patch", "jobdefinitions.barbeque.dev", "-n", "a")
     assert can_i(cluster, account, namespace, "delete", "jobqueues.barbeque.dev")
+    assert can_i(cluster, account, namespace, "create", "snssubscriptions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "delete", "snssubscriptions.barbeque.dev", "-n", "a")
     assert can_i(cluster, account, namespace, "create", "namespaces")
     assert can_i(cluster, account, namespace, "get", "configmaps", "-n", "a")
     assert not can_i(cluster, account, namespace, "update", "configmaps", "-n", "a")

@@ -49,6 +49,23 @@ def get(cluster: Cluster, path: str) -> dict[str, Any] | None:
     return found
 
 
+def reader_token(cluster: Cluster, home: str, account: str, role: str) -> str:
+    """The token of a ServiceAccount in ``home`` that may only list executions (enough to
+    sign in to the console); ``role`` names its ClusterRole and binding."""
+    cluster.create_namespace(home)
+    token = service_account_token(cluster, home, account)
+    reader = [{"apiGroups": ["barbeque.dev"], "resources": ["jobexecutions"], "verbs": ["list"]}]
+    grant(cluster, role, home, account, reader)
+    return token
+
+
+def remove_roles(cluster: Cluster, *names: str) -> None:
+    for kind in ("clusterrolebindings", "clusterroles"):
+        for name in names:
+            with contextlib.suppress(ApiError):
+                cluster.api("DELETE", f"/apis/rbac.authorization.k8s.io/v1/{kind}/{name}")
+
+
 def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
     service: Service, page: Any
 ) -> None:
@@ -57,10 +74,7 @@ def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
     home = f"editors-{suffix}"
     app = f"edit-{suffix}"
     queue = f"edit-q-{suffix}"
-    cluster.create_namespace(home)
-    reader = [{"apiGroups": ["barbeque.dev"], "resources": ["jobexecutions"], "verbs": ["list"]}]
-    token = service_account_token(cluster, home, "editor")
-    grant(cluster, f"read-{suffix}", home, "editor", reader)
+    token = reader_token(cluster, home, "editor", f"read-{suffix}")
     page.on("dialog", lambda dialog: dialog.accept())
     try:
         log_in(page, service, token)
@@ -195,12 +209,109 @@ def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
         gone = get(cluster, f"/api/v1/namespaces/{app}")
         assert gone is None or gone["metadata"].get("deletionTimestamp")
     finally:
-        for kind in ("clusterrolebindings", "clusterroles"):
-            for name in (f"read-{suffix}", f"edit-{suffix}"):
-                with contextlib.suppress(ApiError):
-                    cluster.api("DELETE", f"/apis/rbac.authorization.k8s.io/v1/{kind}/{name}")
+        remove_roles(cluster, f"read-{suffix}", f"edit-{suffix}")
         with contextlib.suppress(ApiError):
             cluster.api("DELETE", f"{GROUP_PATH}/jobqueues/{queue}")
+        cluster.delete_namespace(app)
+        cluster.delete_namespace(home)
+
+
+def test_sns_subscriptions_are_created_edited_and_deleted_within_the_users_rbac(
+    service: Service, page: Any
+) -> None:
+    cluster = service.cluster
+    suffix = uuid.uuid4().hex[:8]
+    home = f"subscribers-{suffix}"
+    app = f"subs-{suffix}"
+    topic = f"arn:aws:sns:us-east-1:123456789012:orders-{suffix}"
+    path = f"{GROUP_PATH}/namespaces/{app}/snssubscriptions"
+    token = reader_token(cluster, home, "subscriber", f"sub-read-{suffix}")
+    cluster.create_namespace(app)
+    for job in ("notify", "archive"):
+        cluster.api(
+            "POST",
+            f"{GROUP_PATH}/namespaces/{app}/jobdefinitions",
+            {
+                "apiVersion": "barbeque.dev/v1alpha1",
+                "kind": "JobDefinition",
+                "metadata": {"name": job, "namespace": app},
+                "spec": {"image": "busybox:1.36", "queue": "default"},
+            },
+        )
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    def submit(name: str, topic_arn: str, job: str) -> None:
+        page.goto(f"{service.url}/applications/{app}/sns_subscriptions/new")
+        page.fill("#name", name)
+        page.fill("#topic_arn", topic_arn)
+        page.fill("#queue", "default")
+        page.fill("#job", job)
+        page.click("form.edit button[type=submit]")
+
+    try:
+        log_in(page, service, token)
+        wait_until(
+            "the definitions in the console's cache",
+            lambda: (
+                page.goto(f"{service.url}/applications/{app}/sns_subscriptions/new")
+                and "archive" in page.inner_html("#job-options")
+            ),
+        )
+        submit("orders", topic, "notify")
+        assert "403" in page.locator("h1").inner_text()
+        assert "may not create snssubscriptions" in page.locator("p.error").inner_text()
+        assert get(cluster, f"{path}/orders") is None
+
+        grant(
+            cluster,
+            f"sub-edit-{suffix}",
+            home,
+            "subscriber",
+            [
+                {
+                    "apiGroups": ["barbeque.dev"],
+                    "resources": ["snssubscriptions"],
+                    "verbs": ["create", "update", "delete"],
+                }
+            ],
+        )
+        # The model's refusals (a topic that is no ARN, a job the application lacks)...
+        wait_until(
+            "RBAC to let the subscriber create subscriptions",
+            lambda: (
+                submit("orders", "orders", "notfy") or "403" not in page.locator("h1").inner_text()
+            ),
+        )
+        assert "should match pattern" in field_error(page, "topic_arn")
+        assert "has no job definition 'notfy'" in field_error(page, "job")
+        assert page.input_value("#topic_arn") == "orders"
+        shot(page, "25-subscription-model-errors")
+        # ...then the API server's, on the field it names.
+        submit("Orders_Notify", topic, "notify")
+        assert "Orders_Notify" in field_error(page, "name")
+        submit("orders", topic, "notify")
+        page.wait_for_url("**/sns_subscriptions?notice=*")
+        stored = get(cluster, f"{path}/orders")
+        assert stored is not None
+        assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "notify"}
+        assert page.locator("tr.subscription", has_text=topic).count() == 1
+        shot(page, "26-subscription-created")
+
+        # Edit: the job changes; the topic and queue are what the operator subscribed.
+        page.goto(f"{service.url}/applications/{app}/sns_subscriptions/orders/edit")
+        assert page.get_attribute("#topic_arn", "readonly") is not None
+        page.fill("#job", "archive")
+        page.click("form.edit button[type=submit]")
+        page.wait_for_url("**/sns_subscriptions?notice=*")
+        stored = get(cluster, f"{path}/orders")
+        assert stored is not None
+        assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "archive"}
+
+        page.locator("tr.subscription", has_text=topic).locator("button.danger").click()
+        page.wait_for_url("**/sns_subscriptions?notice=*")
+        assert get(cluster, f"{path}/orders") is None
+    finally:
+        remove_roles(cluster, f"sub-read-{suffix}", f"sub-edit-{suffix}")
         cluster.delete_namespace(app)
         cluster.delete_namespace(home)
 

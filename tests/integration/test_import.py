@@ -1,10 +1,13 @@
 """``barbeque import`` from a real MariaDB loaded with barbeque's schema and sample rows:
-the manifests apply on the local control plane, and a message enqueued the barbeque way
-(Web API ``POST /v2/job_executions``) runs the imported definition under the operator.
+the manifests apply on the local control plane, a message enqueued the barbeque way
+(Web API ``POST /v2/job_executions``) runs the imported definition under the operator, and
+the imported SNS subscription subscribes the queue, so a publish to the topic (moto's SNS)
+runs the definition it names.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -57,7 +60,7 @@ def imported(mariadb: MariaDB, aws: Aws, tmp_path: Path) -> tuple[str, Path]:
     output = tmp_path / "barbeque.yaml"
     result = barbeque_import("--database", mariadb.url, "-o", str(output))
     assert result.returncode == 0, result.stderr
-    assert "2 Namespace, 2 JobQueue, 3 JobDefinition; 0 skipped" in result.stderr
+    assert "2 Namespace, 2 JobQueue, 3 JobDefinition, 1 SNSSubscription; 0 skipped" in result.stderr
     return suffix, output
 
 
@@ -100,14 +103,21 @@ def test_import_maps_barbeque_rows_to_manifests(imported: tuple[str, Path]) -> N
     assert checkout["image"] == "registry.example:5000/shop:latest"
     mail = objects[("JobQueue", f"mail-{suffix}")]
     assert mail["spec"]["queueUrl"].endswith(f"/Barbeque-Mail-{suffix}")
-    text = output.read_text()
-    assert "arn:aws:sns:us-east-1:123456789012:blog-comments" in text
-    assert f"-> queue mail-{suffix} -> job blog-{suffix}/index-post" in text
+    topic = f"arn:aws:sns:us-east-1:123456789012:blog-comments-{suffix}"
+    subscription = objects[("SNSSubscription", f"blog-comments-{suffix}-index-post")]
+    assert subscription["metadata"]["namespace"] == f"blog-{suffix}"
+    assert subscription["spec"] == {
+        "topicArn": topic,
+        "queue": f"mail-{suffix}",
+        "job": "index-post",
+    }
+    assert "TODO" not in output.read_text()
 
 
 def test_imported_manifests_apply_and_an_enqueued_message_runs(
     imported: tuple[str, Path],
     cluster: Cluster,
+    aws: Aws,
     service: Service,
     operator_process: OperatorProcess,
 ) -> None:
@@ -152,9 +162,49 @@ def test_imported_manifests_apply_and_an_enqueued_message_runs(
         assert pod["image"] == "busybox:1.36"
         assert pod["args"] == ["echo", "notify"]
         assert "command" not in pod
+
+        # The topic barbeque had subscribed: the imported SNSSubscription takes it over.
+        topic = aws.sns().create_topic(Name=f"blog-comments-{suffix}")["TopicArn"]
+        subscription = f"blog-comments-{suffix}-index-post"
+        wait_until(
+            "the imported subscription to be Subscribed",
+            lambda: (
+                cluster.api(
+                    "GET",
+                    f"/apis/barbeque.dev/v1alpha1/namespaces/blog-{suffix}/snssubscriptions/"
+                    f"{subscription}",
+                )
+                .get("status", {})
+                .get("phase")
+                == "Subscribed"
+            ),
+            timeout=30,
+        )
+        aws.sns().publish(TopicArn=topic, Message=json.dumps({"post": 42}))
+
+        def indexed() -> dict[str, Any] | None:
+            items = cluster.api(
+                "GET", f"/apis/barbeque.dev/v1alpha1/namespaces/blog-{suffix}/jobexecutions"
+            )["items"]
+            return next(
+                (
+                    e
+                    for e in items
+                    if e["spec"]["job"] == "index-post"
+                    and (e.get("status") or {}).get("phase") == "Succeeded"
+                ),
+                None,
+            )
+
+        execution = wait_until("the published message to run index-post", indexed, timeout=90)
+        assert execution["spec"]["message"] == {"post": 42}
     finally:
         for queue in queues:
             cluster.kubectl("delete", "jobqueue", queue, "--ignore-not-found", check=False)
+        # Subscriptions first: their finalizer needs the operator (still running) and the queue.
+        cluster.kubectl(
+            "delete", "snssubscriptions", "--all", "-n", f"blog-{suffix}", "--wait", check=False
+        )
         for namespace in namespaces:
             cluster.delete_namespace(namespace)
 

@@ -100,3 +100,43 @@ def test_no_retries_is_no_retry_config_as_for_an_applied_definition() -> None:
     assert "retry" not in body["spec"]
     empty_config = {**stored, "spec": {"image": "a:1", "retry": {}}}
     assert forms.definition_values(empty_config)["retry_limit"] == "3"
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+
+
+def test_a_subscription_form_becomes_the_spec_and_names_what_is_wrong_beside_the_field() -> None:
+    typed = {"name": "orders", "topic_arn": TOPIC, "queue": "default", "job": "NotifyAuthor"}
+    form = forms.Form(dict(typed))
+    body = forms.subscription_body(form, "blog", {"notify-author", "NotifyAuthor"})
+    assert form.errors == {}
+    assert body == {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "SNSSubscription",
+        "metadata": {"name": "orders", "namespace": "blog"},
+        "spec": {"topicArn": TOPIC, "queue": "default", "job": "NotifyAuthor"},
+    }
+    bad = forms.Form({**typed, "name": "", "topic_arn": "orders", "job": "missing"})
+    forms.subscription_body(bad, "blog", {"notify-author"})
+    assert set(bad.errors) == {"name", "topic_arn", "job"}
+    assert "should match pattern" in bad.errors["topic_arn"]
+    assert bad.errors["job"] == "application 'blog' has no job definition 'missing'"
+
+
+def test_editing_a_subscription_changes_only_its_job() -> None:
+    stored = {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "SNSSubscription",
+        "metadata": {"name": "orders", "namespace": "blog", "finalizers": ["f"]},
+        "spec": {"topicArn": TOPIC, "queue": "default", "job": "notify"},
+        "status": {"phase": "Subscribed"},
+    }
+    values = forms.subscription_values(stored)
+    assert values == {"name": "orders", "topic_arn": TOPIC, "queue": "default", "job": "notify"}
+    # A tampered post cannot move the subscription to another topic or queue.
+    form = forms.Form({**values, "topic_arn": TOPIC + "-2", "queue": "other", "job": "archive"})
+    body = forms.subscription_body(form, "blog", {"notify", "archive"}, stored)
+    assert form.errors == {}
+    assert body["spec"] == {"topicArn": TOPIC, "queue": "default", "job": "archive"}
+    assert body["metadata"]["finalizers"] == ["f"]
+    assert "status" not in body

@@ -95,3 +95,40 @@ def test_a_database_url_is_parsed_or_refused_in_words() -> None:
         Dsn.parse("postgres://db/x")
     with pytest.raises(SourceError, match="name a host and a database"):
         Dsn.parse("mysql://db.example")
+
+
+def test_sns_subscriptions_become_subscriptions_beside_their_definitions() -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:Blog_Comments"
+    result = importer.build(
+        tables(
+            job_definitions=[job(1, "IndexPost"), job(2, "notify")],
+            sns_subscriptions=[
+                {"id": 7, "topic_arn": topic, "job_queue_id": 1, "job_definition_id": 1},
+                {"id": 8, "topic_arn": topic, "job_queue_id": 1, "job_definition_id": 2},
+                {"id": 9, "topic_arn": topic, "job_queue_id": 5, "job_definition_id": 2},
+                {"id": 10, "topic_arn": "not-an-arn", "job_queue_id": 1, "job_definition_id": 2},
+            ],
+        )
+    )
+    subscriptions = [b for _, b in result.documents if b["kind"] == "SNSSubscription"]
+    assert subscriptions[0] == {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "SNSSubscription",
+        "metadata": {
+            "name": "blog-comments-index-post",
+            "namespace": "blog",
+            "annotations": {"barbeque.dev/imported-from": "barbeque_sns_subscriptions/7"},
+        },
+        # The job by its resource name: "IndexPost" became index-post (spec.jobName).
+        "spec": {"topicArn": topic, "queue": "default", "job": "index-post"},
+    }
+    assert [s["metadata"]["name"] for s in subscriptions] == [
+        "blog-comments-index-post",
+        "blog-comments-notify",
+    ]
+    assert result.problems[0] == (
+        f"SKIPPED sns_subscriptions id=9 ({topic}): its job queue id=5 is missing or was skipped"
+    )
+    assert result.problems[1].startswith("SKIPPED sns_subscriptions id=10 (not-an-arn): ")
+    assert "spec.topicArn" in result.problems[1]
+    assert "# barbeque SNS subscription " + topic + " -> blog/IndexPost" in result.render()

@@ -10,22 +10,29 @@ in the YAML as a comment): nothing is dropped silently.
   (``NotifyAuthor``) becomes ``spec.jobName`` beside a Kubernetes name (``notify-author``).
   Without a retry_config barbeque never retried, so ``retry.limit`` is written 0.
 - JobQueue → JobQueue on the same SQS queue (``spec.queueUrl``), so nothing moves.
-- SNS subscriptions → comments: the subscription resource is not on this branch yet.
+- SNS subscription → SNSSubscription in the definition's namespace, on the same topic and
+  queue, so the operator keeps the queue subscribed (SNS answers the subscription barbeque
+  made) and routes the topic's messages to the same job.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from barbeque.api.models import API_VERSION, GROUP, JobDefinition, JobQueue
+from barbeque.api.models import (
+    ANNOTATION_APPLICATION,
+    API_VERSION,
+    GROUP,
+    JobDefinition,
+    JobQueue,
+)
+from barbeque.api.subscriptions import SNSSubscription
 
-ANNOTATION_APPLICATION = f"{GROUP}/application"
 ANNOTATION_DESCRIPTION = f"{GROUP}/description"
 ANNOTATION_IMPORTED = f"{GROUP}/imported-from"
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -106,7 +113,8 @@ def build(tables: dict[str, list[dict[str, Any]]]) -> Imported:
             slacks.setdefault(row["job_definition_id"], row)
     apps = {row["id"]: row for row in tables["apps"]}
     names = _definition_names(tables["job_definitions"])
-    definitions: dict[int, tuple[str, str]] = {}
+    # Definition id → (namespace, resource name, barbeque's "app/job" for comments).
+    definitions: dict[int, tuple[str, str, str]] = {}
     for row in tables["job_definitions"]:
         app = apps.get(row["app_id"])
         if app is None or row["app_id"] not in namespaces:
@@ -152,8 +160,9 @@ def build(tables: dict[str, list[dict[str, Any]]]) -> Imported:
             "spec": spec,
         }
         if _valid(JobDefinition, body, f"job_definitions id={row['id']}", result):
-            definitions[row["id"]] = (namespace, row["job"])
-            result.documents.append((f"barbeque job {app['name']}/{row['job']}", body))
+            label = f"{app['name']}/{row['job']}"
+            definitions[row["id"]] = (namespace, name, label)
+            result.documents.append((f"barbeque job {label}", body))
     _subscriptions(tables["sns_subscriptions"], queues, definitions, result)
     return result
 
@@ -196,8 +205,8 @@ def _valid(model: Any, body: dict[str, Any], what: str, result: Imported) -> boo
 
 
 def _applications(rows: list[dict[str, Any]], result: Imported) -> dict[int, str]:
-    """App id → namespace. A name that is not a namespace name keeps its own in an
-    annotation; messages must then name the namespace until applications map by it."""
+    """App id → namespace. A name that is not a namespace name keeps its own in the
+    application annotation, by which messages and the Web API still find it."""
     namespaces: dict[int, str] = {}
     taken: set[str] = set()
     for row in rows:
@@ -259,26 +268,43 @@ def _queues(rows: list[dict[str, Any]], result: Imported) -> dict[int, str]:
 def _subscriptions(
     rows: list[dict[str, Any]],
     queues: dict[int, str],
-    definitions: dict[int, tuple[str, str]],
+    definitions: dict[int, tuple[str, str, str]],
     result: Imported,
 ) -> None:
-    """SNS subscriptions, as comments to act on once the subscription resource exists.
+    """SNS subscriptions → SNSSubscriptions beside the definitions they feed.
 
-    The SNS subscription and the queue policy barbeque made stay in AWS, so messages
-    published meanwhile still reach the queue; until routing by topic exists they are
-    recorded as Error executions, not lost.
+    The SNS subscription and queue policy barbeque made stay in AWS; the operator finds
+    the subscription SNS already has (Subscribe is idempotent) and rewrites the policy for
+    the same topics, so no message of the topic is lost across the switch. A row whose
+    queue or definition was not imported is skipped and named.
     """
-    if not rows:
-        return
-    lines = [
-        "TODO: SNS subscriptions (no subscription resource yet; messages from these topics",
-        "reach the queue, as barbeque subscribed it, and are recorded as Error executions):",
-    ]
-    counts = Counter(row["topic_arn"] for row in rows)
+    taken: dict[str, set[str]] = {}
     for row in rows:
-        queue = queues.get(row["job_queue_id"], f"<missing queue id={row['job_queue_id']}>")
+        what = f"sns_subscriptions id={row['id']} ({row['topic_arn']})"
+        queue = queues.get(row["job_queue_id"])
         target = definitions.get(row["job_definition_id"])
-        job = f"{target[0]}/{target[1]}" if target else f"<job id={row['job_definition_id']}>"
-        fan_out = f" (one of {counts[row['topic_arn']]})" if counts[row["topic_arn"]] > 1 else ""
-        lines.append(f"  {row['topic_arn']} -> queue {queue} -> job {job}{fan_out}")
-    result.comments.append("\n".join(lines))
+        if queue is None or target is None:
+            missing = (
+                f"its job queue id={row['job_queue_id']}"
+                if queue is None
+                else f"its job definition id={row['job_definition_id']}"
+            )
+            result.problems.append(f"SKIPPED {what}: {missing} is missing or was skipped")
+            continue
+        namespace, job, label = target
+        topic = row["topic_arn"].rpartition(":")[2]
+        name = _unique(kube_name(f"{topic}-{job}"), taken.setdefault(namespace, set()))
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "SNSSubscription",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "annotations": {ANNOTATION_IMPORTED: f"barbeque_sns_subscriptions/{row['id']}"},
+            },
+            "spec": {"topicArn": row["topic_arn"], "queue": queue, "job": job},
+        }
+        if _valid(SNSSubscription, body, what, result):
+            result.documents.append(
+                (f"barbeque SNS subscription {row['topic_arn']} -> {label}", body)
+            )

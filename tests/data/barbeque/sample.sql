@@ -22,4 +22,4 @@ INSERT INTO barbeque_job_queues (id, name, description, queue_url, created_at, u
   (2, 'Mail_@SUFFIX@', NULL, '@MAIL_QUEUE_URL@', NOW(), NOW());
 
 INSERT INTO barbeque_sns_subscriptions (id, topic_arn, job_queue_id, job_definition_id, created_at, updated_at) VALUES
-  (1, 'arn:aws:sns:us-east-1:123456789012:blog-comments', 2, 2, NOW(), NOW());
+  (1, 'arn:aws:sns:us-east-1:123456789012:blog-comments-@SUFFIX@', 2, 2, NOW(), NOW());
