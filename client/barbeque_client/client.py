@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 FINAL_STATUSES = frozenset({"success", "failed", "error"})
 
@@ -237,7 +239,7 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
-def _enqueue_body(
+def _enqueue_call(
     default_application: str | None,
     default_queue: str,
     job: str,
@@ -245,7 +247,7 @@ def _enqueue_body(
     queue: str | None,
     application: str | None,
     delay_seconds: int | None,
-) -> dict[str, Any]:
+) -> _Call[str]:
     application = application or default_application
     if not application:
         raise ValueError("enqueue needs an application (argument or Client(application=))")
@@ -257,7 +259,7 @@ def _enqueue_body(
     }
     if delay_seconds is not None:
         body["delay_seconds"] = delay_seconds
-    return body
+    return _Call("POST", "/v2/job_executions", _message_id, json=body)
 
 
 def _execution(body: dict[str, Any]) -> Execution:
@@ -270,14 +272,14 @@ def _execution(body: dict[str, Any]) -> Execution:
     )
 
 
-def _list_params(
+def _executions_call(
     application: str | None,
     job: str | None,
     queue: str | None,
     status: str | None,
     page: int,
     per_page: int,
-) -> dict[str, str | int]:
+) -> _Call[list[ExecutionSummary]]:
     params: dict[str, str | int] = {"page": page, "per_page": per_page}
     for key, value in (
         ("application", application),
@@ -287,7 +289,7 @@ def _list_params(
     ):
         if value:
             params[key] = value
-    return params
+    return _Call("GET", "/v1/job_executions", _summaries, params=params)
 
 
 def _waited(
@@ -334,6 +336,48 @@ def _log_chunk(body: dict[str, Any]) -> LogChunk:
         source=str(body.get("source", "")),
         finished=bool(body.get("finished")),
     )
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One Web API call, the same for both clients: what to send and how to read the answer."""
+
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    params: dict[str, Any] | None = None
+    json: Any = None
+
+
+def _message_id(body: dict[str, Any]) -> str:
+    return str(body["message_id"])
+
+
+def _cancelled(body: dict[str, Any]) -> Execution:
+    return Execution(message_id=body["message_id"], status=body["status"], id=body.get("id"))
+
+
+def _summaries(body: dict[str, Any]) -> list[ExecutionSummary]:
+    return [ExecutionSummary.from_json(item) for item in body["job_executions"]]
+
+
+def _status_call(message_id: str) -> _Call[Execution]:
+    fields = {"fields": "__default__,html_url,message"}
+    return _Call("GET", f"/v1/job_executions/{message_id}", _execution, params=fields)
+
+
+def _retry_call(message_id: str, delay_seconds: int) -> _Call[str]:
+    body = {"delay_seconds": delay_seconds}
+    return _Call("POST", f"/v1/job_executions/{message_id}/retries", _message_id, json=body)
+
+
+def _cancel_call(message_id: str) -> _Call[Execution]:
+    return _Call("POST", f"/v1/job_executions/{message_id}/cancel", _cancelled)
+
+
+def _logs_call(message_id: str, offset: int) -> _Call[LogChunk]:
+    where = {"offset": offset}
+    return _Call("GET", f"/v1/job_executions/{message_id}/logs", _log_chunk, params=where)
 
 
 class Client:
@@ -384,18 +428,22 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, call: _Call[T]) -> T:
         policy = self.retry_policy
         for attempt in range(policy.attempts):
             response: httpx.Response | None = None
             error: httpx.HTTPError | None = None
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.request(
+                    call.method, call.path, params=call.params, json=call.json
+                )
             except httpx.HTTPError as exc:
                 error = exc
-            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            after = _answer_or_delay(
+                policy, attempt, call.method, response, error, self._http.base_url
+            )
             if isinstance(after, httpx.Response):
-                return _raise_for(after)
+                return call.read(_raise_for(after))
             self._sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -409,34 +457,22 @@ class Client:
         delay_seconds: int | None = None,
     ) -> str:
         """Send ``message`` to ``job``; returns the SQS message id that names the execution."""
-        body = _enqueue_body(
+        call = _enqueue_call(
             self.application, self.queue, job, message, queue, application, delay_seconds
         )
-        result = self._request("POST", "/v2/job_executions", json=body)
-        return str(result["message_id"])
+        return self._call(call)
 
     def status(self, message_id: str) -> Execution:
         """The execution's status in barbeque's words (unknown ids are ``pending``)."""
-        body = self._request(
-            "GET",
-            f"/v1/job_executions/{message_id}",
-            params={"fields": "__default__,html_url,message"},
-        )
-        return _execution(body)
+        return self._call(_status_call(message_id))
 
     def retry(self, message_id: str, delay_seconds: int = 0) -> str:
         """Retry a failed execution; returns the retry's new message id."""
-        body = self._request(
-            "POST",
-            f"/v1/job_executions/{message_id}/retries",
-            json={"delay_seconds": delay_seconds},
-        )
-        return str(body["message_id"])
+        return self._call(_retry_call(message_id, delay_seconds))
 
     def cancel(self, message_id: str) -> Execution:
         """Stop a pending or running execution."""
-        body = self._request("POST", f"/v1/job_executions/{message_id}/cancel")
-        return Execution(message_id=body["message_id"], status=body["status"], id=body.get("id"))
+        return self._call(_cancel_call(message_id))
 
     def executions(
         self,
@@ -449,16 +485,11 @@ class Client:
         per_page: int = 50,
     ) -> list[ExecutionSummary]:
         """Executions, newest first, filtered."""
-        params = _list_params(application, job, queue, status, page, per_page)
-        body = self._request("GET", "/v1/job_executions", params=params)
-        return [ExecutionSummary.from_json(item) for item in body["job_executions"]]
+        return self._call(_executions_call(application, job, queue, status, page, per_page))
 
     def logs(self, message_id: str, offset: int = 0) -> LogChunk:
         """The execution's log from byte ``offset``: the pod's while it runs, S3's after."""
-        body = self._request(
-            "GET", f"/v1/job_executions/{message_id}/logs", params={"offset": offset}
-        )
-        return _log_chunk(body)
+        return self._call(_logs_call(message_id, offset))
 
     def follow_logs(self, message_id: str, interval: float = 1.0) -> Iterator[str]:
         """Yield the log as it grows until the execution has finished."""
@@ -533,18 +564,22 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(self, call: _Call[T]) -> T:
         policy = self.retry_policy
         for attempt in range(policy.attempts):
             response: httpx.Response | None = None
             error: httpx.HTTPError | None = None
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json
+                )
             except httpx.HTTPError as exc:
                 error = exc
-            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            after = _answer_or_delay(
+                policy, attempt, call.method, response, error, self._http.base_url
+            )
             if isinstance(after, httpx.Response):
-                return _raise_for(after)
+                return call.read(_raise_for(after))
             await asyncio.sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -557,31 +592,19 @@ class AsyncClient:
         application: str | None = None,
         delay_seconds: int | None = None,
     ) -> str:
-        body = _enqueue_body(
+        call = _enqueue_call(
             self.application, self.queue, job, message, queue, application, delay_seconds
         )
-        result = await self._request("POST", "/v2/job_executions", json=body)
-        return str(result["message_id"])
+        return await self._call(call)
 
     async def status(self, message_id: str) -> Execution:
-        body = await self._request(
-            "GET",
-            f"/v1/job_executions/{message_id}",
-            params={"fields": "__default__,html_url,message"},
-        )
-        return _execution(body)
+        return await self._call(_status_call(message_id))
 
     async def retry(self, message_id: str, delay_seconds: int = 0) -> str:
-        body = await self._request(
-            "POST",
-            f"/v1/job_executions/{message_id}/retries",
-            json={"delay_seconds": delay_seconds},
-        )
-        return str(body["message_id"])
+        return await self._call(_retry_call(message_id, delay_seconds))
 
     async def cancel(self, message_id: str) -> Execution:
-        body = await self._request("POST", f"/v1/job_executions/{message_id}/cancel")
-        return Execution(message_id=body["message_id"], status=body["status"], id=body.get("id"))
+        return await self._call(_cancel_call(message_id))
 
     async def executions(
         self,
@@ -593,15 +616,10 @@ class AsyncClient:
         page: int = 1,
         per_page: int = 50,
     ) -> list[ExecutionSummary]:
-        params = _list_params(application, job, queue, status, page, per_page)
-        body = await self._request("GET", "/v1/job_executions", params=params)
-        return [ExecutionSummary.from_json(item) for item in body["job_executions"]]
+        return await self._call(_executions_call(application, job, queue, status, page, per_page))
 
     async def logs(self, message_id: str, offset: int = 0) -> LogChunk:
-        body = await self._request(
-            "GET", f"/v1/job_executions/{message_id}/logs", params={"offset": offset}
-        )
-        return _log_chunk(body)
+        return await self._call(_logs_call(message_id, offset))
 
     async def wait(
         self,

@@ -208,9 +208,8 @@ def base_url(request: Request) -> str:
     status_code=201,
     response_model=EnqueueResponse,
     responses={
-        **ERRORS,
+        **JSON_WRITE_ERRORS,
         413: {"model": ErrorBody, "description": "message too large"},
-        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
     },
     tags=["barbeque"],
     summary="Enqueue a message (barbeque's API)",
@@ -253,10 +252,7 @@ async def show(
     "/v1/job_executions/{message_id}/retries",
     status_code=201,
     response_model=RetryResponse,
-    responses={
-        **ERRORS,
-        415: {"model": ErrorBody, "description": "the body is not declared JSON"},
-    },
+    responses=JSON_WRITE_ERRORS,
     tags=["barbeque"],
     summary="Retry an execution in any state (barbeque's API)",
     dependencies=[JsonContent],

@@ -193,6 +193,10 @@ def create_app(
     async def _api_error(request: Request, exc: ApiError) -> Response:
         return _error_response(request, exc)
 
+    @app.exception_handler(console.LoginRequired)
+    async def _login(request: Request, exc: console.LoginRequired) -> Response:
+        return exc.response()
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return _error_response(request, ApiError(400, "invalid_parameter", _describe(exc)))

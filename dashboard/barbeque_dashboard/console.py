@@ -12,10 +12,10 @@ import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -86,17 +86,38 @@ def _token(request: Request) -> str | None:
     return bearer(request.headers.get("authorization"), request.cookies.get(COOKIE))
 
 
-async def _require_read(request: Request) -> Response | None:
-    """None when the page may be shown, else a redirect to the login page."""
+class LoginRequired(Exception):
+    """A page asked for without a session; the app answers with a redirect to log in."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+    def response(self) -> Response:
+        return RedirectResponse(f"/login?next={quote(self.target)}", status_code=303)
+
+
+async def require_read(request: Request) -> None:
+    """Returns when the page may be shown; raises LoginRequired (no session) or ApiError."""
     if request.app.state.settings.public_reads:
-        return None
+        return
     decision = await request.app.state.authenticator.decide(_token(request), Action("list"))
     if decision.allowed:
-        return None
+        return
     if decision.status_code == 401:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        raise LoginRequired(
+            request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        )
     raise ApiError(decision.status_code, decision.error_code, decision.reason)
+
+
+async def _readable(request: Request) -> Backend:
+    await require_read(request)
+    return _backend(request)
+
+
+# A page handler's parameter: the backend, after the caller has been allowed to read pages.
+Readable = Annotated[Backend, Depends(_readable)]
 
 
 def _same_origin(request: Request) -> bool:
@@ -149,6 +170,24 @@ def _pager(request: Request, page: int, pages: int) -> dict[str, Any]:
     }
 
 
+def _listing(request: Request, backend: Backend, **where: str | None) -> dict[str, Any]:
+    """One page of the executions ``where`` says, filtered by the ``status`` query
+    parameter: what the executions table of a page renders."""
+    status = request.query_params.get("status") or None
+    page = backend.filter_executions(
+        **where,
+        status=status,
+        page=_page_number(request),
+        per_page=request.app.state.settings.dashboard_page_size,
+    )
+    return {
+        "page": page,
+        "paging": _pager(request, page.page, page.pages),
+        "status": status,
+        "statuses": words.STATUSES,
+    }
+
+
 # -- pages -------------------------------------------------------------------------------
 
 
@@ -158,10 +197,8 @@ async def home() -> Response:
 
 
 @router.get("/applications", response_class=HTMLResponse)
-async def applications(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    cache = _backend(request).cache
+async def applications(request: Request, backend: Readable) -> Response:
+    cache = backend.cache
     definitions = Counter(d.metadata.namespace for d in cache.definitions())
     executions = Counter(e.spec.application for e in cache.executions())
     rows = [
@@ -172,10 +209,7 @@ async def applications(request: Request) -> Response:
 
 
 @router.get("/applications/{application}", response_class=HTMLResponse)
-async def application(application: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def application(application: str, request: Request, backend: Readable) -> Response:
     definitions = [d for d in backend.cache.definitions() if d.metadata.namespace == application]
     if not definitions and application not in backend.cache.applications():
         raise not_found(f"application {application!r} is not found")
@@ -199,30 +233,16 @@ def _definition_row(backend: Backend, definition: Any) -> dict[str, Any]:
 
 
 @router.get("/job_definitions", response_class=HTMLResponse)
-async def definitions(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def definitions(request: Request, backend: Readable) -> Response:
     rows = [_definition_row(backend, d) for d in backend.cache.definitions()]
     return render(request, "definitions.html", rows=rows, title="Job definitions")
 
 
 @router.get("/applications/{application}/job_definitions/{job}", response_class=HTMLResponse)
-async def definition(application: str, job: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def definition(application: str, job: str, request: Request, backend: Readable) -> Response:
     found = backend.cache.definition(application, job)
     if found is None:
         raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
-    status = request.query_params.get("status") or None
-    page = backend.filter_executions(
-        application=application,
-        job=job,
-        status=status,
-        page=_page_number(request),
-        per_page=request.app.state.settings.dashboard_page_size,
-    )
     return render(
         request,
         "definition.html",
@@ -230,10 +250,7 @@ async def definition(application: str, job: str, request: Request) -> Response:
         spec_yaml=json.dumps(
             found.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2
         ),
-        page=page,
-        paging=_pager(request, page.page, page.pages),
-        status=status,
-        statuses=words.STATUSES,
+        **_listing(request, backend, application=application, job=job),
         title=f"{application}/{job}",
     )
 
@@ -246,10 +263,7 @@ def _hours(now: datetime, count: int) -> list[datetime]:
 @router.get(
     "/applications/{application}/job_definitions/{job}/statistics", response_class=HTMLResponse
 )
-async def statistics(application: str, job: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def statistics(application: str, job: str, request: Request, backend: Readable) -> Response:
     found = backend.cache.definition(application, job)
     if found is None:
         raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
@@ -301,37 +315,20 @@ async def statistics(application: str, job: str, request: Request) -> Response:
 
 
 @router.get("/job_executions", response_class=HTMLResponse)
-async def executions(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
-    params = request.query_params
-    status = params.get("status") or None
-    page = backend.filter_executions(
-        application=params.get("application") or None,
-        job=params.get("job") or None,
-        queue=params.get("queue") or None,
-        status=status,
-        page=_page_number(request),
-        per_page=request.app.state.settings.dashboard_page_size,
-    )
+async def executions(request: Request, backend: Readable) -> Response:
+    keys = ("application", "job", "queue")
+    filters = {k: request.query_params.get(k, "") for k in keys}
     return render(
         request,
         "executions.html",
-        page=page,
-        paging=_pager(request, page.page, page.pages),
-        status=status,
-        statuses=words.STATUSES,
-        filters={k: params.get(k, "") for k in ("application", "job", "queue")},
+        **_listing(request, backend, **{k: v or None for k, v in filters.items()}),
+        filters=filters,
         title="Executions",
     )
 
 
 @router.get("/failures", response_class=HTMLResponse)
-async def failures(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def failures(request: Request, backend: Readable) -> Response:
     rows = backend.failures()
     number = _page_number(request)
     size = request.app.state.settings.dashboard_page_size
@@ -347,10 +344,7 @@ async def failures(request: Request) -> Response:
 
 
 @router.get("/job_executions/{message_id}", response_class=HTMLResponse)
-async def execution(message_id: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def execution(message_id: str, request: Request, backend: Readable) -> Response:
     archived = False
     try:
         found = backend.execution(message_id)
@@ -464,19 +458,13 @@ async def cancel(message_id: str, request: Request) -> Response:
 
 
 @router.get("/job_queues", response_class=HTMLResponse)
-async def queues(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def queues(request: Request, backend: Readable) -> Response:
     views = await backend.queue_views()
     return render(request, "queues.html", views=views, title="Queues")
 
 
 @router.get("/job_queues/{name}", response_class=HTMLResponse)
-async def queue(name: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def queue(name: str, request: Request, backend: Readable) -> Response:
     found = backend.cache.queue(name)
     if found is None:
         raise not_found(f"JobQueue {name!r} is not found")
@@ -507,22 +495,17 @@ async def queue(name: str, request: Request) -> Response:
 
 
 @router.get("/sns_subscriptions", response_class=HTMLResponse)
-async def sns_subscriptions(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+async def sns_subscriptions(request: Request, backend: Readable) -> Response:
     return render(
         request,
         "sns_subscriptions.html",
-        subscriptions=_backend(request).cache.subscriptions(),
+        subscriptions=backend.cache.subscriptions(),
         title="SNS subscriptions",
     )
 
 
 @router.get("/monitors", response_class=HTMLResponse)
-async def monitors(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
-    backend = _backend(request)
+async def monitors(request: Request, backend: Readable) -> Response:
     now = datetime.now(UTC)
     hours = _hours(now, 6)
     first = hours[0]

@@ -21,7 +21,7 @@ from barbeque.adapters.kube import AlreadyExists, Conflict, Invalid, KubeError, 
 from barbeque.api.models import LABEL_MANAGED_BY, MANAGED_BY
 from barbeque_dashboard import forms
 from barbeque_dashboard.auth import Action
-from barbeque_dashboard.console import _backend, _form, _require_read, _same_origin, _token, render
+from barbeque_dashboard.console import _backend, _form, _same_origin, _token, render, require_read
 from barbeque_dashboard.services import ApiError, not_found
 
 router = APIRouter(include_in_schema=False)
@@ -133,8 +133,7 @@ def _form_page(
 
 @router.get("/applications/new", response_class=HTMLResponse)
 async def new_application(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+    await require_read(request)
     form = forms.Form({"name": "", "description": ""})
     return _form_page(request, "application_form.html", form, title="New application")
 
@@ -252,8 +251,7 @@ class Kind:
 
 
 async def _new(kind: Kind, application: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+    await require_read(request)
     form = forms.Form(kind.values(None))
     return kind.page(request, application, form, editing=None, status=200)
 
@@ -274,8 +272,7 @@ async def _stored_of(kind: Kind, request: Request, application: str, name: str) 
 
 
 async def _edit(kind: Kind, application: str, name: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+    await require_read(request)
     stored = await _stored_of(kind, request, application, name)
     values = kind.values(stored)
     values["resource_version"] = stored["metadata"].get("resourceVersion", "")
@@ -374,8 +371,7 @@ def _queue_page(
 
 @router.get("/job_queues/new", response_class=HTMLResponse)
 async def new_queue(request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+    await require_read(request)
     return _queue_page(request, forms.Form(forms.queue_values(None)), editing=None, status=200)
 
 
@@ -396,8 +392,7 @@ async def _stored_queue(request: Request, name: str) -> dict[str, Any]:
 
 @router.get("/job_queues/{name}/edit", response_class=HTMLResponse)
 async def edit_queue(name: str, request: Request) -> Response:
-    if (redirect := await _require_read(request)) is not None:
-        return redirect
+    await require_read(request)
     stored = await _stored_queue(request, name)
     values = forms.queue_values(stored)
     values["resource_version"] = stored["metadata"].get("resourceVersion", "")
