@@ -38,6 +38,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 UNKNOWN = "_unknown"
 
+# The label sets several metrics share.
+BY_QUEUE = ("queue",)
+BY_DEFINITION = ("application", "definition")
+BY_PHASE = (*BY_DEFINITION, "phase")
+BY_WORKQUEUE = ("name",)
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONSOLE_REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -71,13 +77,13 @@ LEADER = Gauge(
 MESSAGES_RECEIVED = Counter(
     "barbeque_messages_received",
     "SQS messages received by the operator.",
-    ["queue"],
+    BY_QUEUE,
     registry=REGISTRY,
 )
 MESSAGES_DUPLICATE = Counter(
     "barbeque_messages_duplicate",
     "SQS messages whose execution already existed (redelivery); deleted, nothing created.",
-    ["queue"],
+    BY_QUEUE,
     registry=REGISTRY,
 )
 MESSAGES_INVALID = Counter(
@@ -96,19 +102,19 @@ MESSAGES_DEFERRED = Counter(
 EXECUTIONS_CREATED = Counter(
     "barbeque_executions_created",
     "JobExecutions recorded.",
-    ["application", "definition", "queue"],
+    (*BY_DEFINITION, "queue"),
     registry=REGISTRY,
 )
 EXECUTIONS_FINISHED = Counter(
     "barbeque_executions_finished",
     "JobExecutions that reached a final phase.",
-    ["application", "definition", "phase"],
+    BY_PHASE,
     registry=REGISTRY,
 )
 EXECUTIONS_RETRIED = Counter(
     "barbeque_executions_retried",
     "Automatic retries scheduled after a failure.",
-    ["application", "definition"],
+    BY_DEFINITION,
     registry=REGISTRY,
 )
 EXECUTIONS_COLLECTED = Counter(
@@ -119,40 +125,40 @@ EXECUTIONS_COLLECTED = Counter(
 EXECUTIONS_BY_PHASE = Gauge(
     "barbeque_executions",
     "JobExecutions present in the cluster, by phase.",
-    ["application", "definition", "phase"],
+    BY_PHASE,
     registry=REGISTRY,
 )
 RUNNING_EXECUTIONS = Gauge(
     "barbeque_running_executions",
     "Unfinished, unscheduled executions per queue (what maxConcurrentExecutions caps).",
-    ["queue"],
+    BY_QUEUE,
     registry=REGISTRY,
 )
 EXECUTION_DURATION = Histogram(
     "barbeque_execution_duration_seconds",
     "Wall time of executions from pod start to finish.",
-    ["application", "definition", "phase"],
+    BY_PHASE,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
     registry=REGISTRY,
 )
 START_LATENCY = Histogram(
     "barbeque_enqueue_to_start_seconds",
     "From the message's SQS SentTimestamp (or notBefore) to the Job being created.",
-    ["queue"],
+    BY_QUEUE,
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
     registry=REGISTRY,
 )
 WAITING_FOR_CAPACITY = Gauge(
     "barbeque_executions_waiting_for_capacity",
     "Unfinished executions per queue whose pod no node can take yet (reason Unschedulable).",
-    ["queue"],
+    BY_QUEUE,
     registry=REGISTRY,
 )
 JOB_TO_RUNNING = Histogram(
     "barbeque_job_to_pod_running_seconds",
     "From the Job's start (the Job controller taking it) to its pod running: waiting for a "
     "node (capacity) and starting the container.",
-    ["queue"],
+    BY_QUEUE,
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
     registry=REGISTRY,
 )
@@ -227,29 +233,29 @@ WATCH_RESTARTS = Counter(
 # controller-runtime's work-queue metrics, same names, labels and meaning (``name`` is the
 # queue: ``jobexecutions``).
 WORKQUEUE_DEPTH = Gauge(
-    "workqueue_depth", "Current depth of workqueue.", ["name"], registry=REGISTRY
+    "workqueue_depth", "Current depth of workqueue.", BY_WORKQUEUE, registry=REGISTRY
 )
 WORKQUEUE_ADDS = Counter(
-    "workqueue_adds", "Total number of adds handled by workqueue.", ["name"], registry=REGISTRY
+    "workqueue_adds", "Total number of adds handled by workqueue.", BY_WORKQUEUE, registry=REGISTRY
 )
 WORKQUEUE_RETRIES = Counter(
     "workqueue_retries",
     "Total number of retries handled by workqueue.",
-    ["name"],
+    BY_WORKQUEUE,
     registry=REGISTRY,
 )
 _WORKQUEUE_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000)
 WORKQUEUE_QUEUE_DURATION = Histogram(
     "workqueue_queue_duration_seconds",
     "How long in seconds an item stays in workqueue before being requested.",
-    ["name"],
+    BY_WORKQUEUE,
     buckets=_WORKQUEUE_BUCKETS,
     registry=REGISTRY,
 )
 WORKQUEUE_WORK_DURATION = Histogram(
     "workqueue_work_duration_seconds",
     "How long in seconds processing an item from workqueue takes.",
-    ["name"],
+    BY_WORKQUEUE,
     buckets=_WORKQUEUE_BUCKETS,
     registry=REGISTRY,
 )
@@ -257,13 +263,13 @@ WORKQUEUE_UNFINISHED_WORK = Gauge(
     "workqueue_unfinished_work_seconds",
     "How many seconds of work has been done that is in progress and hasn't been observed "
     "by work_duration. Large values indicate stuck threads.",
-    ["name"],
+    BY_WORKQUEUE,
     registry=REGISTRY,
 )
 WORKQUEUE_LONGEST_RUNNING = Gauge(
     "workqueue_longest_running_processor_seconds",
     "How many seconds has the longest running processor for workqueue been running.",
-    ["name"],
+    BY_WORKQUEUE,
     registry=REGISTRY,
 )
 

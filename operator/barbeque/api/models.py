@@ -58,9 +58,23 @@ class Model(BaseModel):
 
 
 class Resource(Model):
-    """Fields every custom resource object carries; only what the code reads is modelled."""
+    """Fields every custom resource object carries; only what the code reads is modelled.
+
+    A subclass names its ``kind``; ``singular`` and ``plural`` follow from it as Kubernetes
+    spells them (lower case; the plural with an s), so the three cannot disagree.
+    """
 
     model_config = ConfigDict(extra="ignore")
+
+    kind: ClassVar[str]
+    singular: ClassVar[str]
+    plural: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.singular = cls.kind.lower()
+        cls.plural = f"{cls.singular}s"
 
 
 class ObjectMeta(Model):
@@ -207,8 +221,6 @@ class JobQueue(Resource):
     """An Amazon SQS queue drained by the operator (cluster-scoped: shared by applications)."""
 
     kind: ClassVar[str] = "JobQueue"
-    plural: ClassVar[str] = "jobqueues"
-    singular: ClassVar[str] = "jobqueue"
     # Not queue/queues: Kueue's LocalQueue has them (tests/unit/test_crds.py keeps a list of
     # well-known projects' short names these must stay clear of).
     short_names: ClassVar[list[str]] = ["jobq", "jq"]
@@ -689,8 +701,6 @@ class JobDefinition(Resource):
     """A job an application registers; its name is the job name used in messages."""
 
     kind: ClassVar[str] = "JobDefinition"
-    plural: ClassVar[str] = "jobdefinitions"
-    singular: ClassVar[str] = "jobdefinition"
     short_names: ClassVar[list[str]] = ["definition", "definitions", "jd"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [
@@ -838,8 +848,6 @@ class JobExecution(Resource):
     """One run of a JobDefinition, caused by one message; named from the SQS message id."""
 
     kind: ClassVar[str] = "JobExecution"
-    plural: ClassVar[str] = "jobexecutions"
-    singular: ClassVar[str] = "jobexecution"
     short_names: ClassVar[list[str]] = ["execution", "executions", "jx"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [

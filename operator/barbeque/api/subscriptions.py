@@ -57,8 +57,6 @@ class SNSSubscription(Resource):
     """An SNS topic whose messages run a job of this application (namespace)."""
 
     kind: ClassVar[str] = "SNSSubscription"
-    plural: ClassVar[str] = "snssubscriptions"
-    singular: ClassVar[str] = "snssubscription"
     # Not "subscription(s)": OLM and Knative Eventing name their kinds so.
     short_names: ClassVar[list[str]] = ["snssub", "snssubs"]
     namespaced: ClassVar[bool] = True
