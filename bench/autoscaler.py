@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from tests.cluster import DURATION_ANNOTATION
-from tests.cluster.autoscaler import Autoscaler
+from tests.cluster.autoscaler import Autoscaler, GroupSize
 from tests.cluster.binaries import unavailable_reason
 
 from barbeque.services.naming import execution_name
@@ -81,33 +81,23 @@ def run(env: Environment, messages: int = 200, max_nodes: int = 20, duration: fl
             definition_spec={"podAnnotations": annotations, **scaler.placement()},
         )
         env.wait_queue_ready(app)
-        t0 = time.monotonic()
-        peak = 0
-        first_node: float | None = None
-
-        def sample() -> int:
-            nonlocal peak, first_node
-            count = len(scaler.nodes())
-            peak = max(peak, count)
-            if count and first_node is None:
-                first_node = time.monotonic() - t0
-            return count
-
-        grown = _burst(env, app, messages, timeout, sample)
-        while sample() > 0:
-            if time.monotonic() - t0 > grown + 300:
+        size = GroupSize(scaler)
+        grown = _burst(env, app, messages, timeout, size)
+        while size() > 0:
+            if time.monotonic() - size.started > grown + 300:
                 raise RuntimeError("the node group did not shrink back to 0 within 300 s")
             time.sleep(1)
-        back_to_zero = time.monotonic() - t0
+        back_to_zero = time.monotonic() - size.started
     finally:
         scaler.stop()
 
-    result.add("time to the first node", first_node or -1.0, "s")
+    peak = size.peak
+    result.add("time to the first node", size.first_node or -1.0, "s")
     result.add("time to all Succeeded", grown, "s")
     result.add("peak nodes", float(peak), "", goal=f"<= {max_nodes}", ok=peak <= max_nodes)
     result.add("time back to 0 nodes", back_to_zero, "s")
     result.add("all Succeeded on standing nodes", standing, "s", note="baseline")
-    log(f"autoscaler: first node {first_node} s, all Succeeded {grown:.1f} s, peak {peak}")
+    log(f"autoscaler: first node {size.first_node} s, all Succeeded {grown:.1f} s, peak {peak}")
     return result
 
 

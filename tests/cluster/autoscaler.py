@@ -245,3 +245,21 @@ class Autoscaler:
                 if err.status != 409:
                     raise
                 self.cluster.api("PUT", f"{base}/{name}", body)
+
+
+@dataclass(eq=False)
+class GroupSize:
+    """Samples a node group's size while a burst runs: its peak, and how many seconds after
+    ``started`` the first node came. Call it to take a sample (it returns the count)."""
+
+    scaler: Autoscaler
+    started: float = field(default_factory=time.monotonic)
+    peak: int = 0
+    first_node: float | None = None
+
+    def __call__(self) -> int:
+        count = len(self.scaler.nodes())
+        self.peak = max(self.peak, count)
+        if count and self.first_node is None:
+            self.first_node = time.monotonic() - self.started
+        return count

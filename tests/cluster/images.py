@@ -21,6 +21,7 @@ checkout), like the Kubernetes binaries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def buildah(*args: str, timeout: float = 1800.0, capture: bool = True) -> str:
     return (result.stdout or "").strip()
 
 
+@contextlib.contextmanager
+def _scratch_image(ref: str) -> Iterator[str]:
+    """A buildah working container from scratch for the block to fill and configure; it is
+    committed as ``ref`` when the block ends without an error, and removed in any case."""
+    container = buildah("from", "scratch")
+    try:
+        yield container
+        buildah("commit", "--quiet", container, ref)
+    finally:
+        buildah("rm", container)
+
+
 def image_exists(ref: str) -> bool:
     try:
         return bool(buildah("images", "--quiet", ref))
@@ -144,22 +157,10 @@ def build_base(progress: Progress) -> str:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if result.returncode != 0:
             raise BuildError(f"mmdebstrap failed: {result.stderr.strip()[-3000:]}")
-        container = buildah("from", "scratch")
-        try:
+        with _scratch_image(ref) as container:
             buildah("add", container, str(tarball), "/")
-            buildah(
-                "config",
-                "--env",
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--env",
-                "LANG=C.UTF-8",
-                "--cmd",
-                "python3",
-                container,
-            )
-            buildah("commit", "--quiet", container, ref)
-        finally:
-            buildah("rm", container)
+            path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            buildah("config", "--env", path, "--env", "LANG=C.UTF-8", "--cmd", "python3", container)
     progress(f"  {ref} ready in {time.monotonic() - start:.0f} s")
     return ref
 
@@ -170,8 +171,7 @@ def _busybox_image(ref: str, cmd: list[str], progress: Progress) -> str:
         return ref
     busybox = shutil.which("busybox")
     assert busybox is not None
-    container = buildah("from", "scratch")
-    try:
+    with _scratch_image(ref) as container:
         rootfs = Path(buildah("mount", container))
         (rootfs / "bin").mkdir()
         shutil.copy2(busybox, rootfs / "bin" / "busybox")
@@ -203,9 +203,6 @@ def _busybox_image(ref: str, cmd: list[str], progress: Progress) -> str:
             json.dumps(cmd),
             container,
         )
-        buildah("commit", "--quiet", container, ref)
-    finally:
-        buildah("rm", container)
     progress(f"  built {ref}")
     return ref
 

@@ -25,7 +25,7 @@ from barbeque import metrics
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
 from tests.cluster import DURATION_ANNOTATION
-from tests.cluster.autoscaler import Autoscaler
+from tests.cluster.autoscaler import Autoscaler, GroupSize
 from tests.cluster.binaries import unavailable_reason
 from tests.cluster.harness import Cluster
 from tests.support.fakes import FakeKube, FakeS3, FakeSqs
@@ -87,44 +87,34 @@ def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_ze
     assert scaler.node_names() == []
     _define(app, scaler.placement(), duration_ms=3000)
 
-    t0 = time.monotonic()
+    size = GroupSize(scaler)
     for i in range(MESSAGES):
         app.enqueue("work", {"n": i})
-    peak = 0
-    first_node: float | None = None
-
-    def sample() -> int:
-        nonlocal peak, first_node
-        count = len(scaler.nodes())
-        peak = max(peak, count)
-        if count and first_node is None:
-            first_node = time.monotonic() - t0
-        return count
 
     def all_succeeded() -> bool:
-        sample()
+        size()
         phases = _phases(app)
         assert set(phases.values()) <= {"", "Pending", "Running", "Succeeded"}, phases
         return len(phases) == MESSAGES and set(phases.values()) == {"Succeeded"}
 
     wait_until(f"{MESSAGES} executions Succeeded", all_succeeded, 180 + MESSAGES)
-    succeeded = time.monotonic() - t0
-    wait_until("the node group back to 0 nodes", lambda: sample() == 0, 120)
-    back_to_zero = time.monotonic() - t0
+    succeeded = time.monotonic() - size.started
+    wait_until("the node group back to 0 nodes", lambda: size() == 0, 120)
+    back_to_zero = time.monotonic() - size.started
 
     figures = {
         "messages": MESSAGES,
         "max_nodes": MAX_NODES,
-        "first_node_s": round(first_node or -1, 1),
+        "first_node_s": round(size.first_node or -1, 1),
         "all_succeeded_s": round(succeeded, 1),
-        "peak_nodes": peak,
+        "peak_nodes": size.peak,
         "back_to_zero_s": round(back_to_zero, 1),
     }
     log.warning("autoscaler figures: %s", figures)
-    assert first_node is not None
+    assert size.first_node is not None
     # Each node takes 10 pods: the executions at once need more than one node, and never
     # more than the group's maximum.
-    assert 2 <= peak <= MAX_NODES, figures
+    assert 2 <= size.peak <= MAX_NODES, figures
 
 
 def _waiting_for_capacity(app: App) -> float | None:
