@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -49,35 +51,55 @@ def get(cluster: Cluster, path: str) -> dict[str, Any] | None:
     return found
 
 
-def reader_token(cluster: Cluster, home: str, account: str, role: str) -> str:
-    """The token of a ServiceAccount in ``home`` that may only list executions (enough to
-    sign in to the console); ``role`` names its ClusterRole and binding."""
-    cluster.create_namespace(home)
-    token = service_account_token(cluster, home, account)
-    reader = [{"apiGroups": ["barbeque.dev"], "resources": ["jobexecutions"], "verbs": ["list"]}]
-    grant(cluster, role, home, account, reader)
-    return token
+@dataclass
+class User:
+    """A console user: a ServiceAccount in its own namespace ``home`` that may only list
+    executions (enough to sign in), and the name ``app`` of the application namespace it
+    works in. ``grant`` gives it more rights."""
+
+    cluster: Cluster
+    suffix: str
+    home: str
+    app: str
+    token: str = ""
+    roles: list[str] = field(default_factory=list)
+
+    def grant(self, rules: list[dict[str, Any]]) -> None:
+        role = f"{self.home}-{len(self.roles)}"
+        grant(self.cluster, role, self.home, "user", rules)
+        self.roles.append(role)
 
 
-def remove_roles(cluster: Cluster, *names: str) -> None:
-    for kind in ("clusterrolebindings", "clusterroles"):
-        for name in names:
-            with contextlib.suppress(ApiError):
-                cluster.api("DELETE", f"/apis/rbac.authorization.k8s.io/v1/{kind}/{name}")
+@pytest.fixture
+def user(service: Service) -> Iterator[User]:
+    """A User; its ClusterRoles and both namespaces are removed after the test."""
+    cluster = service.cluster
+    suffix = uuid.uuid4().hex[:8]
+    user = User(cluster, suffix, home=f"user-{suffix}", app=f"app-{suffix}")
+    cluster.create_namespace(user.home)
+    try:
+        user.token = service_account_token(cluster, user.home, "user")
+        user.grant(
+            [{"apiGroups": ["barbeque.dev"], "resources": ["jobexecutions"], "verbs": ["list"]}]
+        )
+        yield user
+    finally:
+        for kind in ("clusterrolebindings", "clusterroles"):
+            for name in user.roles:
+                with contextlib.suppress(ApiError):
+                    cluster.api("DELETE", f"/apis/rbac.authorization.k8s.io/v1/{kind}/{name}")
+        cluster.delete_namespace(user.app)
+        cluster.delete_namespace(user.home)
 
 
 def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
-    service: Service, page: Any
+    service: Service, page: Any, user: User
 ) -> None:
-    cluster = service.cluster
-    suffix = uuid.uuid4().hex[:8]
-    home = f"editors-{suffix}"
-    app = f"edit-{suffix}"
-    queue = f"edit-q-{suffix}"
-    token = reader_token(cluster, home, "editor", f"read-{suffix}")
+    cluster, app = service.cluster, user.app
+    queue = f"edit-q-{user.suffix}"
     page.on("dialog", lambda dialog: dialog.accept())
     try:
-        log_in(page, service, token)
+        log_in(page, service, user.token)
 
         # Reading is not writing: without RBAC on namespaces the form's POST is refused.
         page.goto(f"{service.url}/applications/new")
@@ -88,11 +110,7 @@ def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
         assert get(cluster, f"/api/v1/namespaces/{app}") is None
         shot(page, "20-edit-forbidden")
 
-        grant(
-            cluster,
-            f"edit-{suffix}",
-            home,
-            "editor",
+        user.grant(
             [
                 {
                     "apiGroups": ["barbeque.dev"],
@@ -100,7 +118,7 @@ def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
                     "verbs": ["create", "update", "delete"],
                 },
                 {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "delete"]},
-            ],
+            ]
         )
 
         # An application: the API server refuses a name that is no namespace name.
@@ -209,23 +227,16 @@ def test_definitions_queues_and_applications_are_edited_within_the_users_rbac(
         gone = get(cluster, f"/api/v1/namespaces/{app}")
         assert gone is None or gone["metadata"].get("deletionTimestamp")
     finally:
-        remove_roles(cluster, f"read-{suffix}", f"edit-{suffix}")
         with contextlib.suppress(ApiError):
             cluster.api("DELETE", f"{GROUP_PATH}/jobqueues/{queue}")
-        cluster.delete_namespace(app)
-        cluster.delete_namespace(home)
 
 
 def test_sns_subscriptions_are_created_edited_and_deleted_within_the_users_rbac(
-    service: Service, page: Any
+    service: Service, page: Any, user: User
 ) -> None:
-    cluster = service.cluster
-    suffix = uuid.uuid4().hex[:8]
-    home = f"subscribers-{suffix}"
-    app = f"subs-{suffix}"
-    topic = f"arn:aws:sns:us-east-1:123456789012:orders-{suffix}"
+    cluster, app = service.cluster, user.app
+    topic = f"arn:aws:sns:us-east-1:123456789012:orders-{user.suffix}"
     path = f"{GROUP_PATH}/namespaces/{app}/snssubscriptions"
-    token = reader_token(cluster, home, "subscriber", f"sub-read-{suffix}")
     cluster.create_namespace(app)
     for job in ("notify", "archive"):
         cluster.api(
@@ -248,72 +259,61 @@ def test_sns_subscriptions_are_created_edited_and_deleted_within_the_users_rbac(
         page.fill("#job", job)
         page.click("form.edit button[type=submit]")
 
-    try:
-        log_in(page, service, token)
-        wait_until(
-            "the definitions in the console's cache",
-            lambda: (
-                page.goto(f"{service.url}/applications/{app}/sns_subscriptions/new")
-                and "archive" in page.inner_html("#job-options")
-            ),
-        )
-        submit("orders", topic, "notify")
-        assert "403" in page.locator("h1").inner_text()
-        assert "may not create snssubscriptions" in page.locator("p.error").inner_text()
-        assert get(cluster, f"{path}/orders") is None
+    log_in(page, service, user.token)
+    wait_until(
+        "the definitions in the console's cache",
+        lambda: (
+            page.goto(f"{service.url}/applications/{app}/sns_subscriptions/new")
+            and "archive" in page.inner_html("#job-options")
+        ),
+    )
+    submit("orders", topic, "notify")
+    assert "403" in page.locator("h1").inner_text()
+    assert "may not create snssubscriptions" in page.locator("p.error").inner_text()
+    assert get(cluster, f"{path}/orders") is None
 
-        grant(
-            cluster,
-            f"sub-edit-{suffix}",
-            home,
-            "subscriber",
-            [
-                {
-                    "apiGroups": ["barbeque.dev"],
-                    "resources": ["snssubscriptions"],
-                    "verbs": ["create", "update", "delete"],
-                }
-            ],
-        )
-        # The model's refusals (a topic that is no ARN, a job the application lacks)...
-        wait_until(
-            "RBAC to let the subscriber create subscriptions",
-            lambda: (
-                submit("orders", "orders", "notfy") or "403" not in page.locator("h1").inner_text()
-            ),
-        )
-        assert "should match pattern" in field_error(page, "topic_arn")
-        assert "has no job definition 'notfy'" in field_error(page, "job")
-        assert page.input_value("#topic_arn") == "orders"
-        shot(page, "25-subscription-model-errors")
-        # ...then the API server's, on the field it names.
-        submit("Orders_Notify", topic, "notify")
-        assert "Orders_Notify" in field_error(page, "name")
-        submit("orders", topic, "notify")
-        page.wait_for_url("**/sns_subscriptions?notice=*")
-        stored = get(cluster, f"{path}/orders")
-        assert stored is not None
-        assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "notify"}
-        assert page.locator("tr.subscription", has_text=topic).count() == 1
-        shot(page, "26-subscription-created")
+    user.grant(
+        [
+            {
+                "apiGroups": ["barbeque.dev"],
+                "resources": ["snssubscriptions"],
+                "verbs": ["create", "update", "delete"],
+            }
+        ]
+    )
+    # The model's refusals (a topic that is no ARN, a job the application lacks)...
+    wait_until(
+        "RBAC to let the subscriber create subscriptions",
+        lambda: submit("orders", "orders", "notfy") or "403" not in page.locator("h1").inner_text(),
+    )
+    assert "should match pattern" in field_error(page, "topic_arn")
+    assert "has no job definition 'notfy'" in field_error(page, "job")
+    assert page.input_value("#topic_arn") == "orders"
+    shot(page, "25-subscription-model-errors")
+    # ...then the API server's, on the field it names.
+    submit("Orders_Notify", topic, "notify")
+    assert "Orders_Notify" in field_error(page, "name")
+    submit("orders", topic, "notify")
+    page.wait_for_url("**/sns_subscriptions?notice=*")
+    stored = get(cluster, f"{path}/orders")
+    assert stored is not None
+    assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "notify"}
+    assert page.locator("tr.subscription", has_text=topic).count() == 1
+    shot(page, "26-subscription-created")
 
-        # Edit: the job changes; the topic and queue are what the operator subscribed.
-        page.goto(f"{service.url}/applications/{app}/sns_subscriptions/orders/edit")
-        assert page.get_attribute("#topic_arn", "readonly") is not None
-        page.fill("#job", "archive")
-        page.click("form.edit button[type=submit]")
-        page.wait_for_url("**/sns_subscriptions?notice=*")
-        stored = get(cluster, f"{path}/orders")
-        assert stored is not None
-        assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "archive"}
+    # Edit: the job changes; the topic and queue are what the operator subscribed.
+    page.goto(f"{service.url}/applications/{app}/sns_subscriptions/orders/edit")
+    assert page.get_attribute("#topic_arn", "readonly") is not None
+    page.fill("#job", "archive")
+    page.click("form.edit button[type=submit]")
+    page.wait_for_url("**/sns_subscriptions?notice=*")
+    stored = get(cluster, f"{path}/orders")
+    assert stored is not None
+    assert stored["spec"] == {"topicArn": topic, "queue": "default", "job": "archive"}
 
-        page.locator("tr.subscription", has_text=topic).locator("button.danger").click()
-        page.wait_for_url("**/sns_subscriptions?notice=*")
-        assert get(cluster, f"{path}/orders") is None
-    finally:
-        remove_roles(cluster, f"sub-read-{suffix}", f"sub-edit-{suffix}")
-        cluster.delete_namespace(app)
-        cluster.delete_namespace(home)
+    page.locator("tr.subscription", has_text=topic).locator("button.danger").click()
+    page.wait_for_url("**/sns_subscriptions?notice=*")
+    assert get(cluster, f"{path}/orders") is None
 
 
 def test_a_namespace_the_console_did_not_create_is_never_deleted_from_it(
