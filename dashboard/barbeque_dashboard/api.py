@@ -7,7 +7,8 @@ the rest (listing, cancel, health) is ours and documented in docs/webapi.md.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -203,17 +204,28 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-@router.post(
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def barbeque_write(path: str, **route: Any) -> Callable[[Handler], Handler]:
+    """One of barbeque's JSON writes: answers 201, takes a JSON body, shares its errors."""
+    defaults: dict[str, Any] = {
+        "status_code": 201,
+        "responses": JSON_WRITE_ERRORS,
+        "tags": ["barbeque"],
+        "dependencies": [JsonContent],
+    }
+    return router.post(path, **{**defaults, **route})
+
+
+@barbeque_write(
     "/v2/job_executions",
-    status_code=201,
     response_model=EnqueueResponse,
     responses={
         **JSON_WRITE_ERRORS,
         413: {"model": ErrorBody, "description": "message too large"},
     },
-    tags=["barbeque"],
     summary="Enqueue a message (barbeque's API)",
-    dependencies=[JsonContent],
     operation_id="enqueue_job_execution",
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
@@ -248,14 +260,10 @@ async def show(
     return backend_of(request).status_body(message_id, wanted, base_url(request))
 
 
-@router.post(
+@barbeque_write(
     "/v1/job_executions/{message_id}/retries",
-    status_code=201,
     response_model=RetryResponse,
-    responses=JSON_WRITE_ERRORS,
-    tags=["barbeque"],
     summary="Retry an execution in any state (barbeque's API)",
-    dependencies=[JsonContent],
     operation_id=RETRY,
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
@@ -387,14 +395,10 @@ class RevisionLockResponse(BaseModel):
     job_definitions: list[str] = Field(description="The definitions pinned (ours).")
 
 
-@router.post(
+@barbeque_write(
     "/v1/apps/{name}/revision_lock",
-    status_code=201,
     response_model=RevisionLockResponse,
-    responses=JSON_WRITE_ERRORS,
-    tags=["barbeque"],
     summary="Pin the image tag of every job definition of an application (barbeque's API)",
-    dependencies=[JsonContent],
     operation_id="lock_revision",
 )
 async def lock_revision(
