@@ -22,6 +22,7 @@ from barbeque.api import envelope
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
+from barbeque_dashboard.records import ExecutionRecord, ExecutionView
 
 # SQS refuses bodies above 256 KiB (262,144 bytes).
 SQS_MAX_BYTES = 256 * 1024
@@ -147,7 +148,7 @@ class Sent:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[JobExecution]
+    items: list[ExecutionView]
     page: int
     per_page: int
     total: int
@@ -165,7 +166,7 @@ class QueueView:
     error: str | None
     dead_letter_url: str | None
     dead_letter_stats: QueueStats | None
-    scheduled: list[JobExecution]
+    scheduled: list[ExecutionRecord]
     running: int
     oldest_pending: datetime | None
 
@@ -201,14 +202,14 @@ class Backend:
             raise not_found(f"JobExecution with message_id {message_id!r} is not found")
         return execution
 
-    def status_word(self, execution: JobExecution) -> str:
+    def status_word(self, execution: ExecutionView) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
 
     def html_url(self, message_id: str, base_url: str) -> str:
         base = self.console_url or base_url.rstrip("/")
         return f"{base}/job_executions/{message_id}"
 
-    def retry_chain(self, execution: JobExecution) -> list[JobExecution]:
+    def retry_chain(self, execution: ExecutionView) -> list[ExecutionView]:
         """The whole chain the execution belongs to, first attempt first."""
         first = execution
         seen = {first.metadata.name}
@@ -411,7 +412,7 @@ class Backend:
             source = self.cache.executions()
         if status and status.lower() not in (*words.STATUSES, *(p.lower() for p in Phase)):
             raise invalid(f"unknown status {status!r}")
-        selected: list[JobExecution] = []
+        selected: list[ExecutionView] = []
         for execution in source:
             if application and execution.spec.application != application:
                 continue
@@ -426,12 +427,12 @@ class Backend:
         start = (page - 1) * per_page
         return Page(selected[start : start + per_page], page, per_page, len(selected))
 
-    def failures(self) -> list[JobExecution]:
+    def failures(self) -> list[ExecutionRecord]:
         """Final failures: failed or error and not retried (the end of their chain)."""
         following = self.cache.next_retry
         return [e for e in self.cache.executions() if words.is_retryable(e, following)]
 
-    def summary(self, execution: JobExecution, base_url: str) -> dict[str, Any]:
+    def summary(self, execution: ExecutionView, base_url: str) -> dict[str, Any]:
         status = execution.status
         return {
             "message_id": execution.spec.message_id,
