@@ -334,7 +334,8 @@ class Watch(threading.Thread):
     """A watch stream in a thread of its own, timestamping what it sees (``time.time()``).
 
     ``added[name]``: when the object was first seen; ``phases[name][phase]``: when
-    ``status.phase`` was first seen with that value (executions).
+    ``status.phase`` was first seen with that value (executions), or a condition of that
+    type was first seen True (a Job's ``Complete``, an execution's ``LogsUploaded``).
     """
 
     def __init__(self, cluster: Cluster, path: str) -> None:
@@ -383,8 +384,13 @@ class Watch(threading.Thread):
         name = obj.get("metadata", {}).get("name", "")
         self.events += 1
         self.added.setdefault(name, seen)
-        phase = (obj.get("status") or {}).get("phase")
-        if phase:
+        status = obj.get("status") or {}
+        reached = [
+            c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"
+        ]
+        if status.get("phase"):
+            reached.append(status["phase"])
+        for phase in reached:
             self.phases.setdefault(name, {}).setdefault(phase, seen)
 
     def stop(self) -> None:
