@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from tests.cluster import images, realnode
@@ -78,18 +77,8 @@ def run(env: Environment, executions: int = 50, rate: float = 1.0) -> Result:
             QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {"warm": True})
         )
         pods.wait_phase({execution_name(warm["MessageId"])}, {"Running", "Succeeded"}, 120, "warm")
-        names: list[str] = []
-        sent: dict[str, float] = {}
-        start = time.monotonic()
-        for i in range(executions):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            response = env.sqs().send_message(
-                QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {"i": i})
-            )
-            names.append(execution_name(response["MessageId"]))
-            sent[names[-1]] = time.time()
+        sent = env.send_steadily(app, executions, rate)
+        names = list(sent)
         # A pod can go Pending -> Succeeded between two events of a 1 s job: Running or later.
         pods.wait_phase(set(names), {"Running", "Succeeded"}, 300, "every container started")
         recorded.wait_phase(set(names), {"Succeeded"}, 300, "every execution Succeeded")

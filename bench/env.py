@@ -46,6 +46,8 @@ from tests.support.aws import CREDENTIALS, REGION, MotoProcess
 from tests.support.operator import OperatorProcess, operator_env
 from tests.support.waiting import wait_until
 
+from barbeque.services.naming import execution_name
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -744,6 +746,21 @@ class Environment:
                 raise RuntimeError(f"SendMessageBatch failed: {result['Failed']}")
             ordered = sorted(result["Successful"], key=lambda s: int(s["Id"]))
             sent += [(s["MessageId"], done) for s in ordered]
+        return sent
+
+    def send_steadily(self, app: App, count: int, rate: float, tag: str = "i") -> dict[str, float]:
+        """``count`` messages, one SendMessage at a time, ``rate`` a second; returns
+        {execution name: time SendMessage returned}, in the order sent."""
+        sent: dict[str, float] = {}
+        start = time.monotonic()
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            response = self.sqs().send_message(
+                QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {tag: i})
+            )
+            sent[execution_name(response["MessageId"])] = time.time()
         return sent
 
     # -- accounting -----------------------------------------------------------------------

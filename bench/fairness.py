@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from barbeque.services.naming import execution_name
@@ -49,19 +48,10 @@ def send_steadily(
 ) -> dict[str, dict[str, float]]:
     """``rate`` messages/s to each app's queue for ``seconds`` (a thread per queue);
     returns {namespace: {execution name: time SendMessage returned}}."""
-    sent: dict[str, dict[str, float]] = {app.namespace: {} for app in apps}
-    count = int(rate * seconds)
+    sent: dict[str, dict[str, float]] = {}
 
     def sender(app: App) -> None:
-        start = time.monotonic()
-        for i in range(count):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            response = env.sqs().send_message(
-                QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {"i": i})
-            )
-            sent[app.namespace][execution_name(response["MessageId"])] = time.time()
+        sent[app.namespace] = env.send_steadily(app, int(rate * seconds), rate)
 
     with ThreadPoolExecutor(len(apps)) as pool:
         list(pool.map(sender, apps))
