@@ -102,7 +102,8 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         settings.s3_bucket,
         max_pool=settings.kube_qps_threads,
     )
-    queue: WorkQueue[Key] = WorkQueue()
+    # One lane per application (namespace): a flood in one does not delay the others.
+    queue: WorkQueue[Key] = WorkQueue(lane_of=lambda key: key[0])
     capacity = Capacity()
     store = Store(keep_finished=False, on_slot_freed=capacity.freed)
     reconciler = Reconciler(
