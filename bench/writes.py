@@ -18,10 +18,12 @@ Counted from the servers' side, not from the operator's own report:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
 
+from barbeque.services.builders import EVENT_CONTROLLER
 from barbeque.services.naming import execution_name
 from bench.env import (
     WRITE_VERBS,
@@ -77,6 +79,12 @@ def run(env: Environment, messages: int = 50, quiet: float = 3.0, receive_wait: 
         executions.stop()
         env.delete_jobqueue(app)
 
+    # Events: the Job controller and the scheduler write them too, so the operator's are
+    # counted by their reportingController, not from apiserver_request_total.
+    events = json.loads(
+        env.k8s.kubectl("get", "events.events.k8s.io", "-n", app.namespace, "-o", "json").stdout
+    )["items"]
+    ours_events = sum(e.get("reportingController") == EVENT_CONTROLLER for e in events)
     ours = operator_writes(window.requests)
     total = sum(ours.values())
     per_execution = sum(v for k, v in ours.items() if k[2] in ("jobexecutions", "jobs"))
@@ -88,6 +96,13 @@ def run(env: Environment, messages: int = 50, quiet: float = 3.0, receive_wait: 
         note="POST/PATCH jobexecutions(+/status), POST jobs; from apiserver_request_total",
     )
     result.add("operator API writes, all", total / messages, note="also JobQueue status")
+    result.add(
+        "operator Events per execution",
+        ours_events / messages,
+        goal="0 on the happy path",
+        ok=ours_events == 0,
+        note=f"reportingController {EVENT_CONTROLLER}",
+    )
     reads = sum(
         v
         for k, v in window.requests.items()

@@ -126,18 +126,6 @@ def up(args: argparse.Namespace) -> int:
     return demo(state, aws_url, kubeconfig, job_image, started)
 
 
-def apply_crds() -> None:
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "-l",
-        "app.kubernetes.io/part-of=barbeque",
-    )
-
-
 def make_namespace(namespace: str, labels: dict[str, str] | None = None) -> None:
     manifest = {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": namespace, "labels": labels or {}}}  # fmt: skip
@@ -178,7 +166,7 @@ def run_in_pods(state: dict[str, Any], aws_url: str) -> None:
 def run_as_processes(state: dict[str, Any], env: dict[str, str], aws_url: str) -> None:
     """The operator and the console as local processes (the kwok fallback)."""
     say("installing the CRDs")
-    apply_crds()
+    harness.Cluster(WORKDIR, build=False).apply_crds(ROOT / "crds")
     for namespace in ("barbeque-system", "demo"):
         make_namespace(namespace)
     settings = {

@@ -173,11 +173,16 @@ def _enqueue(args: argparse.Namespace) -> int:
         return _wait(client, message_id, args) if args.wait else EXIT_OK
 
 
-def _status(args: argparse.Namespace) -> int:
+def _show_after(action: Callable[[Client, str], Execution], args: argparse.Namespace) -> int:
+    """Run ``action`` on the named execution and show the execution it answers."""
     with _client(args) as client:
-        execution = client.status(args.message_id)
+        execution = action(client, args.message_id)
     _show_execution(execution, args.output)
     return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _show_after(lambda client, message_id: client.status(message_id), args)
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -188,10 +193,7 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        execution = client.cancel(args.message_id)
-    _show_execution(execution, args.output)
-    return EXIT_OK
+    return _show_after(lambda client, message_id: client.cancel(message_id), args)
 
 
 def _wait_command(args: argparse.Namespace) -> int:
@@ -391,6 +393,17 @@ def _application_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_execution(
+    commands: Any, name: str, help: str, func: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """A subcommand on one execution, named by its SQS message id."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    parser.add_argument("message_id", help="the execution's SQS message id")
+    _connection(parser)
+    parser.set_defaults(func=_guard(func))
+    return parser
+
+
 def register(commands: Any) -> None:
     """Add the client subcommands to a parser's subcommands."""
     enqueue = commands.add_parser("enqueue", help="enqueue a message to a job (Web API)")
@@ -406,28 +419,13 @@ def register(commands: Any) -> None:
     _waiting(enqueue)
     enqueue.set_defaults(func=_guard(_enqueue))
 
-    status = commands.add_parser("status", help="status of an execution by message id")
-    status.add_argument("message_id", help="the execution's SQS message id")
-    _connection(status)
-    status.set_defaults(func=_guard(_status))
-
-    retry = commands.add_parser("retry", help="retry a failed execution")
-    retry.add_argument("message_id", help="the failed execution's message id")
+    _one_execution(commands, "status", "status of an execution by message id", _status)
+    retry = _one_execution(commands, "retry", "retry a failed execution", _retry)
     retry.add_argument("--delay", type=int, default=0, help="delay in seconds (0)")
-    _connection(retry)
     _waiting(retry)
-    retry.set_defaults(func=_guard(_retry))
-
-    cancel = commands.add_parser("cancel", help="cancel a pending or running execution")
-    cancel.add_argument("message_id", help="the execution's message id")
-    _connection(cancel)
-    cancel.set_defaults(func=_guard(_cancel))
-
-    wait = commands.add_parser("wait", help="wait for an execution to finish")
-    wait.add_argument("message_id", help="the execution's message id")
-    _connection(wait)
+    _one_execution(commands, "cancel", "cancel a pending or running execution", _cancel)
+    wait = _one_execution(commands, "wait", "wait for an execution to finish", _wait_command)
     _waiting(wait, flag=False)
-    wait.set_defaults(func=_guard(_wait_command))
 
     executions = commands.add_parser(
         "executions", aliases=["list"], help="list executions, newest first"

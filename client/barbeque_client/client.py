@@ -52,7 +52,7 @@ class NotFound(BarbequeError):
 
 
 class Conflict(BarbequeError):
-    """409: the execution is not in a state that allows this (e.g. retrying a success)."""
+    """409: the execution is not in a state that allows this (e.g. cancelling a finished one)."""
 
 
 class PayloadTooLarge(BarbequeError):
@@ -194,6 +194,24 @@ def _should_retry(method: str, response: httpx.Response | None, error: Exception
     return isinstance(error, httpx.TransportError) and method in IDEMPOTENT_METHODS
 
 
+def _answer_or_delay(
+    policy: Retry,
+    attempt: int,
+    method: str,
+    response: httpx.Response | None,
+    error: httpx.HTTPError | None,
+    base_url: httpx.URL,
+) -> httpx.Response | float:
+    """After one try: the response to answer with, or the seconds to wait before the next
+    try; ServiceUnavailable when there is neither a response nor a try left."""
+    last = attempt + 1 >= policy.attempts
+    if not last and _should_retry(method, response, error):
+        return policy.delay(attempt, response)
+    if response is None:
+        raise ServiceUnavailable(f"cannot reach {base_url}: {error}") from error
+    return response
+
+
 def _raise_for(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json()
@@ -272,6 +290,28 @@ def _list_params(
     return params
 
 
+def _waited(
+    message_id: str,
+    execution: Execution,
+    elapsed: float,
+    interval: float,
+    timeout: float,
+    progress: Progress | None,
+) -> bool:
+    """After one poll of ``wait``: True when the execution has finished; WaitTimeout when
+    another poll would come after ``timeout``."""
+    if progress is not None:
+        progress(execution, elapsed)
+    if execution.finished:
+        return True
+    if elapsed + interval > timeout:
+        raise WaitTimeout(
+            f"execution {execution.message_id} is still {execution.status} after {timeout:.0f} s",
+            execution,
+        )
+    return False
+
+
 @dataclass(frozen=True)
 class LogChunk:
     """Part of an execution's log: ``text`` from byte ``offset``; ``next_offset`` asks for
@@ -315,11 +355,14 @@ class Client:
         retry: Retry = Retry(),
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.application = application
         self.queue = queue
         self.retry_policy = retry
+        # Injectable, so that a test's fake clock stands in for real waiting.
         self._sleep = sleep
+        self._clock = clock
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=_headers(token),
@@ -350,13 +393,10 @@ class Client:
                 response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 error = exc
-            last = attempt + 1 >= policy.attempts
-            if not last and _should_retry(method, response, error):
-                self._sleep(policy.delay(attempt, response))
-                continue
-            if response is None:
-                raise ServiceUnavailable(f"cannot reach {self._http.base_url}: {error}") from error
-            return _raise_for(response)
+            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            if isinstance(after, httpx.Response):
+                return _raise_for(after)
+            self._sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def enqueue(
@@ -445,19 +485,12 @@ class Client:
         ``progress(execution, elapsed_seconds)`` is called after every poll. Raises
         ``WaitTimeout`` (carrying the last status) when ``timeout`` passes first.
         """
-        started = time.monotonic()
+        started = self._clock()
         while True:
             execution = self.status(message_id)
-            elapsed = time.monotonic() - started
-            if progress is not None:
-                progress(execution, elapsed)
-            if execution.finished:
+            elapsed = self._clock() - started
+            if _waited(message_id, execution, elapsed, interval, timeout, progress):
                 return execution
-            if elapsed + interval > timeout:
-                raise WaitTimeout(
-                    f"execution {message_id} is still {execution.status} after {timeout:.0f} s",
-                    execution,
-                )
             self._sleep(interval)
 
 
@@ -509,13 +542,10 @@ class AsyncClient:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 error = exc
-            last = attempt + 1 >= policy.attempts
-            if not last and _should_retry(method, response, error):
-                await asyncio.sleep(policy.delay(attempt, response))
-                continue
-            if response is None:
-                raise ServiceUnavailable(f"cannot reach {self._http.base_url}: {error}") from error
-            return _raise_for(response)
+            after = _answer_or_delay(policy, attempt, method, response, error, self._http.base_url)
+            if isinstance(after, httpx.Response):
+                return _raise_for(after)
+            await asyncio.sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def enqueue(
@@ -585,13 +615,6 @@ class AsyncClient:
         while True:
             execution = await self.status(message_id)
             elapsed = time.monotonic() - started
-            if progress is not None:
-                progress(execution, elapsed)
-            if execution.finished:
+            if _waited(message_id, execution, elapsed, interval, timeout, progress):
                 return execution
-            if elapsed + interval > timeout:
-                raise WaitTimeout(
-                    f"execution {message_id} is still {execution.status} after {timeout:.0f} s",
-                    execution,
-                )
             await asyncio.sleep(interval)

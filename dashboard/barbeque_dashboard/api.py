@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from barbeque.api import revision
 from barbeque.api.models import JobExecution, Phase
 from barbeque_dashboard.auth import COOKIE, Action, bearer
 from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, not_found
@@ -42,6 +43,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "the token may not do this"},
     404: {"model": ErrorBody, "description": "record_not_found"},
     503: {"model": ErrorBody, "description": "SQS or Kubernetes unavailable"},
+}
+JSON_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    415: {"model": ErrorBody, "description": "the body is not declared JSON"},
 }
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)
@@ -214,8 +219,9 @@ def base_url(request: Request) -> str:
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
 )
 async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dict[str, Any]:
-    await authorize(request, Action("create", body.application))
-    sent = await backend_of(request).enqueue(
+    backend = backend_of(request)
+    await authorize(request, Action("create", backend.namespace_of(body.application)))
+    sent = await backend.enqueue(
         body.application, body.job, body.queue, body.message, body.delay_seconds
     )
     return {"message_id": sent.message_id, "status": "pending", "id": None}
@@ -249,11 +255,10 @@ async def show(
     response_model=RetryResponse,
     responses={
         **ERRORS,
-        409: {"model": ErrorBody, "description": "not retryable"},
         415: {"model": ErrorBody, "description": "the body is not declared JSON"},
     },
     tags=["barbeque"],
-    summary="Retry a failed execution (barbeque's API)",
+    summary="Retry an execution in any state (barbeque's API)",
     dependencies=[JsonContent],
     operation_id=RETRY,
     openapi_extra=_links(201, "/message_id", **FOLLOW_UP),
@@ -332,7 +337,9 @@ async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]
         {
             "name": name,
             "job_definitions": sorted(
-                d.metadata.name for d in definitions if d.metadata.namespace == name
+                d.metadata.name
+                for d in definitions
+                if cache.application_for(d.metadata.namespace or "") == name
             ),
         }
         for name in cache.applications()
@@ -347,11 +354,8 @@ async def job_definitions(
 ) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
-    return [
-        backend.definition_body(d)
-        for d in backend.cache.definitions()
-        if application is None or d.metadata.namespace == application
-    ]
+    found = backend.of_application(backend.cache.definitions(), application)
+    return [backend.definition_body(d) for d in found]
 
 
 @router.get(
@@ -369,6 +373,55 @@ async def job_definition(
     if definition is None:
         raise not_found(f"JobDefinition {job!r} of application {application!r} is not found")
     return backend.definition_body(definition)
+
+
+class RevisionLockRequest(BaseModel):
+    """barbeque's revision lock parameter."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    revision: str = Field(
+        pattern=revision.TAG.pattern,
+        description="The image tag every job definition of the application runs with.",
+    )
+
+
+class RevisionLockResponse(BaseModel):
+    revision: str
+    job_definitions: list[str] = Field(description="The definitions pinned (ours).")
+
+
+@router.post(
+    "/v1/apps/{name}/revision_lock",
+    status_code=201,
+    response_model=RevisionLockResponse,
+    responses=JSON_WRITE_ERRORS,
+    tags=["barbeque"],
+    summary="Pin the image tag of every job definition of an application (barbeque's API)",
+    dependencies=[JsonContent],
+    operation_id="lock_revision",
+)
+async def lock_revision(
+    name: str, body: RevisionLockRequest, request: Request, _: Credentials
+) -> dict[str, Any]:
+    await authorize(request, Action("patch", name, resource="jobdefinitions"))
+    pinned = await backend_of(request).lock_revision(name, body.revision)
+    return {"revision": body.revision, "job_definitions": pinned}
+
+
+@router.delete(
+    "/v1/apps/{name}/revision_lock",
+    status_code=204,
+    response_class=Response,
+    responses=ERRORS,
+    tags=["barbeque"],
+    summary="Release the revision lock: each definition runs its own image again",
+    operation_id="unlock_revision",
+)
+async def unlock_revision(name: str, request: Request, _: Credentials) -> Response:
+    await authorize(request, Action("patch", name, resource="jobdefinitions"))
+    await backend_of(request).lock_revision(name, None)
+    return Response(status_code=204)
 
 
 def _queue_body(view: Any) -> dict[str, Any]:
@@ -411,6 +464,21 @@ async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, An
     if queue is None:
         raise not_found(f"JobQueue {name!r} is not found")
     return _queue_body(await backend.queue_view(queue))
+
+
+@router.get(
+    "/v1/sns_subscriptions",
+    responses=READ_ERRORS,
+    tags=["definitions"],
+    summary="SNS subscriptions: which topic runs which job through which queue (ours)",
+)
+async def sns_subscriptions(
+    request: Request, _: Credentials, application: str | None = None
+) -> list[dict[str, Any]]:
+    await authorize_read(request)
+    backend = backend_of(request)
+    found = backend.of_application(backend.cache.subscriptions(), application)
+    return [backend.subscription_body(s) for s in found]
 
 
 class LogResponse(BaseModel):

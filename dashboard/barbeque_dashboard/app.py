@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from barbeque.config import Settings
-from barbeque_dashboard import api, console
+from barbeque_dashboard import api, console, editing
 from barbeque_dashboard.auth import Authenticator
 from barbeque_dashboard.instrument import RequestMetrics, metrics_page
 from barbeque_dashboard.sampler import QueueSampler
@@ -217,6 +217,8 @@ def create_app(
     app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
 
     app.include_router(api.router)
+    # Before the console's pages: /job_queues/new is a form, not a queue named "new".
+    app.include_router(editing.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
@@ -253,7 +255,9 @@ def _build(settings: DashboardSettings, base: Settings) -> tuple[Backend, Authen
         for watch in build_watches(
             cache,
             lambda kind: WatchClient(
-                connection, f"/apis/{GROUP}/{VERSION}/{kind}", timeout_seconds=60
+                connection,
+                "/api/v1/namespaces" if kind == "namespaces" else f"/apis/{GROUP}/{VERSION}/{kind}",
+                timeout_seconds=60,
             ),
         )
     ]

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from barbeque.api.models import GROUP
 from barbeque_dashboard.adapters import Review
 
 logger = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class SecretReader(Protocol):
 
 @dataclass(frozen=True)
 class Action:
-    """An action on JobExecutions in a namespace (None: any namespace)."""
+    """An action on a resource (JobExecutions unless said) in a namespace (None: any
+    namespace, or a cluster-scoped resource); ``group`` "" is the core API group."""
 
     verb: str
     namespace: str | None = None
     resource: str = "jobexecutions"
+    group: str = GROUP
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,11 @@ class Authenticator:
             return cached[1]
         try:
             review = await self.reviewer.review(
-                token, verb=action.verb, resource=action.resource, namespace=action.namespace
+                token,
+                verb=action.verb,
+                resource=action.resource,
+                namespace=action.namespace,
+                group=action.group,
             )
         except Exception as exc:
             logger.warning("TokenReview failed: %s", exc)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from barbeque.api.models import JobDefinition, JobExecution, JobQueue
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.listwatch import ListWatch, WatchApi
 from barbeque.controller.store import Key, newer
 from barbeque.services.store import Store
@@ -26,7 +27,11 @@ from barbeque_dashboard.records import ExecutionRecord, ExecutionView
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("jobqueues", "jobdefinitions", "jobexecutions")
+KINDS = ("jobqueues", "jobdefinitions", "jobexecutions", "snssubscriptions", "namespaces")
+# Readiness waits for these; SNS subscriptions only feed their own listing, which should
+# not keep the console down (say, before an upgrade has installed their CRD), and
+# namespaces only name applications that are not namespace names.
+REQUIRED_KINDS = KINDS[:3]
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
@@ -80,6 +85,10 @@ class Cache:
                     self.store.put_definition(body)
                 elif kind == "jobqueues":
                     self.store.put_queue(body)
+                elif kind == "snssubscriptions":
+                    self.store.put_subscription(body)
+                elif kind == "namespaces":
+                    self.store.put_namespace(body)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 logger.warning("Ignoring unreadable %s %s/%s: %s", kind, namespace, name, exc)
                 return
@@ -109,6 +118,10 @@ class Cache:
             self.store.delete_definition(namespace, name)
         elif kind == "jobqueues":
             self.store.delete_queue(name)
+        elif kind == "snssubscriptions":
+            self.store.delete_subscription(namespace, name)
+        elif kind == "namespaces":
+            self.store.delete_namespace(name)
 
     def replace(self, kind: str, items: Iterable[dict[str, Any]]) -> None:
         """A fresh list of ``kind``: apply it and forget objects that are gone."""
@@ -136,6 +149,10 @@ class Cache:
             return list(self.records)
         if kind == "jobdefinitions":
             return list(self.store.definitions)
+        if kind == "snssubscriptions":
+            return list(self.store.subscriptions)
+        if kind == "namespaces":
+            return [("", name) for name in self.store.named_namespaces]
         return [("", name) for name in self.store.queues]
 
     def _remember(self, execution: JobExecution) -> None:
@@ -163,7 +180,7 @@ class Cache:
 
     @property
     def ready(self) -> bool:
-        return self.synced.issuperset(KINDS)
+        return self.synced.issuperset(REQUIRED_KINDS)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -243,7 +260,16 @@ class Cache:
         return sorted(values, key=lambda d: (d.metadata.namespace or "", d.metadata.name))
 
     def definition(self, application: str, job: str) -> JobDefinition | None:
-        return self.store.definition(application, job)
+        """The definition of a job of an application, by its barbeque name or namespace."""
+        return self.store.definition(self.namespace_for(application) or application, job)
+
+    def namespace_for(self, application: str) -> str | None:
+        with self._lock:
+            return self.store.namespace_for(application)
+
+    def application_for(self, namespace: str) -> str:
+        with self._lock:
+            return self.store.application_for(namespace)
 
     def queues(self) -> list[JobQueue]:
         with self._lock:
@@ -253,9 +279,14 @@ class Cache:
     def queue(self, name: str) -> JobQueue | None:
         return self.store.queues.get(name)
 
+    def subscriptions(self) -> list[SNSSubscription]:
+        with self._lock:
+            values = list(self.store.subscriptions.values())
+        return sorted(values, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+
     def applications(self) -> list[str]:
         with self._lock:
-            names = {ns for ns, _ in self.store.definitions}
+            names = {self.store.application_for(ns) for ns, _ in self.store.definitions}
             names.update(e.application for e in self.records.values())
         return sorted(n for n in names if n)
 

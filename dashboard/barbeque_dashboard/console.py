@@ -19,6 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from barbeque.api import revision
+from barbeque.services.statistics import Bucket, hour_of
 from barbeque_dashboard import charts
 from barbeque_dashboard import status as words
 from barbeque_dashboard.auth import COOKIE, Action, bearer
@@ -71,6 +73,8 @@ templates.env.filters["ago"] = _ago
 templates.env.filters["when"] = _time
 templates.env.filters["span"] = lambda s: "" if s is None else _span(s)
 templates.env.globals["elapsed"] = elapsed
+templates.env.globals["locked_revision"] = revision.locked_revision
+templates.env.globals["effective_image"] = revision.effective_image
 
 
 def _backend(request: Request) -> Backend:
@@ -112,7 +116,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     settings = request.app.state.settings
     context.setdefault("title", "Barbeque")
     context["request"] = request
-    context["refresh"] = settings.dashboard_refresh_seconds
+    context.setdefault("refresh", settings.dashboard_refresh_seconds)
     context["logged_in"] = bool(request.cookies.get(COOKIE))
     context["notice"] = request.query_params.get("notice")
     context["status_word"] = _backend(request).status_word if request.app.state.backend else None
@@ -256,20 +260,23 @@ async def statistics(application: str, job: str, request: Request) -> Response:
     now = datetime.now(UTC)
     hours = _hours(now, days * 24)
     first = hours[0]
-    counts: Counter[datetime] = Counter()
-    durations: dict[datetime, list[float]] = defaultdict(list)
+    # Collected executions are in the kept statistics; the rest are still in the cluster.
+    kept, problem = await backend.kept_statistics(found)
+    buckets: dict[datetime, Bucket] = defaultdict(Bucket)
+    for hour, bucket in kept.hours.items():
+        if hour >= first:
+            buckets[hour] = Bucket(bucket.count, bucket.seconds, bucket.timed)
     for execution in backend.cache.executions_of(application, job):
         created = created_at(execution)
         if created < first:
             break  # newest first: the rest is older
-        hour = created.replace(minute=0, second=0, microsecond=0)
-        counts[hour] += 1
-        if (seconds := elapsed(execution)) is not None:
-            durations[hour].append(seconds)
+        if execution.metadata.name in kept.pending:
+            continue  # counted in the kept statistics, and about to be deleted
+        buckets[hour_of(created)].add(elapsed(execution))
     label = "%m-%d %H:00"
-    count_points = [(h.strftime(label), float(counts[h])) for h in hours]
+    count_points = [(h.strftime(label), float(buckets[h].count)) for h in hours]
     duration_points = [
-        (h.strftime(label), sum(durations[h]) / len(durations[h]) if durations[h] else 0.0)
+        (h.strftime(label), buckets[h].seconds / buckets[h].timed if buckets[h].timed else 0.0)
         for h in hours
     ]
     return render(
@@ -277,7 +284,8 @@ async def statistics(application: str, job: str, request: Request) -> Response:
         "statistics.html",
         definition=found,
         days=days,
-        total=sum(counts.values()),
+        total=sum(b.count for b in buckets.values()),
+        problem=problem,
         count_chart=charts.bar_chart(
             count_points, title="Executions per hour", label_every=max(1, len(hours) // 6)
         ),
@@ -495,6 +503,18 @@ async def queue(name: str, request: Request) -> Response:
         chart=chart,
         samples=len(samples),
         title=f"Queue {name}",
+    )
+
+
+@router.get("/sns_subscriptions", response_class=HTMLResponse)
+async def sns_subscriptions(request: Request) -> Response:
+    if (redirect := await _require_read(request)) is not None:
+        return redirect
+    return render(
+        request,
+        "sns_subscriptions.html",
+        subscriptions=_backend(request).cache.subscriptions(),
+        title="SNS subscriptions",
     )
 
 

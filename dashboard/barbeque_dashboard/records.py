@@ -119,6 +119,8 @@ class StatusView(Protocol):
     @property
     def reason(self) -> str | None: ...
     @property
+    def message(self) -> str | None: ...
+    @property
     def job_name(self) -> str | None: ...
     @property
     def exit_code(self) -> int | None: ...
@@ -166,6 +168,7 @@ class ExecutionRecord:
         "invalid_reason",
         "job",
         "job_name",
+        "message",
         "message_id",
         "name",
         "namespace",
@@ -193,6 +196,8 @@ class ExecutionRecord:
     invalid_reason: str | None
     phase: str | None
     reason: str | None
+    # status.message: the record has no spec.message (the payload is in the packed body).
+    message: str | None
     job_name: str | None
     exit_code: int | None
     started_at: datetime | None
@@ -219,6 +224,7 @@ class ExecutionRecord:
         record.invalid_reason = spec.invalid_reason
         record.phase = _interned(status.phase)
         record.reason = _interned(status.reason)
+        record.message = status.message
         record.job_name = _same(status.job_name, meta.name)
         record.exit_code = status.exit_code
         record.started_at = status.started_at

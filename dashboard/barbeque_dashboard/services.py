@@ -13,13 +13,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.adapters.s3 import S3Error
 from barbeque.adapters.sqs import QueueMissing, QueueStats, SqsError
-from barbeque.api import envelope
+from barbeque.api import envelope, revision
 from barbeque.api.models import FINISHED_PHASES, JobDefinition, JobExecution, JobQueue, Phase
+from barbeque.api.subscriptions import SNSSubscription
+from barbeque.services import statistics
+from barbeque.services.statistics import HourlyStatistics
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
 from barbeque_dashboard.records import ExecutionRecord, ExecutionView
@@ -31,6 +34,9 @@ SQS_MAX_DELAY = 900
 # A year: anything later is surely a unit mistake (milliseconds for seconds).
 MAX_DELAY = 365 * 24 * 3600
 LOG_FILES = ("stdout.txt", "stderr.txt", "message.json", "execution.json")
+
+
+Namespaced = TypeVar("Namespaced", JobDefinition, SNSSubscription)
 
 
 class ApiError(Exception):
@@ -74,6 +80,10 @@ class S3Api(Protocol):
 
 class KubeApi(Protocol):
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def annotate_definition(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]: ...
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str: ...
 
 
@@ -201,6 +211,23 @@ class Backend:
         if execution is None:
             raise not_found(f"JobExecution with message_id {message_id!r} is not found")
         return execution
+
+    def namespace_of(self, application: str) -> str:
+        """Where an application lives: the namespace annotated with its name
+        (barbeque.dev/application), else the namespace of that name."""
+        return self.cache.namespace_for(application) or application
+
+    def of_application(
+        self, objects: list[Namespaced], application: str | None
+    ) -> list[Namespaced]:
+        """The objects (definitions, subscriptions) of ``application``; all without one."""
+        if application is None:
+            return objects
+        return [
+            o
+            for o in objects
+            if self.cache.application_for(o.metadata.namespace or "") == application
+        ]
 
     def status_word(self, execution: ExecutionView) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
@@ -344,10 +371,11 @@ class Backend:
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
             raise not_found(f"JobQueue {queue_name!r} is not found")
+        namespace = self.namespace_of(application)
         if self.cache.definition(application, job) is None:
             raise not_found(
                 f"JobDefinition {job!r} of application {application!r} is not found "
-                f"(no JobDefinition {job!r} in namespace {application!r})"
+                f"(no JobDefinition {job!r} in namespace {namespace!r})"
             )
         sqs_delay, not_before = self._timing(delay, now)
         body = envelope.encode_execution(application, job, message, not_before)
@@ -356,16 +384,12 @@ class Backend:
     async def retry(
         self, message_id: str, delay_seconds: Any = None, now: datetime | None = None
     ) -> Sent:
+        """Retry in any state, as barbeque's API: a job may ask for its own retry while it
+        runs (barbeque_client's Retryable). The retry follows the last attempt of the chain
+        ``message_id`` starts; the operator then makes no automatic retry of that attempt."""
         delay = check_delay(delay_seconds)
         execution = self.execution(message_id)
         target = words.last_retry(execution, self.cache.next_retry) or execution
-        if not words.is_retryable(target, self.cache.next_retry):
-            raise ApiError(
-                409,
-                "not_retryable",
-                f"execution {message_id!r} is {self.status_word(execution)}; "
-                "only failed or error executions can be retried",
-            )
         queue_name = target.spec.queue
         job_queue = self.cache.queue(queue_name)
         if job_queue is None:
@@ -393,6 +417,44 @@ class Backend:
         if patched.get("metadata"):
             self.cache.apply("jobexecutions", "MODIFIED", patched)
         return self.cache.execution_by_message_id(message_id) or execution
+
+    async def lock_revision(self, application: str, revision_: str | None) -> list[str]:
+        """Pin (or, with None, release) the image tag of every definition of ``application``.
+
+        Returns the names of the definitions; each patch is idempotent, so a request that
+        failed half-way is simply sent again.
+        """
+        definitions = [d for d in self.cache.definitions() if d.metadata.namespace == application]
+        if not definitions:
+            raise not_found(f"application {application!r} has no JobDefinition to lock")
+        if self.kube is None:
+            raise ApiError(503, "unavailable", "no Kubernetes API to lock the revision with")
+        for definition in definitions:
+            name = definition.metadata.name
+            try:
+                patched = await self.kube.annotate_definition(
+                    application, name, {revision.REVISION_LOCK: revision_}
+                )
+            except NotFound:
+                continue  # deleted meanwhile: nothing left to pin
+            except KubeError as exc:
+                raise ApiError(
+                    503, "unavailable", f"Kubernetes refused to annotate {name!r}: {exc}"
+                ) from exc
+            self.cache.apply("jobdefinitions", "MODIFIED", patched)
+        return [d.metadata.name for d in definitions]
+
+    async def kept_statistics(self, definition: JobDefinition) -> tuple[HourlyStatistics, str]:
+        """The hourly statistics of the definition's collected executions, and why they
+        are missing ("" when read, or when there are none yet)."""
+        if self.kube is None:
+            return HourlyStatistics(), "no Kubernetes API to read kept statistics from"
+        namespace, name = definition.metadata.namespace or "", definition.metadata.name
+        try:
+            found = await self.kube.get_configmap(namespace, statistics.configmap_name(name))
+        except KubeError as exc:
+            return HourlyStatistics(), f"kept statistics cannot be read: {exc}"[:300]
+        return HourlyStatistics.from_configmap(found), ""
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -446,6 +508,7 @@ class Backend:
             "retry_of": execution.spec.retry_of,
             "retried_by": status.retried_by,
             "reason": status.reason,
+            "message": status.message,
             "exit_code": status.exit_code,
             "job_name": status.job_name,
             "created_at": _iso(execution.metadata.creation_timestamp),
@@ -458,20 +521,36 @@ class Backend:
     def definition_body(self, definition: JobDefinition) -> dict[str, Any]:
         spec = definition.spec
         return {
-            "application": definition.metadata.namespace,
+            "application": self.cache.application_for(definition.metadata.namespace or ""),
             "job": definition.metadata.name,
             "queue": spec.queue,
             "image": spec.image,
+            "revision_lock": revision.locked_revision(definition),
+            "effective_image": revision.effective_image(definition),
             "command": spec.command,
             "args": spec.args,
             "description": spec.description,
-            "retry": spec.retry.model_dump(mode="json"),
+            "retry": spec.retry.model_dump(mode="json") if spec.retry else None,
             "slack": spec.slack.model_dump(mode="json") if spec.slack else None,
             "executions": len(
                 self.cache.executions_of(
-                    definition.metadata.namespace or "", definition.metadata.name
+                    self.cache.application_for(definition.metadata.namespace or ""),
+                    definition.metadata.name,
                 )
             ),
+        }
+
+    def subscription_body(self, subscription: SNSSubscription) -> dict[str, Any]:
+        spec, status = subscription.spec, subscription.status
+        return {
+            "application": self.cache.application_for(subscription.metadata.namespace or ""),
+            "name": subscription.metadata.name,
+            "topic_arn": spec.topic_arn,
+            "queue": spec.queue,
+            "job": spec.job,
+            "status": status.phase,
+            "message": status.message,
+            "subscription_arn": status.subscription_arn,
         }
 
     # -- S3 -----------------------------------------------------------------------------------

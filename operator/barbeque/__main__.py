@@ -50,6 +50,40 @@ def _grafana(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    import os
+
+    from barbeque.adapters import mysql
+    from barbeque.services import importer
+
+    url = args.database or os.environ.get("BARBEQUE_IMPORT_DATABASE")
+    if not url:
+        sys.stderr.write(
+            "barbeque import: give --database mysql://user:password@host:3306/barbeque "
+            "(or BARBEQUE_IMPORT_DATABASE)\n"
+        )
+        return 2
+    try:
+        tables = mysql.read_tables(mysql.Dsn.parse(url))
+    except mysql.SourceError as exc:
+        sys.stderr.write(f"barbeque import: {exc}\n")
+        return 2
+    result = importer.build(tables)
+    text = result.render()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    for note in (*result.comments, *result.problems):
+        sys.stderr.write(note + "\n")
+    kinds = ", ".join(
+        f"{sum(1 for _, body in result.documents if body['kind'] == kind)} {kind}"
+        for kind in ("Namespace", "JobQueue", "JobDefinition", "SNSSubscription")
+    )
+    sys.stderr.write(f"barbeque import: {kinds}; {len(result.problems)} skipped\n")
+    return 1 if result.problems else 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
@@ -113,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode.add_argument("--check", action="store_true", help="exit 1 if the checked-in JSON drifted")
     dashboard.set_defaults(func=_grafana)
+
+    migrate = commands.add_parser(
+        "import",
+        help="write manifests (namespaces, JobQueues, JobDefinitions) from a cookpad/barbeque "
+        "MySQL database, for kubectl apply (needs barbeque-k8s[import])",
+        description="Reads apps, job_definitions, retry_configs, slack_notifications, "
+        "job_queues and sns_subscriptions and writes YAML for kubectl apply. Rows that cannot "
+        "be imported are listed on stderr and as comments, and the exit status is 1.",
+    )
+    migrate.add_argument(
+        "--database",
+        metavar="URL",
+        help="mysql://user:password@host:3306/barbeque (default: $BARBEQUE_IMPORT_DATABASE)",
+    )
+    migrate.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="where to write the YAML (default -)"
+    )
+    migrate.set_defaults(func=_import)
 
     from barbeque import __version__
     from barbeque_client.cli import add_completion, register

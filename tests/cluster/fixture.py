@@ -15,8 +15,9 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pytest
 
@@ -29,12 +30,33 @@ from tests.cluster.realnode import RealNode
 ATTACH_ENV = "BARBEQUE_CLUSTER_WORKDIR"
 
 
-class _Shared:
-    """Shared by every module that imports the fixture, so importing it in more
-    than one place still starts a single cluster per session."""
+T = TypeVar("T")
 
-    cluster: Cluster | None = None
-    users = 0
+
+class Shared(Generic[T]):
+    """One instance for the session, though every module that imports a session fixture
+    holds a fixture of its own: the first user starts it, the last one stops it."""
+
+    def __init__(self) -> None:
+        self.instance: T | None = None
+        self.users = 0
+
+    @contextlib.contextmanager
+    def use(self, start: Callable[[], T], stop: Callable[[T], None]) -> Iterator[T]:
+        if self.instance is None:
+            self.instance = start()
+        instance = self.instance
+        self.users += 1
+        try:
+            yield instance
+        finally:
+            self.users -= 1
+            if self.users <= 0:
+                self.instance = None
+                stop(instance)
+
+
+_shared_cluster: Shared[Cluster] = Shared()
 
 
 @contextlib.contextmanager
@@ -83,33 +105,28 @@ def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """A started :class:`Cluster` (kubeconfig, server, kubectl(), api(), ...) for the session."""
-    if _Shared.cluster is not None:
-        _Shared.users += 1
-        try:
-            yield _Shared.cluster
-        finally:
-            _Shared.users -= 1
-        return
     borrowed = os.environ.get(ATTACH_ENV)
-    if borrowed:
+    if borrowed and _shared_cluster.instance is None:
         # A cluster from `python -m tests.cluster up`: reuse it, leave it running.
         yield Cluster.attach(Path(borrowed).expanduser())
         return
-    ensure_binaries_or_skip(request)
-    instance = Cluster(tmp_path_factory.mktemp("cluster"), build=False, progress=_progress)
-    with _show(request):
-        instance.start()
-    instance.progress = lambda _msg: None
-    _Shared.cluster, _Shared.users = instance, 1
-    try:
+
+    def start() -> Cluster:
+        ensure_binaries_or_skip(request)
+        instance = Cluster(tmp_path_factory.mktemp("cluster"), build=False, progress=_progress)
+        with _show(request):
+            instance.start()
+        instance.progress = lambda _msg: None
+        return instance
+
+    with _shared_cluster.use(start, _stop) as instance:
         yield instance
-    finally:
-        _Shared.users -= 1
-        if _Shared.users <= 0:
-            _Shared.cluster = None
-            instance.stop()
-            # etcd preallocates 64 MB WAL files; pytest keeps old tmp dirs around.
-            shutil.rmtree(instance.workdir / "etcd", ignore_errors=True)
+
+
+def _stop(instance: Cluster) -> None:
+    instance.stop()
+    # etcd preallocates 64 MB WAL files; pytest keeps old tmp dirs around.
+    shutil.rmtree(instance.workdir / "etcd", ignore_errors=True)
 
 
 def _missing_for_real_node() -> str | None:

@@ -32,13 +32,12 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
 from tests.cluster import binaries
-from tests.cluster.processes import free_port, pid_alive, set_pdeathsig, stop_pids, tail
+from tests.cluster.processes import free_port, pid_alive, spawn, stop_pids, tail
 from tests.cluster.realnode import RealNode, stop_root
 
 HERE = Path(__file__).resolve().parent
@@ -126,29 +125,12 @@ class Cluster:
         self.server = ""
         self.timings: dict[str, float] = {}
         self.real_node: RealNode | None = None
-
-    # -- paths -----------------------------------------------------------------
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.workdir / "kubeconfig"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.pki_dir / "ca.crt"
-
-    @property
-    def pki_dir(self) -> Path:
-        return self.workdir / "pki"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.workdir / "logs"
-
-    @property
-    def pod_log_file(self) -> Path:
-        """The file every pod's ``pods/log`` returns (CRI log format on disk)."""
-        return self.workdir / "pod.log"
+        # Where things are: fixed for the cluster's life.
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.pki_dir = self.workdir / "pki"
+        self.ca_file = self.pki_dir / "ca.crt"
+        self.logs_dir = self.workdir / "logs"
+        self.pod_log_file = self.workdir / "pod.log"  # what every pod's ``pods/log`` returns
 
     @property
     def node_names(self) -> list[str]:
@@ -241,6 +223,18 @@ class Cluster:
             return text
         return json.loads(text) if text else None
 
+    def apply_crds(self, directory: Path = HERE.parents[1] / "crds") -> None:
+        """Apply the project's generated CRDs and wait until the API server serves them."""
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=barbeque",
+        )
+
     def create_namespace(self, name: str, timeout: float = 30.0) -> None:
         """Create a namespace and wait for its ``default`` ServiceAccount (pods need it)."""
         try:
@@ -320,12 +314,7 @@ class Cluster:
     def __enter__(self) -> Cluster:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def start(self) -> Cluster:
@@ -496,17 +485,8 @@ class Cluster:
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
         env.update(extra_env or {})
-        with open(self.log_path(name), "ab") as log:
-            proc = subprocess.Popen(
-                [str(self.bin(name)), *args],
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=None if self.detach else set_pdeathsig,
-            )
+        args = [str(self.bin(name)), *args]
+        proc = spawn(args, self.log_path(name), self.workdir, env, self.detach)
         self._procs[name] = proc
         self.progress(f"  started {name} (pid {proc.pid})")
 
@@ -583,6 +563,10 @@ class Cluster:
         if result.returncode != 0:
             raise ClusterError(f"openssl {' '.join(args)} failed: {result.stderr.strip()}")
 
+    def _ec_key(self, name: str) -> None:
+        curve = "ec_paramgen_curve:P-256"
+        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", curve, "-out", name)
+
     def _write_pki(self) -> None:
         """CA, apiserver serving cert, service-account keys and admin token; reused if present."""
         if shutil.which("openssl") is None:
@@ -591,15 +575,7 @@ class Cluster:
         pki.mkdir(parents=True, exist_ok=True)
         token_file = pki / "admin.token"
         if not (pki / "apiserver.crt").exists() or not token_file.exists():
-            self._openssl(
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "ca.key",
-            )
+            self._ec_key("ca.key")
             self._openssl(
                 "req",
                 "-x509",
@@ -613,15 +589,7 @@ class Cluster:
                 "-out",
                 "ca.crt",
             )
-            self._openssl(
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                "apiserver.key",
-            )
+            self._ec_key("apiserver.key")
             self._openssl(
                 "req",
                 "-new",
@@ -764,18 +732,25 @@ class Cluster:
             "--v=1",
         ]
 
-    def _controller_manager_args(self) -> list[str]:
-        pki = self.pki_dir
-        args = [
+    def _control_plane_args(self, component: str, cert_dir: str) -> list[str]:
+        """What kube-controller-manager and kube-scheduler share: the admin kubeconfig, a
+        secure port on loopback with its own certificates, and no leader election."""
+        return [
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
             # No requestheader CA is configured; don't look it up (quiets the log).
             "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['kube-controller-manager']}",
-            f"--cert-dir={self.workdir / 'kcm-certs'}",
+            f"--secure-port={self.ports[component]}",
+            f"--cert-dir={self.workdir / cert_dir}",
             "--leader-elect=false",
+        ]
+
+    def _controller_manager_args(self) -> list[str]:
+        pki = self.pki_dir
+        args = [
+            *self._control_plane_args("kube-controller-manager", "kcm-certs"),
             "--controllers=*",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
@@ -792,18 +767,7 @@ class Cluster:
         return args
 
     def _scheduler_args(self) -> list[str]:
-        return [
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            # No requestheader CA is configured; don't look it up (quiets the log).
-            "--authentication-skip-lookup=true",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['kube-scheduler']}",
-            f"--cert-dir={self.workdir / 'scheduler-certs'}",
-            "--leader-elect=false",
-            "--v=1",
-        ]
+        return [*self._control_plane_args("kube-scheduler", "scheduler-certs"), "--v=1"]
 
     def _kwok_args(self) -> list[str]:
         logs_config = self.workdir / "kwok-cluster-logs.yaml"

@@ -11,6 +11,7 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,6 +58,34 @@ def set_pdeathsig() -> None:
     """In the child: SIGTERM when the parent dies, so a killed test run leaves no etcd behind."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(
+    args: list[str], log: Path, cwd: Path, env: dict[str, str], detach: bool
+) -> subprocess.Popen[bytes]:
+    """Start one component in a session of its own, its output appended to ``log``; unless
+    ``detach`` (a cluster that outlives this process), it dies with its parent."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=None if detach else set_pdeathsig,
+        )
+
+
+def terminate(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM, and SIGKILL if it still runs ``grace`` seconds later; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def stop_pids(pids: Iterable[tuple[str, int, str]], grace: float = 10.0) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.cluster import binaries
-from tests.cluster.processes import free_port, pid_alive, set_pdeathsig, stop_pids, tail
+from tests.cluster.processes import free_port, pid_alive, spawn, stop_pids, tail
 
 if TYPE_CHECKING:
     from tests.cluster.harness import Cluster
@@ -138,25 +138,16 @@ class RealNode:
         self.detach = detach
         self.startup_timeout = startup_timeout
         self.root = cluster.workdir / "realnode"
+        self.socket = self.root / "run" / "containerd.sock"
+        self.kubelet_dir = self.root / "kubelet"
+        # Where the kubelet keeps container logs (``<ns>_<pod>_<uid>/<container>/0.log``).
+        self.pod_logs_dir = self.root / "pod-logs"
         self.ports: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.timings: dict[str, float] = {}
         self.built: Images | None = None  # what was imported, when the images module built it
 
     # -- paths -------------------------------------------------------------------
-
-    @property
-    def socket(self) -> Path:
-        return self.root / "run" / "containerd.sock"
-
-    @property
-    def kubelet_dir(self) -> Path:
-        return self.root / "kubelet"
-
-    @property
-    def pod_logs_dir(self) -> Path:
-        """Where the kubelet keeps container logs (``<ns>_<pod>_<uid>/<container>/0.log``)."""
-        return self.root / "pod-logs"
 
     def log_path(self, component: str) -> Path:
         return self.cluster.logs_dir / f"{component}.log"
@@ -257,17 +248,8 @@ class RealNode:
     # -- internals -----------------------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        with open(self.log_path(name), "ab") as log:
-            proc = subprocess.Popen(
-                [_exe_of(name), *args],
-                cwd=self.root,
-                env={**os.environ, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=None if self.detach else set_pdeathsig,
-            )
+        env = {**os.environ, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+        proc = spawn([_exe_of(name), *args], self.log_path(name), self.root, env, self.detach)
         self._procs[name] = proc
         self.progress(f"  started {name} (pid {proc.pid})")
 

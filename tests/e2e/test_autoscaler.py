@@ -9,6 +9,7 @@ Its scale-down windows are seconds instead of minutes (``autoscaler.TEST_FLAGS``
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -18,14 +19,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from barbeque import metrics
+from barbeque_dashboard.cache import Cache
+from barbeque_dashboard.services import Backend
 from tests.cluster import DURATION_ANNOTATION
 from tests.cluster.autoscaler import Autoscaler
 from tests.cluster.binaries import unavailable_reason
 from tests.cluster.harness import Cluster
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 from tests.support.operator import App
 from tests.support.waiting import wait_until
+from tests.support.webapi import TOKEN, web_app
 
 pytestmark = pytest.mark.e2e
 
@@ -193,6 +199,7 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     names = [app.executions()[0]["metadata"]["name"]]
     wide = cluster.kubectl("get", "jobexecutions", "-n", app.namespace, "-o", "wide").stdout
     assert "Unschedulable" in wide, wide
+    _console_and_web_api_say_why(app, status["message"])
     # The operator runs in this process: its gauge, as /metrics would show it.
     wait_until(
         "the gauge of executions waiting for capacity", lambda: _waiting_for_capacity(app) == 1, 40
@@ -214,6 +221,22 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
         app.wait_phase(name, ("Succeeded",), timeout=90)
     wait_until("the idle nodes to be removed", lambda: scaler.node_names() == [], 90)
     assert _waiting_for_capacity(app) == 0
+
+
+def _console_and_web_api_say_why(app: App, message: str) -> None:
+    """The console's execution list and the Web API's, rendered from the objects the real
+    API server holds, show the reason and the scheduler's message (no SQS or S3 involved)."""
+    cache = Cache()
+    cache.replace("jobexecutions", app.executions())
+    backend = Backend(cache, FakeSqs(), FakeS3(), FakeKube())
+    with TestClient(web_app(backend, public_reads=True, api_tokens=TOKEN)) as client:
+        page = client.get("/job_executions").text
+        listed = client.get(
+            "/v1/job_executions", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()["job_executions"]
+    assert "Unschedulable" in page, page
+    assert message[:40] in html.unescape(page), page
+    assert [(e["reason"], e["message"]) for e in listed] == [("Unschedulable", message)], listed
 
 
 def test_a_definition_that_allows_eviction_loses_its_node_while_it_runs(

@@ -27,17 +27,26 @@ from typing import Any
 import pytest
 import yaml
 
+from barbeque.api import crdgen
+from barbeque.api.models import GROUP
+from barbeque.services.builders import build_execution
+from tests.cluster import chartdocs
 from tests.cluster.harness import Cluster, free_port
 from tests.support.kube import service_account_kubeconfig
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "barbeque"
+# The console's VmRSS once it caches 10,000 executions (docs/performance.md, scenario 5).
+DASHBOARD_MB_AT_10000 = 295
+USER_ROLES = ("view", "edit", "admin", "webapi-reader", "webapi-submitter")
 CRD_NAMES = {
     "jobqueues.barbeque.dev",
     "jobdefinitions.barbeque.dev",
     "jobexecutions.barbeque.dev",
+    "snssubscriptions.barbeque.dev",
 }
 
 
@@ -91,6 +100,20 @@ def test_a_wrong_value_fails_and_the_message_names_the_field(
     assert "schema" in output, output
 
 
+def test_helm_refuses_a_cluster_older_than_kubernetes_1_31(cluster: Cluster) -> None:
+    """The chart's kubeVersion is the operator's floor (CRD selectable fields, on since 1.31)."""
+    refused = cluster.helm("template", str(CHART), "--kube-version", "1.30.9", check=False)
+    assert refused.returncode != 0
+    assert "chart requires kubeVersion: >=1.31.0-0" in refused.stderr, refused.stderr
+    assert "incompatible with Kubernetes v1.30.9" in refused.stderr
+    cluster.helm("template", str(CHART), "--kube-version", "1.31.0")
+
+
+def test_the_chart_readme_is_what_helm_docs_makes_of_values_yaml(cluster: Cluster) -> None:
+    """scripts/test runs the same check; `python -m tests.cluster chart-readme --write` fixes it."""
+    assert chartdocs.drift() == []
+
+
 def test_the_default_render_has_both_deployments_their_identities_and_the_services(
     cluster: Cluster,
 ) -> None:
@@ -112,6 +135,7 @@ def test_the_default_render_has_both_deployments_their_identities_and_the_servic
         ("Deployment", "bbq-barbeque-dashboard"),
         ("Service", "bbq-barbeque-metrics"),
         ("Service", "bbq-barbeque-dashboard"),
+        *(("ClusterRole", f"bbq-barbeque-{role}") for role in USER_ROLES),
     }, "no ServiceMonitor, Ingress or Slack Secret unless asked for"
 
 
@@ -272,6 +296,20 @@ def test_a_slack_token_value_becomes_a_secret_the_operator_reads_as_environment(
     assert "checksum/slack-secret" in operator["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_a_slack_webhook_secret_reaches_the_operator_as_barbeques_webhook_url(
+    cluster: Cluster,
+) -> None:
+    docs = render(cluster, "--set", "slack.webhook.existingSecret=slack-hook")
+    env = env_of(only(docs, "Deployment", "bbq-barbeque-operator"))
+    assert env["BARBEQUE_SLACK_WEBHOOK_URL"] == {
+        "secretKeyRef": {"name": "slack-hook", "key": "url"}
+    }
+    assert "BARBEQUE_SLACK_TOKEN" not in env
+    assert "BARBEQUE_SLACK_WEBHOOK_URL" not in env_of(
+        only(render(cluster), "Deployment", "bbq-barbeque-operator")
+    )
+
+
 def test_service_monitor_and_ingress_render_only_when_enabled(cluster: Cluster) -> None:
     docs = render(
         cluster,
@@ -313,6 +351,20 @@ def test_a_service_monitor_without_the_metrics_service_is_refused(cluster: Clust
     )  # fmt: skip
     assert result.returncode != 0
     assert "metrics.service.enabled" in result.stderr
+
+
+def test_crds_install_renders_the_generated_crds_with_the_keep_policy(cluster: Cluster) -> None:
+    """The templated CRDs are crdgen's, field for field, plus only the keep annotation;
+    without crds.install there are none (helm installs crds/ alone)."""
+    assert not [d for d in render(cluster) if d["kind"] == "CustomResourceDefinition"]
+    docs = render(cluster, "--set", "crds.install=true")
+    rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    expected = {f"{model.plural}.{GROUP}": crdgen.build_crd(model) for model in crdgen.RESOURCES}
+    assert rendered.keys() == expected.keys()
+    for name, crd in rendered.items():
+        annotations = crd["metadata"].pop("annotations")
+        assert annotations == {"helm.sh/resource-policy": "keep"}, name
+        assert crd == expected[name], f"{name} differs from what crdgen generates"
 
 
 # -- against the apiserver ----------------------------------------------------------------
@@ -382,7 +434,7 @@ def test_the_crds_are_present_and_established_after_install(
         }
         assert conditions["Established"] == "True", crd
     # The short names the install notes use resolve.
-    for short in ("executions", "definitions", "queues"):
+    for short in ("executions", "definitions", "jobq"):
         cluster.kubectl("get", short, "--all-namespaces")
 
 
@@ -428,23 +480,37 @@ OPERATOR_MAY = [
     ("delete", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("patch", "jobexecutions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("patch", "jobqueues.barbeque.dev", "--subresource=status"),
+    ("patch", "jobdefinitions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("update", "jobexecutions.barbeque.dev", "--subresource=finalizers", "-n", "app-a"),
     ("watch", "jobdefinitions.barbeque.dev", "--all-namespaces"),
     ("list", "jobqueues.barbeque.dev"),
+    ("watch", "snssubscriptions.barbeque.dev", "--all-namespaces"),
+    ("watch", "namespaces"),
+    ("patch", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("patch", "snssubscriptions.barbeque.dev", "--subresource=status", "-n", "app-a"),
     ("create", "events", "-n", "app-a"),
+    ("create", "events.events.k8s.io", "-n", "app-a"),
+    ("create", "events.events.k8s.io", "-n", "default"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("update", "leases.coordination.k8s.io", "-n", "{release_namespace}"),
+    ("get", "configmaps", "-n", "app-a"),
+    ("create", "configmaps", "-n", "app-a"),
+    ("update", "configmaps", "-n", "app-a"),
 ]
 OPERATOR_MAY_NOT = [
+    ("delete", "configmaps", "-n", "app-a"),
     ("get", "secrets", "-n", "{release_namespace}"),
     ("list", "secrets", "--all-namespaces"),
     ("get", "secrets", "-n", "app-a"),
     ("patch", "jobexecutions.barbeque.dev", "-n", "app-a"),
     ("update", "jobdefinitions.barbeque.dev", "-n", "app-a"),
+    ("patch", "jobdefinitions.barbeque.dev", "-n", "app-a"),
     ("delete", "jobqueues.barbeque.dev"),
+    ("create", "snssubscriptions.barbeque.dev", "-n", "app-a"),
+    ("delete", "snssubscriptions.barbeque.dev", "-n", "app-a"),
     ("create", "pods", "-n", "app-a"),
     ("patch", "jobs.batch", "-n", "app-a"),
-    ("list", "namespaces"),
+    ("patch", "namespaces/app-a"),
     ("update", "leases.coordination.k8s.io", "-n", "kube-system"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
@@ -479,10 +545,176 @@ def test_the_dashboard_service_account_reads_only_its_own_token_secret(
     assert can_i(cluster, account, namespace, "watch", "jobexecutions.barbeque.dev", "-A")
     assert can_i(cluster, account, namespace, "patch", "jobexecutions.barbeque.dev", "-n", "a")
     assert not can_i(cluster, account, namespace, "create", "jobs.batch", "-n", "a")
+    # The console's forms (after the user's own SubjectAccessReview) and statistics page.
+    assert can_i(cluster, account, namespace, "create", "jobdefinitions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "patch", "jobdefinitions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "delete", "jobqueues.barbeque.dev")
+    assert can_i(cluster, account, namespace, "create", "snssubscriptions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "delete", "snssubscriptions.barbeque.dev", "-n", "a")
+    assert can_i(cluster, account, namespace, "create", "namespaces")
+    assert can_i(cluster, account, namespace, "get", "configmaps", "-n", "a")
+    assert not can_i(cluster, account, namespace, "update", "configmaps", "-n", "a")
+    assert not can_i(cluster, account, namespace, "update", "namespaces")
     assert not can_i(
         cluster, account, namespace, "patch", "jobexecutions.barbeque.dev",
         "--subresource=status", "-n", "a",
     )  # fmt: skip
+
+
+# -- roles for users --------------------------------------------------------------------
+
+
+def aggregated(cluster: Cluster, role: str, resource: str, verb: str) -> bool:
+    """Whether Kubernetes' own ClusterRole ``role`` has taken in a rule of ours."""
+    rules = get(cluster, "clusterrole", role).get("rules") or []
+    return any(
+        GROUP in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        for rule in rules
+    )
+
+
+def as_user(cluster: Cluster, user: str, *args: str, body: str | None = None) -> tuple[bool, str]:
+    """``kubectl --as user ...``: (succeeded, output)."""
+    result = cluster.kubectl(*args, f"--as={user}", input=body, check=False)
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def application_namespace(cluster: Cluster, release: tuple[str, str, str]) -> Iterator[str]:
+    """A namespace with alice bound to Kubernetes' view, bob to edit, and one execution."""
+    wait_until(
+        "view, edit and admin to aggregate the chart's roles",
+        lambda: (
+            aggregated(cluster, "view", "jobexecutions", "get")
+            and aggregated(cluster, "edit", "jobdefinitions", "create")
+            and aggregated(cluster, "admin", "jobqueues", "create")
+        ),
+        30,
+    )
+    with cluster.temporary_namespace("roles") as namespace:
+        cluster.kubectl("create", "rolebinding", "alice-view", "--clusterrole=view",
+                        "--user=alice", "-n", namespace)  # fmt: skip
+        cluster.kubectl("create", "rolebinding", "bob-edit", "--clusterrole=edit",
+                        "--user=bob", "-n", namespace)  # fmt: skip
+        execution = build_execution(
+            name="m-1", namespace=namespace, application=namespace, job="hello",
+            queue="default", message_id="m-1", message={"n": 1},
+        )  # fmt: skip
+        cluster.kubectl("create", "-f", "-", input=json.dumps(execution))
+        yield namespace
+
+
+def definition_manifest(namespace: str, name: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "JobDefinition",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"image": "busybox:1.36", "command": ["true"], "queue": "default"},
+        }
+    )
+
+
+def test_a_user_with_view_reads_executions_and_may_not_create_definitions(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    namespace = application_namespace
+    read, output = as_user(cluster, "alice", "get", "jobexecutions", "m-1", "-n", namespace)
+    assert read, output
+    listed, output = as_user(
+        cluster, "alice", "get", "jobexecutions,jobdefinitions", "-n", namespace
+    )
+    assert listed, output
+    created, output = as_user(
+        cluster, "alice", "create", "-f", "-", body=definition_manifest(namespace, "by-alice")
+    )
+    assert not created
+    assert "forbidden" in output, output
+    cancelled, output = as_user(
+        cluster, "alice", "patch", "jobexecutions", "m-1", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"cancel":true}}',
+    )  # fmt: skip
+    assert not cancelled
+    assert "forbidden" in output, output
+
+
+def test_a_user_with_edit_creates_definitions_and_cancels_executions_but_not_queues(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    namespace = application_namespace
+    created, output = as_user(
+        cluster, "bob", "create", "-f", "-", body=definition_manifest(namespace, "by-bob")
+    )
+    assert created, output
+    read, output = as_user(cluster, "bob", "get", "jobexecutions", "m-1", "-n", namespace)
+    assert read, output
+    cancelled, output = as_user(
+        cluster, "bob", "patch", "jobexecutions", "m-1", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"cancel":true}}',
+    )  # fmt: skip
+    assert cancelled, output
+    status, output = as_user(
+        cluster, "bob", "patch", "jobexecutions", "m-1", "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", '{"status":{"phase":"Succeeded"}}',
+    )  # fmt: skip
+    assert not status, "the status is the operator's"
+    queue, output = as_user(
+        cluster, "bob", "create", "-f", "-",
+        body=json.dumps({"apiVersion": f"{GROUP}/v1alpha1", "kind": "JobQueue",
+                         "metadata": {"name": f"by-bob-{namespace}"}, "spec": {}}),
+    )  # fmt: skip
+    assert not queue, "JobQueues are cluster-scoped: admin bound cluster-wide, not edit"
+    assert not can_i_user(cluster, "bob", "get", "jobexecutions.barbeque.dev", "-n", "default")
+
+
+def test_admin_bound_cluster_wide_manages_job_queues(
+    cluster: Cluster, application_namespace: str
+) -> None:
+    binding = f"carol-admin-{application_namespace}"
+    question = ("create", "jobqueues.barbeque.dev")
+    assert not can_i_user(cluster, "carol", *question)
+    cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=admin", "--user=carol")
+    try:
+        assert can_i_user(cluster, "carol", *question)
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding)
+
+
+def can_i_user(cluster: Cluster, user: str, *question: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", *question, f"--as={user}", check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def test_the_web_api_roles_grant_what_its_subject_access_review_asks(
+    cluster: Cluster, release: tuple[str, str, str], dashboard: Dashboard
+) -> None:
+    """A reader (ClusterRoleBinding) reads through the Web API; a submitter (RoleBinding)
+    may create and patch executions in its application's namespace only."""
+    prefix = f"{release[0]}-barbeque"
+    with cluster.temporary_namespace("ci") as ci:
+        cluster.kubectl("create", "serviceaccount", "reader", "-n", ci)
+        cluster.kubectl("create", "clusterrolebinding", f"{ci}-reader",
+                        f"--clusterrole={prefix}-webapi-reader",
+                        f"--serviceaccount={ci}:reader")  # fmt: skip
+        try:
+            token = service_account_token(cluster, "reader", ci)
+            status, body = http_get(dashboard.url + "/v1/job_executions", token)
+            assert status == 200, body
+        finally:
+            cluster.kubectl("delete", "clusterrolebinding", f"{ci}-reader", check=False)
+        cluster.kubectl("create", "rolebinding", "submitter",
+                        f"--clusterrole={prefix}-webapi-submitter",
+                        "--user=ci-bot", "-n", ci)  # fmt: skip
+        for verb in ("create", "patch"):
+            assert can_i_user(cluster, "ci-bot", verb, "jobexecutions.barbeque.dev", "-n", ci)
+            assert not can_i_user(
+                cluster, "ci-bot", verb, "jobexecutions.barbeque.dev", "-n", "default"
+            )
+        assert not can_i_user(cluster, "ci-bot", "list", "jobexecutions.barbeque.dev", "-A")
 
 
 def test_every_optional_object_is_accepted_by_the_apiserver(
@@ -500,6 +732,7 @@ def test_every_optional_object_is_accepted_by_the_apiserver(
         "--set", "fullnameOverride=dry-run",
         "--set-json", 'operator.tolerations=[{"key":"batch","operator":"Exists"}]',
         "--set-json", 'operator.nodeSelector={"kubernetes.io/os":"linux"}',
+        *SWITCHES,
         namespace=namespace,
     )  # fmt: skip
     manifest = "\n---\n".join(json.dumps(d) for d in docs)
@@ -632,3 +865,123 @@ def test_the_operator_gets_a_disruption_budget_when_asked_for_beside_an_autoscal
     deployment = only(docs, "Deployment", "bbq-barbeque-operator")
     assert budget["spec"]["maxUnavailable"] == 1
     assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+# -- production switches -------------------------------------------------------------------
+
+SWITCHES = (
+    "--set", "operator.podDisruptionBudget.enabled=true",
+    "--set", "dashboard.podDisruptionBudget.enabled=true",
+    "--set", "dashboard.replicas=2",
+    "--set", "networkPolicy.enabled=true",
+    "--set-json",
+    'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"team":"obs"}}}]',
+    "--set", "operator.priorityClassName=barbeque-critical",
+    "--set", "dashboard.priorityClassName=barbeque-console",
+    "--set-json", 'operator.extraEnv=[{"name":"BARBEQUE_RESYNC_SECONDS","value":"120"}]',
+    "--set-json", 'dashboard.extraEnv=[{"name":"BARBEQUE_PUBLIC_READS","value":"true"}]',
+    "--set-json", 'operator.extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]',
+    "--set-json",
+    'operator.extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp","readOnly":true}]',
+    "--set-json", 'dashboard.extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]',
+    "--set-json", 'dashboard.extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp"}]',
+    "--set-json",
+    'operator.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",'
+    '"whenUnsatisfiable":"ScheduleAnyway"}]',
+    "--set-json",
+    'dashboard.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"kubernetes.io/hostname",'
+    '"whenUnsatisfiable":"DoNotSchedule"}]',
+)  # fmt: skip
+
+
+def test_no_production_switch_is_on_by_default(cluster: Cluster) -> None:
+    docs = render(cluster)
+    assert not [d for d in docs if d["kind"] in ("PodDisruptionBudget", "NetworkPolicy")]
+    for component in ("operator", "dashboard"):
+        pod = only(docs, "Deployment", f"bbq-barbeque-{component}")["spec"]["template"]["spec"]
+        assert "topologySpreadConstraints" not in pod
+        assert "priorityClassName" not in pod
+        assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("component", ["operator", "dashboard"])
+def test_each_production_switch_renders_on_both_deployments(
+    cluster: Cluster, component: str
+) -> None:
+    docs = render(cluster, *SWITCHES)
+    name = f"bbq-barbeque-{component}"
+    deployment = only(docs, "Deployment", name)
+    pods = deployment["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+
+    budget = only(docs, "PodDisruptionBudget", name)
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pods}}
+
+    policy = only(docs, "NetworkPolicy", name)
+    assert policy["spec"]["podSelector"] == {"matchLabels": pods}
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress stays open"
+    ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    named = {p["name"] for p in container(deployment)["ports"]}
+    assert ports == named, "exactly the container's own ports"
+
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": pods}, "its own pods, filled in"
+    assert (
+        pod["priorityClassName"]
+        == {
+            "operator": "barbeque-critical",
+            "dashboard": "barbeque-console",
+        }[component]
+    )
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "ca": "/etc/ssl/corp"}
+    extra = {"operator": "BARBEQUE_RESYNC_SECONDS", "dashboard": "BARBEQUE_PUBLIC_READS"}
+    assert extra[component] in env_of(deployment)
+
+
+def test_the_network_policies_admit_metrics_only_from_the_given_peers(cluster: Cluster) -> None:
+    docs = render(cluster, *SWITCHES)
+    operator = only(docs, "NetworkPolicy", "bbq-barbeque-operator")["spec"]["ingress"]
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in operator}
+    assert by_port == {
+        "http-metrics": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+        "http-health": None,  # the kubelet's probes
+    }
+    [dashboard] = only(docs, "NetworkPolicy", "bbq-barbeque-dashboard")["spec"]["ingress"]
+    assert "from" not in dashboard, "dashboardFrom empty: anyone may reach the console"
+
+
+def test_a_topology_spread_constraint_keeps_its_own_label_selector(cluster: Cluster) -> None:
+    own = {"matchLabels": {"tier": "control"}}
+    constraint = {
+        "maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": own,
+    }  # fmt: skip
+    docs = render(
+        cluster, "--set-json", f"operator.topologySpreadConstraints={json.dumps([constraint])}"
+    )
+    pod = only(docs, "Deployment", "bbq-barbeque-operator")["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == [constraint]
+
+
+def test_the_dashboard_memory_limit_fits_its_measured_use_at_10000_executions(
+    cluster: Cluster,
+) -> None:
+    """docs/performance.md: the console holding 10,000 executions, DASHBOARD_MB_AT_10000."""
+    resources = container(only(render(cluster), "Deployment", "bbq-barbeque-dashboard"))[
+        "resources"
+    ]
+    limit = mebibytes(resources["limits"]["memory"])
+    request = mebibytes(resources["requests"]["memory"])
+    measured = DASHBOARD_MB_AT_10000 * 1e6 / 2**20
+    assert request >= measured, "scheduled where its steady use fits"
+    assert limit >= 1.5 * measured, "headroom for the start-up LIST and a burst of pages"
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return float(quantity[: -len(unit)]) * factor
+    raise AssertionError(f"unexpected memory quantity {quantity!r}")

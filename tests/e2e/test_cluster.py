@@ -63,6 +63,15 @@ def job_pods(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:  # n
     return list(pods["items"])
 
 
+def gone(cluster: Cluster, path: str) -> bool:  # noqa: F811
+    """Whether the API server answers 404 for ``path``."""
+    try:
+        cluster.api("GET", path)
+    except ApiError as err:
+        return err.status == 404
+    return False
+
+
 def test_apiserver_reports_the_pinned_kubernetes_version(cluster: Cluster) -> None:  # noqa: F811
     assert cluster.api("GET", "/version")["gitVersion"] == "v1.34.4"
     out = cluster.kubectl("version", "-o", "json").stdout
@@ -75,26 +84,36 @@ def test_fake_node_is_ready_through_kubectl(cluster: Cluster) -> None:  # noqa: 
     assert " Ready " in out
 
 
+def run_job(
+    cluster: Cluster,  # noqa: F811
+    ns: str,
+    name: str,
+    annotations: dict[str, str] | None = None,
+    until: str = "Complete",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create a Job and wait for its condition ``until``: that condition and its one pod."""
+    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job_manifest(name, annotations))
+    condition = wait_until(f"Job {until}", lambda: job_condition(cluster, ns, name, until))
+    (pod,) = job_pods(cluster, ns, name)
+    return condition, pod
+
+
+def terminated(pod: dict[str, Any]) -> tuple[str, int, str]:
+    """The pod's phase, and the exit code and reason of its one container."""
+    state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    return pod["status"]["phase"], state["exitCode"], state["reason"]
+
+
 def test_plain_job_completes_with_exit_code_zero(cluster: Cluster, ns: str) -> None:  # noqa: F811
-    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job_manifest("ok"))
-    wait_until("Job Complete", lambda: job_condition(cluster, ns, "ok", "Complete"))
-    (pod,) = job_pods(cluster, ns, "ok")
-    assert pod["status"]["phase"] == "Succeeded"
-    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert terminated["exitCode"] == 0
-    assert terminated["reason"] == "Completed"
+    _, pod = run_job(cluster, ns, "ok")
+    assert terminated(pod) == ("Succeeded", 0, "Completed")
 
 
 def test_annotated_pod_fails_with_the_chosen_exit_code(cluster: Cluster, ns: str) -> None:  # noqa: F811
-    manifest = job_manifest("boom", {EXIT_CODE_ANNOTATION: "3", DURATION_ANNOTATION: "200"})
-    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", manifest)
-    failed = wait_until("Job Failed", lambda: job_condition(cluster, ns, "boom", "Failed"))
+    annotations = {EXIT_CODE_ANNOTATION: "3", DURATION_ANNOTATION: "200"}
+    failed, pod = run_job(cluster, ns, "boom", annotations, until="Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
-    (pod,) = job_pods(cluster, ns, "boom")
-    assert pod["status"]["phase"] == "Failed"
-    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert terminated["exitCode"] == 3
-    assert terminated["reason"] == "Error"
+    assert terminated(pod) == ("Failed", 3, "Error")
 
 
 def test_duration_annotation_delays_completion(cluster: Cluster, ns: str) -> None:  # noqa: F811
@@ -118,9 +137,7 @@ def test_duration_annotation_delays_completion(cluster: Cluster, ns: str) -> Non
 
 
 def test_pod_log_returns_the_kwok_log_text(cluster: Cluster, ns: str) -> None:  # noqa: F811
-    cluster.api("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job_manifest("talk"))
-    wait_until("Job Complete", lambda: job_condition(cluster, ns, "talk", "Complete"))
-    (pod,) = job_pods(cluster, ns, "talk")
+    _, pod = run_job(cluster, ns, "talk")
     name = pod["metadata"]["name"]
     assert (
         cluster.api("GET", f"/api/v1/namespaces/{ns}/pods/{name}/log", raw=True)
@@ -190,15 +207,7 @@ def test_deleting_the_owner_garbage_collects_the_child(cluster: Cluster, ns: str
     }
     cluster.api("POST", base, {"metadata": {"name": "child", "ownerReferences": [owner]}})
     cluster.api("DELETE", f"{base}/parent")
-
-    def child_gone() -> bool:
-        try:
-            cluster.api("GET", f"{base}/child")
-        except ApiError as err:
-            return err.status == 404
-        return False
-
-    wait_until("child ConfigMap garbage-collected", child_gone)
+    wait_until("child ConfigMap garbage-collected", lambda: gone(cluster, f"{base}/child"))
 
 
 def test_finished_job_with_ttl_is_deleted_with_its_pods(cluster: Cluster, ns: str) -> None:  # noqa: F811
@@ -207,13 +216,6 @@ def test_finished_job_with_ttl_is_deleted_with_its_pods(cluster: Cluster, ns: st
         f"/apis/batch/v1/namespaces/{ns}/jobs",
         job_manifest("brief", ttlSecondsAfterFinished=0),
     )
-
-    def job_gone() -> bool:
-        try:
-            cluster.api("GET", f"/apis/batch/v1/namespaces/{ns}/jobs/brief")
-        except ApiError as err:
-            return err.status == 404
-        return False
-
-    wait_until("Job deleted by the TTL controller", job_gone)
+    job = f"/apis/batch/v1/namespaces/{ns}/jobs/brief"
+    wait_until("Job deleted by the TTL controller", lambda: gone(cluster, job))
     wait_until("pods deleted", lambda: not job_pods(cluster, ns, "brief"))

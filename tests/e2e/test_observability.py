@@ -80,9 +80,8 @@ def stack(
     aws: Aws,
     slack: SlackRecorder,
     service: webapi_servers.Service,
-    tmp_path_factory: pytest.TempPathFactory,
+    workdir: Path,
 ) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("observability")
     moto_port = urllib.parse.urlparse(aws.endpoint_url).port
     assert moto_port is not None
     rule = rendered(cluster, "PrometheusRule")

@@ -287,12 +287,9 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(
-    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Pipeline]:
+def pipeline(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Pipeline]:
     """One operator process, application A (job "hello") with a queue without and one with
     a dead-letter queue, and application B (job "only-in-b")."""
-    workdir = tmp_path_factory.mktemp("fuzz")
     with MotoProcess(workdir / "moto.log") as moto:
         app_a = make_app(cluster, moto.aws)
         app_b = make_app(cluster, moto.aws)

@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,10 +66,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("outages")
+def stack(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Stack]:
     api_port = urllib.parse.urlparse(cluster.server).port
     assert api_port is not None
     with contextlib.ExitStack() as stack:

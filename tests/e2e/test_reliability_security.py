@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -57,10 +58,7 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def deployed(
-    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployed]:
-    workdir = tmp_path_factory.mktemp("security")
+def deployed(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Deployed]:
     _, kubeconfig = install_chart(cluster, RELEASE, NAMESPACE, workdir / "kubeconfig")
     try:
         with MotoProcess(workdir / "moto.log") as moto, slack_recorder() as slack:

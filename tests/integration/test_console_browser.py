@@ -7,66 +7,21 @@ Screenshots land in artifacts/screenshots/ as test artefacts.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support import webapi_servers
+from tests.support.browser import page, shot
 from tests.support.waiting import wait_until
 from tests.support.webapi import TOKEN, ago, execution_body
-from tests.support.webapi_servers import BUCKET, ROOT, App, Service
+from tests.support.webapi_servers import BUCKET, App, Service
 
 pytestmark = pytest.mark.integration
 
 service = webapi_servers.service
 webapp = webapi_servers.webapp
-
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def page(service: Service) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    foreign: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        own = urlsplit(service.url).netloc
-
-        def watch(request: Any) -> None:
-            if urlsplit(request.url).netloc != own:
-                foreign.append(request.url)
-
-        context.on("request", watch)
-        tab = context.new_page()
-        tab.set_default_timeout(15_000)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
-    assert foreign == [], f"the console fetched from elsewhere: {foreign}"
-
-
-def shot(page: Any, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+__all__ = ["page"]
 
 
 def test_list_detail_logs_retry_in_chromium(service: Service, webapp: App, page: Any) -> None:
@@ -180,6 +135,23 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
             finished=ago(minutes=4),
         )
     )
+    topic = "arn:aws:sns:us-east-1:123456789012:orders"
+    service.apply(
+        {
+            "apiVersion": "barbeque.dev/v1alpha1",
+            "kind": "SNSSubscription",
+            "metadata": {"name": "orders", "namespace": webapp.name},
+            "spec": {"topicArn": topic, "queue": webapp.queue, "job": webapp.job},
+        }
+    )
+    wait_until(
+        "the subscription in the service's cache",
+        lambda: (
+            service.client()
+            .get("/v1/sns_subscriptions", params={"application": webapp.name})
+            .json()
+        ),
+    )
     service.sqs().send_message(QueueUrl=webapp.queue_url, MessageBody="{}")
     wait_until(
         "two SQS samples of the queue",
@@ -198,6 +170,7 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
         ("15-queue", f"/job_queues/{webapp.queue}"),
         ("16-monitor", "/monitors"),
         ("17-failures", "/failures"),
+        ("18-sns-subscriptions", "/sns_subscriptions"),
     ]:
         response = page.goto(service.url + path)
         assert response is not None
@@ -209,3 +182,7 @@ def test_every_console_page_renders_without_a_cdn(service: Service, webapp: App,
     assert page.locator("svg.chart rect.bar").count() > 0
     page.goto(f"{service.url}/job_queues/{webapp.queue}")
     assert page.locator("svg.chart polyline").count() == 4
+    page.goto(f"{service.url}/sns_subscriptions")
+    row = page.locator("tr.subscription", has_text=topic)
+    assert row.count() == 1
+    assert webapp.job in row.inner_text()

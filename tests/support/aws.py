@@ -49,6 +49,9 @@ class Aws:
     def s3(self):  # type: ignore[no-untyped-def]
         return boto3.client("s3", region_name=REGION, endpoint_url=self.endpoint_url)
 
+    def sns(self):  # type: ignore[no-untyped-def]
+        return boto3.client("sns", region_name=REGION, endpoint_url=self.endpoint_url)
+
 
 @pytest.fixture(scope="session")
 def aws() -> Iterator[Aws]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from barbeque.adapters.kube import AlreadyExists, Invalid, KubeError, NotFound, TransientError
-from barbeque.adapters.sqs import Message, QueueMissing, QueueStats
+from barbeque.adapters.sqs import Message, QueueMissing, QueueStats, SqsError
 from barbeque.services.store import Store
 from barbeque_dashboard.adapters import Review
 
@@ -46,7 +46,13 @@ class FakeKube:
         self.attempts: list[tuple[str, str]] = []
         self.cancelled: list[tuple[str, str]] = []
         self.reviews: dict[str, Review] = {}
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.review_calls = 0
+        # Status patches of queues and definitions, and Events created, in order.
+        self.queue_statuses: list[dict[str, Any]] = []
+        self.definition_statuses: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[dict[str, Any]] = []
+        self.dry_runs: list[dict[str, Any]] = []
         # Failures to answer: the next ``fail_next`` creates raise ``failure``; bodies
         # ``refuses`` accepts are refused (400/422): like the real API server, it decodes
         # and validates a body before it looks for the namespace; Jobs are refused while
@@ -99,9 +105,22 @@ class FakeKube:
         return current
 
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
-        pass
+        self.queue_statuses.append(status)
 
-    async def create_job(self, body: dict[str, Any]) -> None:
+    async def patch_definition_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        self.definition_statuses.append((namespace, name, status))
+
+    async def create_event(self, body: dict[str, Any]) -> None:
+        self.events.append(body)
+
+    async def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> None:
+        if dry_run:
+            self.dry_runs.append(body)
+            if self.reject_jobs:
+                raise Invalid("422 Invalid: spec.template.spec.containers[1].image: Required", 422)
+            return
         if self.reject_jobs:
             raise Invalid("422 Invalid: spec.template.spec.containers[0].image: Required", 422)
         name = body["metadata"]["name"]
@@ -114,12 +133,24 @@ class FakeKube:
         self.writes.append(f"delete job {name}")
         self.jobs.pop(name, None)
 
+    async def delete_execution(self, namespace: str, name: str) -> None:
+        self.writes.append(f"delete execution {name}")
+        self.created.pop((namespace, name), None)
+
     async def read_pod_log(self, namespace: str, pod: str, limit_bytes: int) -> str:
         return f"log of {pod}\n"
 
     async def cancel_execution(self, namespace: str, name: str) -> dict[str, Any]:
         self.cancelled.append((namespace, name))
         return {}
+
+    async def annotate_definition(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> dict[str, Any]:
+        raise AssertionError("definitions are annotated against the real API server only")
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.configmaps.get((namespace, name))
 
     async def review(
         self, token: str, *, verb: str, resource: str, namespace: str | None, group: str = ""
@@ -150,10 +181,14 @@ class FakeSqs:
         self.most_deleting = 0
         self.sent: list[dict[str, Any]] = []
         self.missing = missing or set()
+        self.failing_receives = 0  # the next ones raise SqsError
 
     async def receive(
         self, url: str, max_messages: int, wait_seconds: int, visibility_timeout: int
     ) -> list[Message]:
+        if self.failing_receives:
+            self.failing_receives -= 1
+            raise SqsError("AccessDenied: the queue's policy changed")
         if not self.queued:
             await asyncio.sleep(0.01)  # a (short) long poll that finds nothing
             return []

@@ -49,15 +49,7 @@ NO_HISTORY_GC = {"BARBEQUE_HISTORY_TTL_SECONDS": "604800", "BARBEQUE_HISTORY_KEE
 
 @pytest.fixture(scope="session")
 def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "-l",
-        "app.kubernetes.io/part-of=barbeque",
-    )
+    cluster.apply_crds()
     cluster.create_namespace(OPERATOR_NAMESPACE)
 
 
@@ -68,6 +60,7 @@ def in_process_env(
         "KUBECONFIG": str(cluster.kubeconfig),
         "BARBEQUE_NAMESPACE": OPERATOR_NAMESPACE,
         "BARBEQUE_SQS_ENDPOINT_URL": aws.endpoint_url,
+        "BARBEQUE_SNS_ENDPOINT_URL": aws.endpoint_url,
         "BARBEQUE_S3_ENDPOINT_URL": aws.endpoint_url,
         "BARBEQUE_S3_BUCKET": BUCKET,
         "BARBEQUE_S3_CREATE_BUCKET": "true",
@@ -81,6 +74,29 @@ def in_process_env(
     }
 
 
+@contextlib.contextmanager
+def in_process_operator(cluster: Cluster, aws: Aws, slack: SlackRecorder) -> Iterator[KopfRunner]:
+    """The operator in this process, configured as it ships: by its environment.
+
+    kopf's runner offers no other way in, so the variables are set for the block only and
+    the cached settings dropped on both sides: nothing that runs later (another module's
+    operator, a service started from ``os.environ``) sees this one's BARBEQUE_* values.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in in_process_env(cluster, aws, slack).items():
+            patch.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            runner = KopfRunner(
+                ["run", "--all-namespaces", "--standalone", "-m", "barbeque.handlers"], timeout=60
+            )
+            with runner:
+                yield runner
+        finally:
+            get_settings.cache_clear()
+    assert runner.exception is None, runner.exception
+
+
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, aws: Aws, slack: SlackRecorder, crds: None) -> Iterator[KopfRunner]:
     """The operator, in this process, for one test module (tests isolate by namespace).
@@ -88,14 +104,8 @@ def operator(cluster: Cluster, aws: Aws, slack: SlackRecorder, crds: None) -> It
     Module scope, so that it is gone before another module runs an operator of its own:
     two operators would both drain every queue.
     """
-    os.environ.update(in_process_env(cluster, aws, slack))
-    get_settings.cache_clear()
-    runner = KopfRunner(
-        ["run", "--all-namespaces", "--standalone", "-m", "barbeque.handlers"], timeout=60
-    )
-    with runner:
+    with in_process_operator(cluster, aws, slack) as runner:
         yield runner
-    assert runner.exception is None, runner.exception
 
 
 @dataclass
@@ -251,6 +261,7 @@ def operator_env(
         "BARBEQUE_NAMESPACE": namespace,
         "BARBEQUE_AWS_REGION": REGION,
         "BARBEQUE_SQS_ENDPOINT_URL": sqs_url,
+        "BARBEQUE_SNS_ENDPOINT_URL": sqs_url,
         "BARBEQUE_S3_ENDPOINT_URL": s3_url,
         "BARBEQUE_S3_BUCKET": BUCKET,
         "BARBEQUE_S3_CREATE_BUCKET": "true",

@@ -9,7 +9,6 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -67,12 +66,7 @@ class Prometheus:
             time.sleep(0.2)
         raise AssertionError(f"Prometheus did not get ready: {self.log.read_text()[-3000:]}")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,14 @@ from barbeque.api.models import API_VERSION, LABEL_MESSAGE_ID
 from barbeque.services import naming
 from barbeque_dashboard.app import create_app
 from barbeque_dashboard.auth import Authenticator
+from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
 from barbeque_dashboard.settings import DashboardSettings
 from tests.support import samples
+from tests.support.fakes import FakeKube, FakeS3, FakeSqs
 
 TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
 _rv = itertools.count(1)
 
 
@@ -105,6 +109,23 @@ def execution_body(
     return body
 
 
+def finished_history(count: int, failed_every: int, prefix: str) -> list[dict[str, Any]]:
+    """``count`` finished executions of shop/SendMail a minute apart, oldest first, named
+    ``<prefix>00``, ``<prefix>01``…; every ``failed_every``-th from the first failed."""
+    return [
+        execution_body(
+            "shop",
+            "SendMail",
+            f"{prefix}{i:02d}",
+            phase="Failed" if i % failed_every == 0 else "Succeeded",
+            created=ago(minutes=count - i),
+            started=ago(minutes=count - i),
+            finished=ago(minutes=count - i - 1),
+        )
+        for i in range(count)
+    ]
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -122,3 +143,41 @@ def web_app(backend: Backend, *, reviewer: Any = None, **settings: Any) -> FastA
         authenticator=Authenticator(config.static_tokens(), reviewer=reviewer),
         settings=config,
     )
+
+
+class WebWorld:
+    """The Web API and console over an in-memory cache and fake SQS, S3 and Kubernetes.
+
+    The cache holds queue ``default`` and definition ``shop/SendMail`` unless given others;
+    ``api_tokens`` (``TOKEN``) and ``reviewer``'s are the accepted tokens; reads need one
+    unless ``public_reads``.
+    """
+
+    def __init__(
+        self,
+        *,
+        public_reads: bool = True,
+        api_tokens: str = TOKEN,
+        reviewer: Any = None,
+        kube: FakeKube | None = None,
+        queues: Iterable[dict[str, Any]] = (),
+        definitions: Iterable[dict[str, Any]] = (),
+        executions: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        self.cache = Cache()
+        self.sqs = FakeSqs()
+        self.s3 = FakeS3()
+        self.kube = kube or FakeKube()
+        self.cache.replace("jobqueues", list(queues) or [queue_body("default")])
+        self.cache.replace(
+            "jobdefinitions", list(definitions) or [definition_body("shop", "SendMail")]
+        )
+        self.cache.replace("jobexecutions", list(executions))
+        backend = Backend(self.cache, self.sqs, self.s3, self.kube)
+        self.app = web_app(
+            backend, reviewer=reviewer, public_reads=public_reads, api_tokens=api_tokens
+        )
+
+    def add(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.cache.apply("jobexecutions", "ADDED", body)
+        return body

@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cluster.fixture import Shared
 from tests.cluster.harness import ApiError, Cluster, free_port
+from tests.cluster.processes import terminate
 from tests.support.aws import CREDENTIALS, REGION, Aws
 from tests.support.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
 from tests.support.waiting import wait_until
@@ -69,12 +71,7 @@ class Service:
             client.close()
         for boto_client in self.boto.values():
             boto_client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
     # -- Kubernetes objects -------------------------------------------------------------------
 
@@ -144,19 +141,18 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-class _Shared:
-    service: Service | None = None
-    users = 0
+_shared_service: Shared[Service] = Shared()
 
 
-def _start(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+def start_service(cluster: Cluster, aws: Aws, workdir: Path) -> Service:
+    """A dashboard process of its own (the session's is the ``service`` fixture)."""
     s3 = aws.s3()
     s3.create_bucket(Bucket=BUCKET)
     s3.close()
     port = free_port()
-    # Settings only from here: the in-process operator fixture leaves its BARBEQUE_*
-    # (a console URL among them) in os.environ, and this session-wide service may start
-    # after it.
+    # Settings only from here: while a module's in-process operator runs, its BARBEQUE_*
+    # (a console URL among them) are in os.environ, and this session-wide service may
+    # start then.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("BARBEQUE_")}
     env = {
         **inherited,
@@ -206,17 +202,12 @@ def service(
 
     Needs the root conftest's ``cluster``, ``aws`` and ``crds`` (the CRDs applied).
     """
-    if _Shared.service is None:
-        _Shared.service = _start(cluster, aws, tmp_path_factory.mktemp("dashboard"))
-    _Shared.users += 1
-    instance = _Shared.service
-    try:
+
+    def start() -> Service:
+        return start_service(cluster, aws, tmp_path_factory.mktemp("dashboard"))
+
+    with _shared_service.use(start, Service.close) as instance:
         yield instance
-    finally:
-        _Shared.users -= 1
-        if _Shared.users <= 0:
-            _Shared.service = None
-            instance.close()
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from barbeque.api import revision
 from barbeque.api.models import JobDefinition, JobExecution
 from barbeque.services import builders
 
@@ -194,3 +195,119 @@ def test_execution_manifest_omits_unset_fields_and_links_its_parent() -> None:
     }
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     JobExecution.model_validate(body)
+
+
+FULL_TEMPLATE = {
+    "metadata": {
+        "labels": {"kueue.x-k8s.io/queue-name": "batch", "team": "blog"},
+        "annotations": {"owner": "blog-team"},
+    },
+    "spec": {
+        "template": {
+            "metadata": {
+                "labels": {"tier": "batch"},
+                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+            },
+            "spec": {
+                "priorityClassName": "batch-low",
+                "runtimeClassName": "gvisor",
+                "affinity": {
+                    "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}
+                },
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+                "nodeSelector": {"pool": "batch"},
+                "initContainers": [
+                    {"name": "fetch", "image": "busybox:1.36", "command": ["true"]},
+                    {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+                ],
+                "containers": [
+                    {"name": "log-shipper", "image": "fluent-bit:3"},
+                    {
+                        "name": "job",
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                        "workingDir": "/scratch",
+                    },
+                ],
+            },
+        }
+    },
+}
+
+
+def test_a_full_job_template_passes_through_and_the_operator_keeps_what_it_owns() -> None:
+    short_form = builders.build_job(execution(), definition(nodeSelector={"zone": "a"}))
+    job = builders.build_job(
+        execution(), definition(nodeSelector={"zone": "a"}, jobTemplate=FULL_TEMPLATE)
+    )
+
+    assert job["metadata"]["labels"] == {
+        "kueue.x-k8s.io/queue-name": "batch",
+        "team": "blog",
+        **short_form["metadata"]["labels"],
+    }
+    assert job["metadata"]["annotations"] == {"owner": "blog-team"}
+    assert job["metadata"]["ownerReferences"] == short_form["metadata"]["ownerReferences"]
+    assert job["spec"]["backoffLimit"] == 0
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"] == {
+        "tier": "batch",
+        **short_form["spec"]["template"]["metadata"]["labels"],
+    }
+    assert template["metadata"]["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"
+    }
+    pod = template["spec"]
+    written = FULL_TEMPLATE["spec"]["template"]["spec"]  # type: ignore[index]
+    for field in ("priorityClassName", "runtimeClassName", "affinity", "volumes"):
+        assert pod[field] == written[field], field
+    assert pod["initContainers"] == written["initContainers"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"pool": "batch", "zone": "a"}
+    job_container, sidecar = pod["containers"]
+    assert sidecar == {"name": "log-shipper", "image": "fluent-bit:3"}
+    # The short form's container, with the template's volumeMounts and workingDir.
+    assert job_container == {
+        **short_form["spec"]["template"]["spec"]["containers"][0],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "workingDir": "/scratch",
+    }
+    assert next(iter(job_container)) == "name"
+
+
+def test_a_template_with_only_job_labels_changes_nothing_else() -> None:
+    plain = builders.build_job(execution(), definition())
+    labelled = builders.build_job(
+        execution(),
+        definition(jobTemplate={"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "q"}}}),
+    )
+    assert labelled["metadata"]["labels"].pop("kueue.x-k8s.io/queue-name") == "q"
+    assert labelled == plain
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        ("busybox", "busybox:abc123"),
+        ("busybox:1.36", "busybox:abc123"),
+        ("registry.example:5000/blog", "registry.example:5000/blog:abc123"),
+        ("registry.example:5000/blog:latest", "registry.example:5000/blog:abc123"),
+        ("blog@sha256:" + "f" * 64, "blog:abc123"),
+        ("r.example/blog:1.0@sha256:" + "f" * 64, "r.example/blog:abc123"),
+    ],
+)
+def test_a_revision_replaces_the_tag_but_never_a_registry_port(image: str, pinned: str) -> None:
+    assert revision.pinned_image(image, "abc123") == pinned
+
+
+def test_a_locked_definition_runs_its_image_at_the_locked_revision() -> None:
+    locked = definition()
+    locked.metadata.annotations[revision.REVISION_LOCK] = "798926d"
+    job = builders.build_job(execution(), locked)
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.example.com/blog:798926d"
+    # A value that is no Docker tag is ignored rather than turned into a broken image.
+    locked.metadata.annotations[revision.REVISION_LOCK] = "not a tag"
+    job = builders.build_job(execution(), locked)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/blog:1.0"
+    )

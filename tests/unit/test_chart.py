@@ -93,6 +93,16 @@ def test_default_values_satisfy_the_schema() -> None:
         ("opertor", {"replicas": 1}, "/: Additional properties are not allowed ('opertor'"),
         ("operator.replica", 1, "/operator: Additional properties are not allowed ('replica'"),
         ("dashboard.ingress.hosts", [{"host": "x"}], "/dashboard/ingress/hosts/0: 'paths' is a"),
+        ("crds.install", "yes", "/crds/install: 'yes' is not of type 'boolean'"),
+        ("userRoles.aggregate", 1, "/userRoles/aggregate: 1 is not of type 'boolean'"),
+        ("networkPolicy.metricsFrom", {"a": 1}, "/networkPolicy/metricsFrom: {'a': 1} is not"),
+        (
+            "dashboard.topologySpreadConstraints",
+            [{"maxSkew": 1, "topologyKey": "zone"}],
+            "/dashboard/topologySpreadConstraints/0: 'whenUnsatisfiable' is a required",
+        ),
+        ("operator.extraVolumeMounts", [{"name": "ca"}], "/operator/extraVolumeMounts/0: 'mount"),
+        ("dashboard.podDisruptionBudget.maxUnavailable", -1, "/dashboard/podDisruptionBudget/max"),
     ],
 )
 def test_the_schema_rejects_a_wrong_value_and_names_it(
@@ -179,3 +189,14 @@ def test_neither_cluster_role_grants_wildcards_or_secrets() -> None:
         assert "secrets" not in cluster_role, f"{template}: Secrets only by name, in a Role"
     operator = (CHART / "templates" / "operator-rbac.yaml").read_text()
     assert "secrets" not in operator, "the operator must not read Secrets"
+
+
+def test_every_value_in_the_generated_readme_has_a_description() -> None:
+    """helm-docs takes a value's description from a ``# --`` comment and silently leaves it
+    empty when the comment's first line has another ``--`` word in it."""
+    rows = [
+        line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| ")
+    ]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
+    assert len(cells) > 50, "the values table is there"
+    assert [c[0] for c in cells if not c[-1]] == []

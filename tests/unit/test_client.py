@@ -12,13 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from barbeque_client import (
-    AsyncClient,
-    Client,
-    Retry,
-    ServiceUnavailable,
-    __version__,
-)
+from barbeque_client import AsyncClient, Client, Retry, ServiceUnavailable, __version__
 from barbeque_client import cli as client_cli
 from barbeque_client.client import retry_after
 

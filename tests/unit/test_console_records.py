@@ -27,7 +27,8 @@ LISTED = {
         "invalid_reason",
     ),
     "status": (
-        "phase", "reason", "job_name", "exit_code", "started_at", "finished_at", "retried_by",
+        "phase", "reason", "message", "job_name", "exit_code", "started_at", "finished_at",
+        "retried_by",
     ),
 }  # fmt: skip
 

@@ -86,3 +86,80 @@ def test_retry_defaults_and_limits_are_in_the_schema() -> None:
     assert resources["properties"]["limits"]["additionalProperties"] == {
         "x-kubernetes-int-or-string": True
     }
+
+
+# Short names of well-known projects' kinds and of Kubernetes itself, read from their CRDs
+# and `kubectl api-resources`: ours must not shadow them (kubectl picks one at random-ish
+# discovery order when two kinds share a short name).
+WELL_KNOWN_SHORT_NAMES = {
+    "kueue": {"queue", "queues", "lq", "cq", "wl", "flavor", "flavors", "rf"},
+    "keda": {"so", "sj", "ta", "triggerauth", "cta", "clustertriggerauth"},
+    "argo": {"wf", "wftmpl", "cwft", "clusterwftmpl", "cwf", "cronwf", "wfeb", "wfts", "wftr"}
+    | {"app", "apps", "appset", "appsets", "appproj", "appprojs", "es", "sn", "eb"}
+    | {"ro", "ar", "at", "cat", "exp"},
+    "tekton": {"tr", "trs", "pr", "prs", "el", "tb", "tt", "ctb", "tri"},
+    "cert-manager": {"cert", "certs", "cr", "crs"},
+    "volcano": {"vcjob", "vj", "q", "queue-v1beta1", "pg", "podgroup-v1beta1", "jf", "jt", "hn"},
+    "kubernetes": {"po", "svc", "deploy", "rs", "ds", "sts", "cj", "cm", "ns", "no", "pv"}
+    | {"pvc", "sa", "ep", "ev", "hpa", "ing", "netpol", "pdb", "pc", "sc", "csr", "crd", "crds"}
+    | {"limits", "quota", "rc"},
+}
+
+
+def test_short_names_do_not_collide_with_well_known_projects() -> None:
+    ours = {name for model in (JobQueue, JobDefinition, JobExecution) for name in model.short_names}
+    for project, names in WELL_KNOWN_SHORT_NAMES.items():
+        assert ours.isdisjoint(names), f"{project} uses {sorted(ours & names)}"
+    for model in (JobQueue, JobDefinition, JobExecution):
+        assert crdgen.build_crd(model)["spec"]["names"]["categories"] == ["barbeque"]
+
+
+def _fields(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every named field of a schema, with its path (list items and map values descended)."""
+    found = []
+    for name, prop in (node.get("properties") or {}).items():
+        found.append((f"{path}.{name}", prop))
+        found.extend(_fields(prop, f"{path}.{name}"))
+    for key, marker in (("items", "[]"), ("additionalProperties", "{}")):
+        if isinstance(node.get(key), dict):
+            found.extend(_fields(node[key], path + marker))
+    return found
+
+
+@pytest.mark.parametrize("model", [JobQueue, JobDefinition, JobExecution])
+def test_every_field_has_a_description(model: Any) -> None:
+    schema = crdgen.structural_schema(model)
+    # The API server describes metadata itself and refuses a schema that says more.
+    missing = [p for p, prop in _fields(schema) if not prop.get("description") and p != ".metadata"]
+    assert missing == [], f"{model.kind}: fields without a description"
+    assert len(_fields(schema)) > 10
+
+
+def test_the_description_check_finds_a_field_without_one() -> None:
+    schema = {"properties": {"spec": {"description": "x", "properties": {"a": {"type": "string"}}}}}
+    assert [p for p, prop in _fields(schema) if not prop.get("description")] == [".spec.a"]
+
+
+@pytest.mark.parametrize("model", [JobQueue, JobDefinition, JobExecution])
+def test_conditions_are_a_list_map_keyed_by_type(model: Any) -> None:
+    conditions = crdgen.structural_schema(model)["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    item = conditions["items"]
+    assert "type" in item["required"]
+    assert set(item["properties"]) == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
+
+
+def test_the_immutability_rule_covers_every_spec_field_but_cancel_and_message() -> None:
+    spec = crdgen.structural_schema(JobExecution)["properties"]["spec"]
+    rule = spec["x-kubernetes-validations"][0]["rule"]
+    for field in spec["properties"]:
+        covered = f"self.{field} == oldSelf.{field}" in rule
+        assert covered == (field not in ("cancel", "message")), field

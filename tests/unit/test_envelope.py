@@ -29,28 +29,30 @@ def test_a_retry_message_names_the_original() -> None:
     assert envelope.parse(envelope.encode_retry("abc")) == envelope.RetryRequest("abc")
 
 
+EXECUTION = {"Type": "JobExecution", "Application": "a", "Job": "j", "Message": 1}
+
+
+def execution(without: str = "", **changed: object) -> str:
+    """A JobExecution envelope with one field left out or some changed, as JSON."""
+    body = {key: value for key, value in EXECUTION.items() if key != without}
+    return json.dumps(body | changed)
+
+
 @pytest.mark.parametrize(
     ("body", "reason", "words"),
     [
         ("not json", "InvalidJSON", "not JSON"),
         ("[1, 2]", "InvalidEnvelope", "JSON list, not an object"),
-        ('{"Type":"JobExecution","Job":"j","Message":1}', "InvalidEnvelope", "Application"),
-        ('{"Type":"JobExecution","Application":"a","Message":1}', "InvalidEnvelope", "Job is"),
-        ('{"Type":"JobExecution","Application":"a","Job":"j"}', "InvalidEnvelope", "Message"),
-        (
-            '{"Type":"JobExecution","Application":7,"Job":"j","Message":1}',
-            "InvalidEnvelope",
-            "Application",
-        ),
+        (execution(without="Application"), "InvalidEnvelope", "Application"),
+        (execution(without="Job"), "InvalidEnvelope", "Job is"),
+        (execution(without="Message"), "InvalidEnvelope", "Message"),
+        (execution(Application=7), "InvalidEnvelope", "Application"),
+        (execution(NotBefore="soon"), "InvalidEnvelope", "ISO 8601"),
         ('{"Type":"Bogus","Application":"a"}', "UnknownType", '"Bogus"'),
         ('{"Application":"a"}', "UnknownType", "missing"),
         ('{"Type":"JobRetry"}', "InvalidEnvelope", "RetryMessageId"),
-        ('{"Type":"Notification","TopicArn":"x","Message":"{}"}', "UnsupportedType", "SNS"),
-        (
-            '{"Type":"JobExecution","Application":"a","Job":"j","Message":1,"NotBefore":"soon"}',
-            "InvalidEnvelope",
-            "ISO 8601",
-        ),
+        ('{"Type":"Notification","Message":"{}"}', "InvalidEnvelope", "TopicArn"),
+        ('{"Type":"Notification","TopicArn":"t","Message":{}}', "InvalidEnvelope", "not a string"),
     ],
 )
 def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
@@ -59,6 +61,27 @@ def test_bad_messages_say_why(body: str, reason: str, words: str) -> None:
     assert result.reason == reason
     assert words in result.detail
     assert result.raw == body
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+
+
+def test_an_sns_notification_carries_its_topic_and_its_message_parsed_as_json() -> None:
+    body = json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": "5b2e",
+            "TopicArn": TOPIC,
+            "Message": json.dumps({"order": 7}),
+            "Timestamp": "2026-11-29T22:00:00.000Z",
+        }
+    )
+    assert envelope.parse(body) == envelope.NotificationRequest(TOPIC, {"order": 7})
+
+
+def test_a_plain_text_sns_message_reaches_the_job_as_that_string() -> None:
+    body = json.dumps({"Type": "Notification", "TopicArn": TOPIC, "Message": "order 7 shipped"})
+    assert envelope.parse(body) == envelope.NotificationRequest(TOPIC, "order 7 shipped")
 
 
 def test_an_invalid_message_keeps_the_application_it_named() -> None:
@@ -78,7 +101,11 @@ json_values = st.recursive(
 def test_any_body_parses_without_raising(body: str) -> None:
     result = envelope.parse(body)
     assert isinstance(
-        result, envelope.ExecutionRequest | envelope.RetryRequest | envelope.InvalidMessage
+        result,
+        envelope.ExecutionRequest
+        | envelope.RetryRequest
+        | envelope.NotificationRequest
+        | envelope.InvalidMessage,
     )
 
 

@@ -61,11 +61,15 @@ async def test_kopf_builds_no_diff_base_from_event_bodies(
     assert storage.fetch(body=body) is None
 
 
-def test_kopf_watches_only_definitions_and_queues() -> None:
+def test_kopf_watches_only_definitions_queues_and_subscriptions() -> None:
     # Jobs, pods and executions come through the runtime's own watches; a kopf handler
     # on them would bring back kopf's per-event cost and feed every event twice.
     selectors = kopf.get_default_registry()._watching.get_all_selectors()
-    assert sorted(s.any_name for s in selectors) == ["jobdefinitions", "jobqueues"]
+    assert sorted(s.any_name for s in selectors) == [
+        "jobdefinitions",
+        "jobqueues",
+        "snssubscriptions",
+    ]
 
 
 async def test_a_retried_startup_closes_the_failed_operators_connections(

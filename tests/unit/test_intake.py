@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +29,8 @@ def queue(**spec: Any) -> JobQueue:
     return JobQueue.model_validate({"metadata": {"name": "default"}, "spec": spec})
 
 
-def message(body: str, message_id: str = "id-1") -> Message:
-    return Message(message_id, f"receipt-{message_id}", body, 1700000000000, 1)
+def message(body: str, message_id: str = "id-1", sent: int = 1700000000000) -> Message:
+    return Message(message_id, f"receipt-{message_id}", body, sent, 1)
 
 
 def setup(
@@ -198,6 +200,166 @@ async def test_a_jobretry_for_a_known_execution_creates_its_child() -> None:
     assert child["spec"]["retryOf"] == "first"
     assert child["spec"]["originalMessageId"] == "first"
     assert child["spec"]["message"] == {"a": 1}
+
+
+def automatic_retry(store: Store, created: datetime, **status: Any) -> None:
+    """What the reconciler made when ``first`` failed: ``first-retry-1``, backing off."""
+    store.put_execution(
+        {
+            "metadata": {
+                "name": "first-retry-1",
+                "namespace": "blog",
+                "resourceVersion": "5",
+                "creationTimestamp": created.isoformat(),
+            },
+            "spec": {
+                "application": "blog",
+                "job": "notify",
+                "messageId": "first-retry-1",
+                "retryOf": "first",
+                "attempt": 1,
+            },
+            "status": status,
+        }
+    )
+
+
+RETRY_FIRST = '{"Type":"JobRetry","RetryMessageId":"first"}'
+
+
+async def test_a_retry_sent_while_the_attempt_ran_replaces_its_unstarted_automatic_retry() -> None:
+    """The job asked for its retry, then failed; the automatic retry was made before the
+    request arrived. The one asked for runs in its place: one retry of the attempt."""
+    poller, kube, _, store = setup()
+    await poller.handle([message(GOOD, "first")])
+    sent = datetime.now(UTC) - timedelta(seconds=3)
+    automatic_retry(store, created=sent + timedelta(seconds=2), phase="Scheduled")
+    sent_ms = int(sent.timestamp() * 1000)
+    [result] = await poller.handle([message(RETRY_FIRST, "second", sent=sent_ms)])
+    assert result.outcome is Outcome.CREATED
+    assert "delete execution first-retry-1" in kube.writes
+    assert store.execution(("blog", "first-retry-1")) is None
+    assert kube.created[("blog", "second")]["spec"]["retryOf"] == "first"
+
+
+@pytest.mark.parametrize(
+    ("created_after_request", "status"),
+    [
+        (False, {"phase": "Scheduled"}),  # it was there when the retry was asked for
+        (True, {"phase": "Running", "jobName": "first-retry-1"}),  # already running
+    ],
+)
+async def test_an_automatic_retry_that_started_or_was_seen_first_is_left_alone(
+    created_after_request: bool, status: dict[str, Any]
+) -> None:
+    poller, kube, _, store = setup()
+    await poller.handle([message(GOOD, "first")])
+    sent = datetime.now(UTC) - timedelta(seconds=5)
+    created = sent + timedelta(seconds=2 if created_after_request else -3)
+    automatic_retry(store, created=created, **status)
+    await poller.handle([message(RETRY_FIRST, "second", sent=int(sent.timestamp() * 1000))])
+    assert not [w for w in kube.writes if w.startswith("delete execution")]
+    assert store.execution(("blog", "first-retry-1")) is not None
+
+
+async def test_a_jobretry_runs_with_its_own_messages_sent_timestamp() -> None:
+    """BARBEQUE_SENT_TIMESTAMP of a retry is the JobRetry message's, as in barbeque."""
+    poller, kube, _, _ = setup()
+    await poller.handle([message(GOOD, "first", sent=1700000000000)])
+    retry = '{"Type":"JobRetry","RetryMessageId":"first"}'
+    await poller.handle([message(retry, "second", sent=1700000060000)])
+    assert kube.created[("blog", "first")]["spec"]["sentTimestamp"] == 1700000000000
+    assert kube.created[("blog", "second")]["spec"]["sentTimestamp"] == 1700000060000
+
+
+def annotate(store: Store, namespace: str, application: str) -> None:
+    store.put_namespace(
+        {
+            "metadata": {
+                "name": namespace,
+                "annotations": {"barbeque.dev/application": application},
+            }
+        }
+    )
+
+
+@pytest.mark.parametrize("application", ["my_app", "MyApp"])
+async def test_an_application_named_by_a_namespace_annotation_runs_there(
+    application: str,
+) -> None:
+    poller, kube, _, store = setup()
+    annotate(store, "blog", application)
+    body = GOOD.replace('"Application":"blog"', f'"Application":"{application}"')
+    [result] = await poller.handle([message(body)])
+    assert result.outcome is Outcome.CREATED
+    spec = kube.created[("blog", "id-1")]["spec"]
+    assert spec["application"] == application  # the barbeque name stays in the record
+
+
+async def test_an_application_two_namespaces_claim_is_an_error_saying_which() -> None:
+    poller, kube, _, store = setup()
+    annotate(store, "blog", "my_app")
+    annotate(store, "shop", "my_app")
+    body = GOOD.replace('"Application":"blog"', '"Application":"my_app"')
+    await poller.handle([message(body)])
+    reason = kube.created[("barbeque-system", "id-1")]["spec"]["invalidReason"]
+    assert reason.startswith("UnknownApplication: ")
+    assert "blog, shop" in reason
+
+
+async def test_an_unannotated_name_that_is_no_namespace_name_says_how_to_map_it() -> None:
+    poller, kube, _, _ = setup()
+    body = GOOD.replace('"Application":"blog"', '"Application":"my_app"')
+    await poller.handle([message(body)])
+    reason = kube.created[("barbeque-system", "id-1")]["spec"]["invalidReason"]
+    assert "barbeque.dev/application" in reason
+
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:orders"
+
+
+def subscribe(store: Store, name: str, job: str, namespace: str = "blog") -> None:
+    store.put_subscription(
+        {
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+            "spec": {"topicArn": TOPIC, "queue": "default", "job": job},
+        }
+    )
+
+
+def notification(message: str) -> str:
+    return json.dumps({"Type": "Notification", "TopicArn": TOPIC, "Message": message})
+
+
+async def test_a_notification_runs_every_definition_subscribed_on_its_queue() -> None:
+    poller, kube, sqs, store = setup()
+    subscribe(store, "orders-to-notify", "notify")
+    subscribe(store, "orders-to-archive", "archive")
+    [result] = await poller.handle([message(notification('{"order": 7}'), "sns-1")])
+    assert result.outcome is Outcome.CREATED
+    created = [body for (namespace, _), body in kube.created.items() if namespace == "blog"]
+    assert sorted(b["spec"]["job"] for b in created) == ["archive", "notify"]
+    assert all(b["spec"]["message"] == {"order": 7} for b in created)
+    ids = {b["spec"]["messageId"] for b in created}
+    assert len(ids) == 2
+    assert all(i.startswith("sns-1-") for i in ids)
+    assert sqs.deleted == ["receipt-sns-1"]
+
+    # Delivered again: the same two executions (409), nothing new, the message deleted.
+    [again] = await poller.handle([message(notification('{"order": 7}'), "sns-1")])
+    assert again.outcome is Outcome.DUPLICATE
+    assert len(kube.created) == 2
+
+
+async def test_a_notification_of_a_topic_nobody_subscribed_is_an_error_record() -> None:
+    poller, kube, _, store = setup()
+    subscribe(store, "elsewhere", "notify")
+    store.subscriptions[("blog", "elsewhere")].spec.queue = "other"
+    [result] = await poller.handle([message(notification("{}"), "sns-2")])
+    assert result.outcome is Outcome.CREATED
+    record = kube.created[("barbeque-system", "sns-2")]
+    assert record["spec"]["invalidReason"].startswith("UnknownTopic: ")
+    assert TOPIC in record["spec"]["invalidReason"]
 
 
 async def test_at_the_cap_the_poller_has_no_free_slots() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 
@@ -119,7 +118,8 @@ def test_a_deleted_definition_leaves_no_series_behind() -> None:
 
 
 async def test_the_work_queue_exports_controller_runtime_metrics() -> None:
-    queue: WorkQueue[str] = WorkQueue(name="unit-test")
+    now = [1000.0]
+    queue: WorkQueue[str] = WorkQueue(name="unit-test", clock=lambda: now[0])
 
     def value(name: str) -> float:
         sample = metrics.REGISTRY.get_sample_value(name, {"name": "unit-test"})
@@ -130,17 +130,19 @@ async def test_the_work_queue_exports_controller_runtime_metrics() -> None:
     queue.add("b")
     assert value("workqueue_depth") == 2
     assert value("workqueue_adds_total") == 2
+    now[0] += 1.0
     key = await queue.get()
-    await asyncio.sleep(0.01)
+    now[0] += 2.5
     queue.export_unfinished()
-    assert value("workqueue_longest_running_processor_seconds") >= 0.01
+    assert value("workqueue_longest_running_processor_seconds") == 2.5
     queue.retry(key)
     queue.done(key)
     assert value("workqueue_depth") == 1
     assert value("workqueue_retries_total") == 1
     assert value("workqueue_queue_duration_seconds_count") == 1
     assert value("workqueue_work_duration_seconds_count") == 1
-    assert value("workqueue_work_duration_seconds_sum") >= 0.01
+    assert value("workqueue_work_duration_seconds_sum") == 2.5
+    assert value("workqueue_queue_duration_seconds_sum") == 1.0
     queue.shutdown()
 
 

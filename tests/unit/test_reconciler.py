@@ -14,6 +14,7 @@ import pytest
 
 from barbeque.services.notifications import Notifier
 from barbeque.services.reconciler import Reconciler, Requeue
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Store
 from tests.support.fakes import FakeKube, FakeS3, FakeSlack
 
@@ -34,6 +35,7 @@ class World:
             kube=self.kube,
             s3=self.s3,
             notifier=Notifier(self.slack, attempts=1),
+            recorder=Recorder(kube=self.kube, instance="operator-0"),
             console_url="http://console",
         )
 
@@ -108,6 +110,16 @@ T0 = "2030-01-01T00:00:00Z"
 T1 = "2030-01-01T00:01:05Z"
 
 
+async def created(**definition: Any) -> World:
+    """A world where message m1 for definition ``notify`` (with ``definition``) has had its
+    first reconcile: the Job is created."""
+    world = World()
+    world.define(**definition)
+    world.receive()
+    await world.step()
+    return world
+
+
 def finished(world: World, name: str = "m1", exit_code: int = 0) -> None:
     world.pod_event(
         name,
@@ -166,7 +178,7 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
     assert world.slack.posts == [
         (
             "#c",
-            "*[SUCCESS]* Succeeded to execute <http://console/executions/blog/m1|blog/notify #m1>",
+            "*[SUCCESS]* Succeeded to execute <http://console/job_executions/m1|blog/notify #m1>",
             "good",
         )
     ]
@@ -175,13 +187,11 @@ async def test_the_happy_path_takes_three_writes_after_the_execution() -> None:
         "status m1 Running",
         "status m1 Succeeded",
     ]
+    assert world.kube.events == []  # no Event on the happy path
 
 
 async def test_a_pod_that_finished_before_anyone_looked_still_names_its_job() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     await world.step()
     assert (world.phase(), world.status().job_name) == ("Succeeded", "m1")
@@ -231,10 +241,7 @@ async def test_a_lost_write_leaving_scheduled_is_made_once_the_job_is_seen() -> 
 
 
 async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
-    world = World()
-    world.define(retry={"limit": 1, "baseDelaySeconds": 30, "jitter": False})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 1, "baseDelaySeconds": 30, "jitter": False})
     finished(world, exit_code=2)
     await world.step()
     assert world.status().retried_by == "m1-retry-1"
@@ -255,6 +262,88 @@ async def test_a_failure_creates_one_retry_even_when_reconciled_twice() -> None:
     assert [w for w in world.kube.writes if w.startswith("create execution")] == [
         "create execution m1-retry-1"
     ]
+    (event,) = world.kube.events  # once, though reconciled twice
+    assert (event["type"], event["reason"], event["action"]) == ("Warning", "Error", "Run")
+    assert event["regarding"] == {
+        "apiVersion": "barbeque.dev/v1alpha1",
+        "kind": "JobExecution",
+        "name": "m1",
+        "namespace": NS,
+        "uid": "uid-m1",
+    }
+    assert event["metadata"]["namespace"] == NS
+    assert "exited with code 2" in event["note"]
+    assert event["reportingController"] == "barbeque.dev/operator"
+    assert event["reportingInstance"] == "operator-0"
+
+
+async def test_without_a_retry_config_a_failure_is_final() -> None:
+    """barbeque retries only definitions with a retry config: a migrated job that is not
+    idempotent must not run again on its own."""
+    world = World()
+    world.define()
+    world.receive()
+    await world.step()
+    finished(world, exit_code=2)
+    await world.step()
+    assert (world.phase(), world.status().retried_by) == ("Failed", None)
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+
+
+async def test_an_empty_retry_config_retries_three_times_like_barbeques_defaults() -> None:
+    world = World()
+    world.define(retry={"baseDelaySeconds": 0})
+    world.receive()
+    name = "m1"
+    for attempt in range(1, 5):
+        await world.step(name)
+        finished(world, name, exit_code=1)
+        await world.step(name)
+        retried_by = world.status(name).retried_by
+        if attempt == 4:
+            assert retried_by is None
+            break
+        assert retried_by == f"m1-retry-{attempt}"
+        name = retried_by
+    assert [w for w in world.kube.writes if w.startswith("create execution")] == [
+        "create execution m1-retry-1",
+        "create execution m1-retry-2",
+        "create execution m1-retry-3",
+    ]
+
+
+async def test_a_retry_asked_for_while_running_replaces_the_automatic_retry() -> None:
+    """A job retrying itself (barbeque_client's Retryable) and then failing runs once more,
+    not twice: the attempt's one retry is the one asked for."""
+    world = World()
+    world.define(retry={"limit": 3, "baseDelaySeconds": 0})
+    world.receive()
+    await world.step()
+    world.receive("m2", retryOf="m1", attempt=1, originalMessageId="m1")
+    finished(world, exit_code=1)
+    await world.step()
+    assert world.phase() == "Failed"
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+    await world.step("m2")
+    assert world.status().retried_by == "m2"
+    await world.step()  # the finished parent, linked: still no automatic retry
+    assert not [w for w in world.kube.writes if w.startswith("create execution")]
+
+
+async def test_an_automatic_retry_has_its_own_sent_timestamp() -> None:
+    """BARBEQUE_SENT_TIMESTAMP of a retry is when the retry was sent, as in barbeque
+    (where it is the JobRetry message's SentTimestamp), not the first message's."""
+    world = World()
+    world.define(retry={"limit": 1, "baseDelaySeconds": 0})
+    world.receive(sentTimestamp=1_000)
+    await world.step()
+    finished(world, exit_code=1)
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    await world.step()
+    after = int(datetime.now(UTC).timestamp() * 1000)
+    retry = world.store.executions[(NS, "m1-retry-1")]
+    assert retry.spec.sent_timestamp is not None
+    assert before <= retry.spec.sent_timestamp <= after
 
 
 async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked() -> None:
@@ -281,7 +370,7 @@ async def test_the_last_retry_does_not_retry_and_slack_waits_for_it_when_asked()
         (
             "#c",
             "*[FAILURE]* Failed to retry "
-            "<http://console/executions/blog/m1-retry-1|blog/notify #m1-retry-1> @oncall",
+            "<http://console/job_executions/m1-retry-1|blog/notify #m1-retry-1> @oncall",
             "danger",
         )
     ]
@@ -311,10 +400,7 @@ async def test_a_job_the_api_server_rejects_is_an_error() -> None:
 
 
 async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     world.s3.down = True
     with pytest.raises(Requeue):
@@ -330,10 +416,7 @@ async def test_an_s3_outage_finishes_the_execution_and_uploads_later() -> None:
 
 
 async def test_one_failed_upload_of_three_means_the_logs_are_not_uploaded() -> None:
-    world = World()
-    world.define()
-    world.receive()
-    await world.step()
+    world = await created()
     finished(world)
     world.s3.refused = {"stdout.txt"}
     with pytest.raises(Requeue):
@@ -356,10 +439,7 @@ async def test_a_job_that_already_exists_is_adopted_after_a_crash() -> None:
 
 
 async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     world.pod_event(running={"startedAt": T0})
     now = datetime.now(UTC).isoformat()
     world.job_event(conditions=[{"type": "Failed", "status": "True", "lastTransitionTime": now}])
@@ -377,10 +457,7 @@ async def test_a_failing_job_waits_briefly_for_its_pods_exit_code() -> None:
 
 
 async def test_a_deadline_is_reported_as_the_reason() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     world.job_event(
         conditions=[
             {
@@ -398,10 +475,7 @@ async def test_a_deadline_is_reported_as_the_reason() -> None:
 
 
 async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
-    world = World()
-    world.define(retry={"limit": 3})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 3})
     world.store.executions[(NS, "m1")].spec.cancel = True
     await world.step()
     assert world.phase() == "Failed"
@@ -411,10 +485,7 @@ async def test_cancel_deletes_the_job_and_does_not_retry() -> None:
 
 
 async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> None:
-    world = World()
-    world.define(retry={"limit": 3}, slack={"channel": "#c"})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 3}, slack={"channel": "#c"})
     world.store.delete_definition(NS, "notify")
     world.pod_event(running={"startedAt": T0})
     world.job_event(active=1, ready=1, startTime=T0)
@@ -429,10 +500,7 @@ async def test_a_running_execution_finishes_when_its_definition_is_deleted() -> 
 
 
 async def test_a_manual_retry_links_its_parent() -> None:
-    world = World()
-    world.define(retry={"limit": 0})
-    world.receive()
-    await world.step()
+    world = await created(retry={"limit": 0})
     finished(world, exit_code=1)
     await world.step()
     assert world.status().retried_by is None
@@ -457,10 +525,7 @@ def _ago(seconds: float) -> str:
 
 
 async def test_an_image_pull_error_is_shown_then_ends_in_error_after_the_start_deadline() -> None:
-    world = World()
-    world.define(startDeadlineSeconds=60, retry={"limit": 3})
-    world.receive()
-    await world.step()
+    world = await created(startDeadlineSeconds=60, retry={"limit": 3})
     pull = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling "blog:1"'}}
     world.job_event(startTime=_ago(10))
     world.pod_event(**pull)
@@ -479,10 +544,7 @@ async def test_an_image_pull_error_is_shown_then_ends_in_error_after_the_start_d
 
 
 async def test_waiting_for_a_node_does_not_count_against_the_start_deadline() -> None:
-    world = World()
-    world.define(startDeadlineSeconds=60)
-    world.receive()
-    await world.step()
+    world = await created(startDeadlineSeconds=60)
     world.job_event(startTime=_ago(3600))  # an hour without capacity first
     world.store.put_pod(
         {

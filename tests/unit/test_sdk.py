@@ -110,20 +110,40 @@ def statuses(*words: str) -> Handler:
     return handler
 
 
+class FakeClock:
+    """Time that passes only when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_wait_polls_until_a_final_status_and_reports_progress() -> None:
-    calls: list[str] = []
-    with client(statuses("pending", "running", "retried", "success")) as sdk:
+    clock = FakeClock()
+    calls: list[tuple[str, float]] = []
+    words = statuses("pending", "running", "retried", "success")
+    with client(words, sleep=clock.sleep, clock=clock) as sdk:
         result = sdk.wait(
-            "m", timeout=5, interval=0.01, progress=lambda e, t: calls.append(e.status)
+            "m", timeout=60, interval=2, progress=lambda e, t: calls.append((e.status, t))
         )
     assert result.succeeded
-    assert calls == ["pending", "running", "retried", "success"]
+    assert calls == [("pending", 0), ("running", 2), ("retried", 4), ("success", 6)]
 
 
 def test_wait_times_out_with_the_last_status() -> None:
-    with client(statuses("running")) as sdk, pytest.raises(WaitTimeout) as caught:
-        sdk.wait("m", timeout=0.05, interval=0.01)
+    clock = FakeClock()
+    with (
+        client(statuses("running"), sleep=clock.sleep, clock=clock) as sdk,
+        pytest.raises(WaitTimeout) as caught,
+    ):
+        sdk.wait("m", timeout=10, interval=3)
     assert caught.value.last.status == "running"
+    assert clock.now == 9  # polled at 0, 3, 6 and 9 s; a 4th sleep would pass the timeout
 
 
 def test_progress_prints_one_line_per_change() -> None:

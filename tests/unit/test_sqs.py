@@ -1,14 +1,14 @@
-"""The SQS adapter's long poll: off the shared pool, and never in the way of exiting."""
+"""The SQS adapter's long poll: off the shared pool, and never in the way of exiting.
+
+What it does against an SQS server is in tests/integration/test_sqs_long_poll.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
 import threading
-import time
-import uuid
 from typing import Any
 
 import pytest
@@ -61,7 +61,7 @@ def test_a_blocked_long_poll_does_not_delay_exit() -> None:
 
         class Blocked:
             def receive_message(self, **kwargs):
-                threading.Event().wait(60)  # a long poll nobody answers
+                threading.Event().wait()  # a long poll nobody answers, ever
                 return {}
 
         async def main():
@@ -74,26 +74,5 @@ def test_a_blocked_long_poll_does_not_delay_exit() -> None:
         asyncio.run(main())
         """
     )
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
-    assert time.monotonic() - started < 10
-
-
-async def test_messages_an_abandoned_receive_brings_are_visible_again_at_once(aws: Any) -> None:
-    """A poller that stops (or restarts on a spec change) gives up on its long poll;
-    what SQS hands that poll afterwards must not stay hidden for the visibility timeout."""
-    client = aws.sqs()
-    url = client.create_queue(QueueName=f"abandoned-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    sqs = Sqs("us-east-1", aws.endpoint_url)
-    receiving = asyncio.create_task(sqs.receive(url, 10, 2, 300))
-    await asyncio.sleep(0.5)  # the long poll is waiting in moto
-    receiving.cancel()
-    sent = {client.send_message(QueueUrl=url, MessageBody=str(i))["MessageId"] for i in range(3)}
-    # The abandoned poll takes them (moto answers a waiting receive when messages come)...
-    deadline = time.monotonic() + 10
-    while sqs.calls.get("change_message_visibility_batch", 0) == 0:
-        assert time.monotonic() < deadline, "the abandoned receive's messages were not released"
-        await asyncio.sleep(0.1)
-    # ...and they can be received again now, not in 300 s.
-    again = client.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    assert {m["MessageId"] for m in again.get("Messages", [])} == sent
+    # Were exit to wait for the receive's thread, the process would never end.
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

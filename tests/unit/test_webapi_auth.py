@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
 from barbeque_dashboard.adapters import Review
 from barbeque_dashboard.auth import Action, Authenticator, bearer
-from barbeque_dashboard.cache import Cache
-from barbeque_dashboard.services import Backend
-from tests.support.fakes import FakeKube, FakeS3, FakeSqs
-from tests.support.webapi import (
-    TOKEN,
-    definition_body,
-    execution_body,
-    queue_body,
-    web_app,
-)
+from tests.support.fakes import FakeKube
+from tests.support.webapi import TOKEN, WebWorld, definition_body, execution_body
 
 pytestmark = pytest.mark.unit
 
@@ -43,21 +33,15 @@ def kube() -> FakeKube:
 
 
 @pytest.fixture
-def client(kube: FakeKube) -> Iterator[TestClient]:
-    cache = Cache()
-    cache.replace("jobqueues", [queue_body("default")])
-    cache.replace(
-        "jobdefinitions", [definition_body("allowed", "J"), definition_body("other", "J")]
-    )
-    cache.replace("jobexecutions", [execution_body("other", "J", "theirs", phase="Failed")])
-    app = web_app(
-        Backend(cache, FakeSqs(), FakeS3(), kube),
-        reviewer=kube,
+def world(kube: FakeKube) -> WebWorld:
+    return WebWorld(
         public_reads=False,
         api_tokens=f"{TOKEN}, second-token",
+        reviewer=kube,
+        kube=kube,
+        definitions=[definition_body("allowed", "J"), definition_body("other", "J")],
+        executions=[execution_body("other", "J", "theirs", phase="Failed")],
     )
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def test_enqueue_without_a_token_is_401_with_a_reason(client: TestClient) -> None:

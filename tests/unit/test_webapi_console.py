@@ -3,56 +3,36 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from barbeque_dashboard.cache import Cache
-from barbeque_dashboard.services import Backend
-from tests.support.fakes import FakeKube, FakeS3, FakeSqs
+from barbeque.services.naming import execution_name
+from barbeque.services.statistics import HourlyStatistics, configmap_name
+from tests.support.fakes import FakeKube
 from tests.support.webapi import (
     TOKEN,
+    WebWorld,
     ago,
     definition_body,
     execution_body,
+    finished_history,
     queue_body,
-    web_app,
 )
 
 pytestmark = pytest.mark.unit
 
 
-class Console:
+class Console(WebWorld):
     def __init__(self) -> None:
-        self.cache = Cache()
-        self.sqs = FakeSqs()
-        self.s3 = FakeS3()
-        self.cache.replace("jobqueues", [queue_body("default", maxConcurrentExecutions=4)])
-        self.cache.replace(
-            "jobdefinitions",
-            [
-                definition_body(
-                    "shop",
-                    "SendMail",
-                    description="Sends the mail",
-                    slack={"channel": "#mail", "notifySuccess": True},
-                    retry={"limit": 5},
-                )
-            ],
+        definition = definition_body(
+            "shop",
+            "SendMail",
+            description="Sends the mail",
+            slack={"channel": "#mail", "notifySuccess": True},
+            retry={"limit": 5},
         )
-        executions = [
-            execution_body(
-                "shop",
-                "SendMail",
-                f"msg-{i:02d}",
-                phase="Failed" if i % 4 == 0 else "Succeeded",
-                created=ago(minutes=40 - i),
-                started=ago(minutes=40 - i),
-                finished=ago(minutes=39 - i),
-            )
-            for i in range(40)
-        ]
+        executions = finished_history(40, failed_every=4, prefix="msg-")
         executions.append(
             execution_body(
                 "shop",
@@ -67,21 +47,17 @@ class Console:
         )
         executions.append(execution_body("shop", "SendMail", "later", phase="Scheduled"))
         executions[-1]["spec"]["notBefore"] = "2099-01-01T00:00:00Z"
-        self.cache.replace("jobexecutions", executions)
+        super().__init__(
+            queues=[queue_body("default", maxConcurrentExecutions=4)],
+            definitions=[definition],
+            executions=executions,
+        )
         self.s3.objects["shop/SendMail/with-logs/stdout.txt"] = "line one\nboom: it failed\n"
-        backend = Backend(self.cache, self.sqs, self.s3, FakeKube())
-        self.app = web_app(backend, public_reads=True, api_tokens=TOKEN)
 
 
 @pytest.fixture
-def console() -> Console:
+def world() -> Console:
     return Console()
-
-
-@pytest.fixture
-def client(console: Console) -> Iterator[TestClient]:
-    with TestClient(console.app) as test_client:
-        yield test_client
 
 
 def test_every_page_renders(client: TestClient) -> None:
@@ -96,6 +72,7 @@ def test_every_page_renders(client: TestClient) -> None:
         "/failures",
         "/job_queues",
         "/job_queues/default",
+        "/sns_subscriptions",
         "/monitors",
         "/login",
     ):
@@ -105,41 +82,62 @@ def test_every_page_renders(client: TestClient) -> None:
         assert "cdn" not in response.text.lower()
 
 
+# What a page shows of the world above, beyond rendering.
+SHOWN = {
+    # its definition's Slack channel and description; retry buttons
+    "/applications/shop/job_definitions/SendMail": ("#mail", "Sends the mail", 'class="retry"'),
+    # the message, the log kept in S3, the Job's name and a retry button
+    "/job_executions/with-logs": (
+        "a@example.com",
+        "boom: it failed",
+        'class="job-name">with-logs',
+        'id="retry"',
+    ),
+    "/monitors": ("<svg", "SendMail"),
+    "/job_queues/default": ("later", "Scheduled executions <small>(1)</small>"),
+}
+
+
+@pytest.mark.parametrize("path", SHOWN)
+def test_a_page_shows_what_it_is_for(client: TestClient, path: str) -> None:
+    page = client.get(path).text
+    assert [text for text in SHOWN[path] if text not in page] == []
+
+
 def test_definition_page_filters_by_status_and_shows_15_per_page(client: TestClient) -> None:
-    page = client.get("/applications/shop/job_definitions/SendMail?status=failed").text
-    assert page.count('class="execution-link"') == 11  # 10 failed + with-logs
-    assert "#mail" in page
-    assert "Sends the mail" in page
+    failed = client.get("/applications/shop/job_definitions/SendMail?status=failed").text
+    assert failed.count('class="execution-link"') == 11  # 10 failed + with-logs
     everything = client.get("/applications/shop/job_definitions/SendMail").text
     assert everything.count('class="execution-link"') == 15
     assert "Page 1 of 3" in everything
-    assert 'class="retry"' in everything
 
 
-def test_execution_page_shows_message_logs_and_job(client: TestClient) -> None:
-    page = client.get("/job_executions/with-logs").text
-    assert "boom: it failed" in page
-    assert "a@example.com" in page
-    assert 'class="job-name">with-logs' in page
-    assert 'id="retry"' in page
-
-
-def test_statistics_and_monitor_draw_svg_charts(client: TestClient) -> None:
+def test_statistics_draw_two_svg_charts(client: TestClient) -> None:
     stats = client.get("/applications/shop/job_definitions/SendMail/statistics?days=1").text
     assert stats.count("<svg") == 2
     assert "42 executions" not in stats  # the Scheduled one has no timestamp
-    monitor = client.get("/monitors").text
-    assert "<svg" in monitor
-    assert "SendMail" in monitor
 
 
-def test_queue_page_lists_scheduled_executions(client: TestClient) -> None:
-    page = client.get("/job_queues/default").text
-    assert "later" in page
-    assert "Scheduled executions <small>(1)</small>" in page
+def test_statistics_add_the_kept_hours_of_collected_executions(world: Console) -> None:
+    """Executions collected from the cluster still count, from the ConfigMap the operator
+    keeps: 20 days ago is inside 30 days, not inside 14; a kept name still in the cluster
+    (counted, about to be deleted) is not counted twice."""
+    kept = HourlyStatistics()
+    for i in range(7):
+        kept.add(f"old-{i}", ago(days=20), 10.0)
+    kept.add(execution_name("msg-00"), ago(minutes=40), 60.0)
+    kube = world.app.state.backend.kube
+    kube.configmaps[("shop", configmap_name("SendMail"))] = kept.configmap("shop", "SendMail", None)
+    with TestClient(world.app) as client:
+        month = client.get("/applications/shop/job_definitions/SendMail/statistics?days=30").text
+        fortnight = client.get("/applications/shop/job_definitions/SendMail/statistics?days=14")
+    # 41 executions with a creation time in the cluster, plus 7 kept; msg-00 once.
+    assert "48 executions in the last 30 days" in month
+    assert "41 executions in the last 14 days" in fortnight.text
+    assert "Only the executions still in the cluster" not in month
 
 
-def test_retry_button_needs_login_then_enqueues(client: TestClient, console: Console) -> None:
+def test_retry_button_needs_login_then_enqueues(client: TestClient, world: Console) -> None:
     refused = client.post("/job_executions/with-logs/retry", follow_redirects=False)
     assert refused.status_code == 401
     client.cookies.set("barbeque_token", TOKEN)
@@ -151,7 +149,7 @@ def test_retry_button_needs_login_then_enqueues(client: TestClient, console: Con
     )
     assert response.status_code == 303
     assert "Retry+enqueued" in response.headers["location"]
-    assert console.sqs.sent[-1]["body"] == {"Type": "JobRetry", "RetryMessageId": "with-logs"}
+    assert world.sqs.sent[-1]["body"] == {"Type": "JobRetry", "RetryMessageId": "with-logs"}
 
 
 def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
@@ -160,13 +158,13 @@ def test_unknown_execution_page_is_a_404_page(client: TestClient) -> None:
     assert "record_not_found" in response.text
 
 
-def test_cancel_button_patches_the_running_execution(console: Console) -> None:
+def test_cancel_button_patches_the_running_execution(world: Console) -> None:
     kube = FakeKube()
-    console.app.state.backend.kube = kube
-    console.cache.apply(
+    world.app.state.backend.kube = kube
+    world.cache.apply(
         "jobexecutions", "ADDED", execution_body("shop", "SendMail", "busy", phase="Running")
     )
-    with TestClient(console.app) as client:
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/busy").text
         assert 'id="cancel"' in page
         client.cookies.set("barbeque_token", TOKEN)
@@ -175,8 +173,8 @@ def test_cancel_button_patches_the_running_execution(console: Console) -> None:
     assert kube.cancelled == [("shop", "busy")]
 
 
-def test_messages_are_escaped(client: TestClient, console: Console) -> None:
-    console.cache.apply(
+def test_messages_are_escaped(client: TestClient, world: Console) -> None:
+    world.cache.apply(
         "jobexecutions",
         "ADDED",
         execution_body("shop", "SendMail", "xss", message={"html": "<script>alert(1)</script>"}),
@@ -186,17 +184,17 @@ def test_messages_are_escaped(client: TestClient, console: Console) -> None:
     assert "&lt;script&gt;" in page
 
 
-def test_the_job_name_links_to_the_cluster_ui_when_configured(console: Console) -> None:
-    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
-    with TestClient(console.app) as client:
+def test_the_job_name_links_to_the_cluster_ui_when_configured(world: Console) -> None:
+    world.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/with-logs").text
     assert 'href="https://k8s.example/#/job/shop/with-logs"' in page
 
 
-async def test_the_sampler_records_each_queues_counters(console: Console) -> None:
+async def test_the_sampler_records_each_queues_counters(world: Console) -> None:
     from barbeque_dashboard.sampler import QueueSampler
 
-    sampler = QueueSampler(console.app.state.backend, interval=60)
+    sampler = QueueSampler(world.app.state.backend, interval=60)
     await sampler.sample_once()
     await sampler.sample_once()
     assert [(s.visible, s.in_flight, s.running) for s in sampler.samples("default")] == [
@@ -206,31 +204,53 @@ async def test_the_sampler_records_each_queues_counters(console: Console) -> Non
     assert sampler.samples("unknown") == []
 
 
-def test_queue_page_charts_the_sampled_counters(client: TestClient, console: Console) -> None:
+def test_queue_page_charts_the_sampled_counters(client: TestClient, world: Console) -> None:
     from datetime import UTC, datetime, timedelta
 
     from barbeque_dashboard.sampler import QueueSampler, Sample
 
     assert "Not enough samples yet" in client.get("/job_queues/default").text
-    sampler = QueueSampler(console.app.state.backend, interval=60)
+    sampler = QueueSampler(world.app.state.backend, interval=60)
     start = datetime.now(UTC) - timedelta(minutes=10)
     sampler.history["default"] = deque(
         Sample(start + timedelta(minutes=i), i, 1, 0, 2) for i in range(10)
     )
-    console.app.state.sampler = sampler
+    world.app.state.sampler = sampler
     page = client.get("/job_queues/default").text
     assert page.count("<polyline") == 4
     assert "10 samples" in page
 
 
-def test_an_execution_with_no_phase_yet_names_and_links_its_job(console: Console) -> None:
+def test_an_execution_with_no_phase_yet_names_and_links_its_job(world: Console) -> None:
     """The operator writes no status when it creates a fresh execution's Job, which is
     named after the execution."""
-    console.cache.apply(
+    world.cache.apply(
         "jobexecutions", "ADDED", execution_body("shop", "SendMail", "fresh", with_status=False)
     )
-    console.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
-    with TestClient(console.app) as client:
+    world.app.state.settings.dashboard_job_url = "https://k8s.example/#/job/{namespace}/{name}"
+    with TestClient(world.app) as client:
         page = client.get("/job_executions/fresh").text
     assert 'href="https://k8s.example/#/job/shop/fresh"' in page
     assert 'class="job-name">fresh<' in page
+
+
+def test_sns_subscriptions_page_lists_topic_queue_job_and_why_not_subscribed(
+    client: TestClient, world: Console
+) -> None:
+    world.cache.replace("snssubscriptions", [SUBSCRIPTION])
+    page = client.get("/sns_subscriptions").text
+    assert "arn:aws:sns:us-east-1:123456789012:orders" in page
+    assert 'href="/applications/shop/job_definitions/SendMail"' in page
+    assert "Error" in page
+    assert "topic not found" in page
+
+
+SUBSCRIPTION = {
+    "metadata": {"name": "orders", "namespace": "shop", "resourceVersion": "7"},
+    "spec": {
+        "topicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+        "queue": "default",
+        "job": "SendMail",
+    },
+    "status": {"phase": "Error", "message": "topic not found"},
+}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,49 +11,9 @@ from fastapi.testclient import TestClient
 
 from barbeque.api import envelope
 from barbeque.api.models import Phase
-from barbeque_dashboard.cache import Cache
-from barbeque_dashboard.services import Backend
-from tests.support.fakes import FakeKube, FakeS3, FakeSqs
-from tests.support.webapi import (
-    TOKEN,
-    ago,
-    definition_body,
-    execution_body,
-    queue_body,
-    web_app,
-)
+from tests.support.webapi import AUTH, WebWorld, execution_body, finished_history
 
 pytestmark = pytest.mark.unit
-
-AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
-
-
-class World:
-    def __init__(self, public_reads: bool = True) -> None:
-        self.cache = Cache()
-        self.sqs = FakeSqs()
-        self.s3 = FakeS3()
-        self.kube = FakeKube()
-        self.cache.replace("jobqueues", [queue_body("default")])
-        self.cache.replace("jobdefinitions", [definition_body("shop", "SendMail")])
-        self.cache.replace("jobexecutions", [])
-        backend = Backend(self.cache, self.sqs, self.s3, self.kube, console_url=None)
-        self.app = web_app(backend, public_reads=public_reads, api_tokens=TOKEN)
-
-    def add(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.cache.apply("jobexecutions", "ADDED", body)
-        return body
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    with TestClient(world.app) as test_client:
-        yield test_client
 
 
 def enqueue(client: TestClient, **overrides: Any) -> Any:
@@ -64,7 +23,7 @@ def enqueue(client: TestClient, **overrides: Any) -> Any:
 
 
 def test_enqueue_answers_201_pending_with_the_sqs_message_id(
-    client: TestClient, world: World
+    client: TestClient, world: WebWorld
 ) -> None:
     response = enqueue(client)
     assert response.status_code == 201
@@ -82,19 +41,19 @@ def test_enqueue_answers_201_pending_with_the_sqs_message_id(
 
 @pytest.mark.parametrize("message", [None, 1, "text", [1, 2], {"deep": {"x": [True]}}])
 def test_enqueue_passes_any_json_message_through(
-    client: TestClient, world: World, message: Any
+    client: TestClient, world: WebWorld, message: Any
 ) -> None:
     assert enqueue(client, message=message).status_code == 201
     assert world.sqs.sent[-1]["body"]["Message"] == message
 
 
-def test_short_delay_uses_sqs_delay_seconds(client: TestClient, world: World) -> None:
+def test_short_delay_uses_sqs_delay_seconds(client: TestClient, world: WebWorld) -> None:
     assert enqueue(client, delay_seconds=900).status_code == 201
     assert world.sqs.sent[-1]["delay"] == 900
     assert "NotBefore" not in world.sqs.sent[-1]["body"]
 
 
-def test_long_delay_becomes_not_before_in_the_envelope(client: TestClient, world: World) -> None:
+def test_long_delay_becomes_not_before_in_the_envelope(client: TestClient, world: WebWorld) -> None:
     before = datetime.now(UTC)
     assert enqueue(client, delay_seconds=3600).status_code == 201
     sent = world.sqs.sent[-1]
@@ -161,7 +120,7 @@ def test_not_json_is_400(client: TestClient) -> None:
     assert response.json()["error_code"] == "invalid_parameter"
 
 
-def test_message_over_256_kib_is_413(client: TestClient, world: World) -> None:
+def test_message_over_256_kib_is_413(client: TestClient, world: WebWorld) -> None:
     response = enqueue(client, message="x" * (256 * 1024))
     assert response.status_code == 413
     assert response.json()["error_code"] == "payload_too_large"
@@ -169,7 +128,7 @@ def test_message_over_256_kib_is_413(client: TestClient, world: World) -> None:
     assert world.sqs.sent == []
 
 
-def test_message_just_under_the_limit_is_sent(client: TestClient, world: World) -> None:
+def test_message_just_under_the_limit_is_sent(client: TestClient, world: WebWorld) -> None:
     overhead = len(envelope.encode_execution("shop", "SendMail", ""))
     assert enqueue(client, message="x" * (256 * 1024 - overhead)).status_code == 201
 
@@ -193,7 +152,7 @@ def test_status_of_unknown_message_is_pending(client: TestClient) -> None:
     ],
 )
 def test_status_speaks_barbeque_words(
-    client: TestClient, world: World, phase: str | None, word: str
+    client: TestClient, world: WebWorld, phase: str | None, word: str
 ) -> None:
     body = world.add(execution_body("shop", "SendMail", "m-1", phase=phase))
     response = client.get("/v1/job_executions/m-1", headers=AUTH)
@@ -204,7 +163,7 @@ def test_status_speaks_barbeque_words(
     }
 
 
-def test_fields_add_html_url_and_message(client: TestClient, world: World) -> None:
+def test_fields_add_html_url_and_message(client: TestClient, world: WebWorld) -> None:
     world.add(execution_body("shop", "SendMail", "m-2", message={"user": 7}))
     response = client.get(
         "/v1/job_executions/m-2?fields=__default__,html_url,message", headers=AUTH
@@ -216,7 +175,7 @@ def test_fields_add_html_url_and_message(client: TestClient, world: World) -> No
 
 
 def test_retried_execution_reads_retried_until_its_last_retry_finishes(
-    client: TestClient, world: World
+    client: TestClient, world: WebWorld
 ) -> None:
     world.add(execution_body("shop", "SendMail", "first", phase="Failed", retried_by="second"))
     world.add(
@@ -231,7 +190,7 @@ def test_retried_execution_reads_retried_until_its_last_retry_finishes(
 
 
 def test_retry_sends_job_retry_and_answers_the_new_message_id(
-    client: TestClient, world: World
+    client: TestClient, world: WebWorld
 ) -> None:
     world.add(execution_body("shop", "SendMail", "m-f", phase="Failed"))
     response = client.post(
@@ -244,7 +203,7 @@ def test_retry_sends_job_retry_and_answers_the_new_message_id(
     assert sent["delay"] == 10
 
 
-def test_retry_without_body_uses_no_delay(client: TestClient, world: World) -> None:
+def test_retry_without_body_uses_no_delay(client: TestClient, world: WebWorld) -> None:
     world.add(execution_body("shop", "SendMail", "m-e", phase="Error"))
     response = client.post("/v1/job_executions/m-e/retries", headers=AUTH)
     assert response.status_code == 201
@@ -252,7 +211,7 @@ def test_retry_without_body_uses_no_delay(client: TestClient, world: World) -> N
 
 
 def test_retry_of_a_retried_execution_retries_its_last_attempt(
-    client: TestClient, world: World
+    client: TestClient, world: WebWorld
 ) -> None:
     world.add(execution_body("shop", "SendMail", "a", phase="Failed", retried_by="b"))
     world.add(execution_body("shop", "SendMail", "b", phase="Failed", retry_of="a", attempt=1))
@@ -266,14 +225,20 @@ def test_retry_of_unknown_execution_is_404(client: TestClient) -> None:
     assert response.json()["error_code"] == "record_not_found"
 
 
-def test_retry_of_a_successful_execution_is_409(client: TestClient, world: World) -> None:
-    world.add(execution_body("shop", "SendMail", "ok", phase="Succeeded"))
-    response = client.post("/v1/job_executions/ok/retries", headers=AUTH)
-    assert response.status_code == 409
-    assert response.json()["error_code"] == "not_retryable"
+@pytest.mark.parametrize("phase", [None, "Pending", "Scheduled", "Running", "Succeeded"])
+def test_retry_is_accepted_in_any_state_as_barbeque_does(
+    client: TestClient, world: WebWorld, phase: str | None
+) -> None:
+    """A job retrying itself while it runs (barbeque_client's Retryable) gets its 201."""
+    world.add(execution_body("shop", "SendMail", "live", phase=phase))
+    response = client.post("/v1/job_executions/live/retries", json={}, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    [sent] = world.sqs.sent
+    assert sent["body"] == {"Type": "JobRetry", "RetryMessageId": "live"}
 
 
-def test_retry_with_negative_delay_is_400(client: TestClient, world: World) -> None:
+def test_retry_with_negative_delay_is_400(client: TestClient, world: WebWorld) -> None:
     world.add(execution_body("shop", "SendMail", "neg", phase="Failed"))
     response = client.post(
         "/v1/job_executions/neg/retries", json={"delay_seconds": -5}, headers=AUTH
@@ -281,29 +246,21 @@ def test_retry_with_negative_delay_is_400(client: TestClient, world: World) -> N
     assert response.status_code == 400
 
 
-def test_cancel_patches_a_running_execution(client: TestClient, world: World) -> None:
+def test_cancel_patches_a_running_execution(client: TestClient, world: WebWorld) -> None:
     body = world.add(execution_body("shop", "SendMail", "run", phase="Running"))
     response = client.post("/v1/job_executions/run/cancel", headers=AUTH)
     assert response.status_code == 202
     assert world.kube.cancelled == [("shop", body["metadata"]["name"])]
 
 
-def test_cancel_of_a_finished_execution_is_409(client: TestClient, world: World) -> None:
+def test_cancel_of_a_finished_execution_is_409(client: TestClient, world: WebWorld) -> None:
     world.add(execution_body("shop", "SendMail", "done", phase="Succeeded"))
     assert client.post("/v1/job_executions/done/cancel", headers=AUTH).status_code == 409
 
 
-def test_list_filters_by_status_and_pages_newest_first(client: TestClient, world: World) -> None:
-    for i in range(30):
-        world.add(
-            execution_body(
-                "shop",
-                "SendMail",
-                f"m{i:02d}",
-                phase="Failed" if i % 3 == 0 else "Succeeded",
-                created=ago(minutes=60 - i),
-            )
-        )
+def test_list_filters_by_status_and_pages_newest_first(client: TestClient, world: WebWorld) -> None:
+    for body in finished_history(30, failed_every=3, prefix="m"):
+        world.add(body)
     response = client.get("/v1/job_executions?status=failed&per_page=4&page=2", headers=AUTH)
     body = response.json()
     assert body["total"] == 10
@@ -321,10 +278,37 @@ def test_definitions_queues_and_applications_are_listed(client: TestClient) -> N
     ]
     definitions = client.get("/v1/job_definitions?application=shop").json()
     assert definitions[0]["job"] == "SendMail"
-    assert definitions[0]["retry"]["limit"] == 3
+    assert definitions[0]["retry"] is None  # no retry config: no automatic retries
     queues = client.get("/v1/job_queues").json()
     assert queues[0]["name"] == "default"
     assert client.get("/v1/job_queues/none").status_code == 404
+
+
+def test_sns_subscriptions_are_listed_by_application(client: TestClient, world: WebWorld) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:orders"
+    world.cache.replace(
+        "snssubscriptions",
+        [
+            {
+                "metadata": {"name": "orders", "namespace": "shop", "resourceVersion": "3"},
+                "spec": {"topicArn": topic, "queue": "default", "job": "SendMail"},
+                "status": {"phase": "Subscribed", "subscriptionArn": f"{topic}:1"},
+            }
+        ],
+    )
+    assert client.get("/v1/sns_subscriptions?application=shop").json() == [
+        {
+            "application": "shop",
+            "name": "orders",
+            "topic_arn": topic,
+            "queue": "default",
+            "job": "SendMail",
+            "status": "Subscribed",
+            "message": None,
+            "subscription_arn": f"{topic}:1",
+        }
+    ]
+    assert client.get("/v1/sns_subscriptions?application=other").json() == []
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -333,7 +317,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_readiness_waits_for_the_cache() -> None:
-    world = World()
+    world = WebWorld()
     world.cache.synced.clear()
     with TestClient(world.app) as client:
         assert client.get("/readyz").status_code == 503
@@ -380,7 +364,7 @@ def test_openapi_links_lead_from_a_message_id_to_its_status_retry_and_cancel(
 
 
 def test_a_finished_execution_deleted_by_history_keeps_its_status(
-    client: TestClient, world: World
+    client: TestClient, world: WebWorld
 ) -> None:
     body = world.add(
         execution_body(

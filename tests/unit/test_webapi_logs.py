@@ -8,14 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from barbeque.adapters.kube import KubeError
-from barbeque_dashboard.cache import Cache
-from barbeque_dashboard.services import Backend
-from tests.support.fakes import FakeKube, FakeS3, FakeSqs
-from tests.support.webapi import TOKEN, definition_body, execution_body, queue_body, web_app
+from tests.support.fakes import FakeKube
+from tests.support.webapi import AUTH, WebWorld, execution_body
 
 pytestmark = pytest.mark.unit
-
-AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
 
 
 class PodLogs(FakeKube):
@@ -31,20 +27,15 @@ class PodLogs(FakeKube):
         return self.logs[(namespace, pod)]
 
 
-class World:
+class World(WebWorld):
     def __init__(self) -> None:
-        self.cache = Cache()
-        self.kube = PodLogs()
-        self.s3 = FakeS3()
-        self.cache.replace("jobqueues", [queue_body("default")])
-        self.cache.replace("jobdefinitions", [definition_body("shop", "SendMail")])
-        self.cache.replace("jobexecutions", [])
-        backend = Backend(self.cache, FakeSqs(), self.s3, self.kube, console_url=None)
-        self.client = TestClient(web_app(backend, public_reads=False, api_tokens=TOKEN))
+        self.pods = PodLogs()
+        super().__init__(public_reads=False, kube=self.pods)
+        self.client = TestClient(self.app)
 
-    def add(self, body: dict[str, Any], **status: Any) -> None:
+    def add(self, body: dict[str, Any], **status: Any) -> dict[str, Any]:
         body.setdefault("status", {}).update(status)
-        self.cache.apply("jobexecutions", "ADDED", body)
+        return super().add(body)
 
     def logs(self, message_id: str, **params: Any) -> Any:
         answer = self.client.get(
@@ -60,7 +51,7 @@ def world() -> World:
 
 def test_a_running_execution_answers_its_pods_log_from_an_offset(world: World) -> None:
     world.add(execution_body("shop", "SendMail", "m-run", phase="Running"), podName="m-run-x1")
-    world.kube.logs[("shop", "m-run-x1")] = "line 1\nline 2\n"
+    world.pods.logs[("shop", "m-run-x1")] = "line 1\nline 2\n"
     code, body = world.logs("m-run")
     assert code == 200
     assert body == {
@@ -71,7 +62,7 @@ def test_a_running_execution_answers_its_pods_log_from_an_offset(world: World) -
         "source": "pod",
         "finished": False,
     }
-    world.kube.logs[("shop", "m-run-x1")] += "line 3\n"
+    world.pods.logs[("shop", "m-run-x1")] += "line 3\n"
     code, body = world.logs("m-run", offset=14)
     assert (body["log"], body["next_offset"]) == ("line 3\n", 21)
 
@@ -87,7 +78,7 @@ def test_a_finished_execution_answers_from_s3_whole(world: World) -> None:
     assert code == 200
     assert (body["source"], body["finished"], body["log"]) == ("s3", True, "héllo\n")
     assert body["next_offset"] == len("héllo\n".encode())
-    assert world.kube.reads == []
+    assert world.pods.reads == []
     code, body = world.logs("m-done", offset=body["next_offset"])
     assert (body["log"], body["finished"]) == ("", True)
 

@@ -161,3 +161,42 @@ dnsPolicy: ClusterFirstWithHostNet
     name: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+
+{{/*
+topologySpreadConstraints of a Deployment's pods: each constraint as given, with a
+labelSelector of that Deployment's pods unless it brings its own.
+Call with (dict "constraints" <list> "selector" <selector labels as YAML>).
+*/}}
+{{- define "barbeque.topologySpreadConstraints" -}}
+{{- with .constraints -}}
+topologySpreadConstraints:
+{{- range . }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" (fromYaml $.selector)) }}
+{{- end }}
+  - {{ toYaml $constraint | nindent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget over one Deployment's pods.
+Call with (dict "root" $ "component" "operator"|"dashboard" "budget" <its podDisruptionBudget values>).
+*/}}
+{{- define "barbeque.podDisruptionBudget" -}}
+{{- $root := .root }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include (printf "barbeque.%s.fullname" .component) $root }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include (printf "barbeque.%s.labels" .component) $root | nindent 4 }}
+spec:
+  maxUnavailable: {{ .budget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include (printf "barbeque.%s.selectorLabels" .component) $root | nindent 6 }}
+{{- end }}

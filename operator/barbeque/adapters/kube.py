@@ -45,6 +45,8 @@ class KubeError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # The Status's details.causes of a refused object: {"field", "message", "reason"}.
+        self.causes: list[dict[str, str]] = []
 
 
 class NotFound(KubeError):
@@ -70,18 +72,45 @@ class Conflict(TransientError):
     as done."""
 
 
-def _status_reason(body: bytes) -> str:
-    """The ``reason`` of the Kubernetes ``Status`` in an error body, or ""."""
+def _status_field(body: bytes, field: str) -> str:
+    """A field (``reason``, ``message``) of the Kubernetes ``Status`` in an error body, or ""."""
     try:
         status = orjson.loads(body)
     except orjson.JSONDecodeError:
         return ""
-    reason = status.get("reason") if isinstance(status, dict) else None
-    return reason if isinstance(reason, str) else ""
+    value = status.get(field) if isinstance(status, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _status_reason(body: bytes) -> str:
+    return _status_field(body, "reason")
+
+
+def _causes(body: bytes) -> list[dict[str, str]]:
+    """Which fields the API server refused, and why (``details.causes`` of its Status)."""
+    try:
+        status = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    details = status.get("details") if isinstance(status, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if not isinstance(causes, list):
+        return []
+    return [
+        {key: str(cause.get(key) or "") for key in ("field", "message", "reason")}
+        for cause in causes
+        if isinstance(cause, dict)
+    ]
 
 
 def _translate(status: int, reason: str, body: bytes) -> KubeError:
     message = f"{status} {reason}: {body[:500].decode('utf-8', 'replace')}"
+    if status in (400, 422):
+        # The Status message alone names the fields and why, for people; its causes
+        # name them one by one, for forms.
+        invalid = Invalid(_status_field(body, "message") or message, status)
+        invalid.causes = _causes(body)
+        return invalid
     if status == 404:
         return NotFound(message, status)
     if status == 409:
@@ -90,8 +119,6 @@ def _translate(status: int, reason: str, body: bytes) -> KubeError:
         if _status_reason(body) == "AlreadyExists":
             return AlreadyExists(message, status)
         return Conflict(message, status)
-    if status in (400, 422):
-        return Invalid(message, status)
     return TransientError(message, status)
 
 
@@ -252,11 +279,28 @@ class Kube:
         await self._delete("delete_execution", path)
 
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None:
+        await self._patch_status(
+            "patch_queue_status", f"{CUSTOM}/jobqueues/{segment(name)}", status
+        )
+
+    async def _patch_status(self, call: str, path: str, status: dict[str, Any]) -> None:
+        """Merge-patch an object's status subresource; the answer is not read."""
         await self._request(
-            "patch_queue_status",
+            call, "PATCH", f"{path}/status", {"status": status}, content_type=MERGE_PATCH
+        )
+
+    # -- SNSSubscriptions ---------------------------------------------------------------------
+
+    async def patch_subscription(
+        self, namespace: str, name: str, patch: dict[str, Any], status: bool = False
+    ) -> dict[str, Any]:
+        """Merge-patch an SNSSubscription (its status subresource with ``status``)."""
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/snssubscriptions/{segment(name)}"
+        return await self._object(
+            "patch_subscription_status" if status else "patch_subscription",
             "PATCH",
-            f"{CUSTOM}/jobqueues/{segment(name)}/status",
-            {"status": status},
+            path + ("/status" if status else ""),
+            patch,
             content_type=MERGE_PATCH,
         )
 
@@ -267,15 +311,35 @@ class Kube:
             f"{CUSTOM}/namespaces/{segment(namespace)}/jobexecutions/{segment(name)}",
         )
 
+    async def patch_definition_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        path = f"{CUSTOM}/namespaces/{segment(namespace)}/jobdefinitions/{segment(name)}"
+        await self._patch_status("patch_definition_status", path, status)
+
+    # -- Events -----------------------------------------------------------------------------
+
+    async def create_event(self, body: dict[str, Any]) -> None:
+        # Nobody reads the created Event: the answer is not parsed.
+        namespace = segment(body["metadata"]["namespace"])
+        path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        await self._request("create_event", "POST", path, body)
+
     # -- Jobs and pods ----------------------------------------------------------------------
 
-    async def create_job(self, body: dict[str, Any]) -> None:
+    async def create_job(self, body: dict[str, Any], *, dry_run: bool = False) -> None:
+        """Create a Job; ``dry_run``: only ask whether the API server would (nothing stored).
+
+        Strict field validation: a field the API server does not know (a typo in a
+        definition's jobTemplate) is refused, not silently dropped.
+        """
         # Nobody reads the created Job (its watch event follows): the answer is not parsed.
         await self._request(
-            "create_job",
+            "dry_run_job" if dry_run else "create_job",
             "POST",
             f"/apis/batch/v1/namespaces/{segment(body['metadata']['namespace'])}/jobs",
             body,
+            params={"fieldValidation": "Strict", "dryRun": "All" if dry_run else None},
         )
 
     async def delete_job(self, namespace: str, name: str) -> None:
@@ -308,7 +372,7 @@ class Kube:
         Pages, not one list: the caller drops each page before the next arrives, so
         listing 10,000 executions never holds them all.
         """
-        if kind not in ("jobexecutions", "jobdefinitions", "jobqueues"):
+        if kind not in ("jobexecutions", "jobdefinitions", "jobqueues", "snssubscriptions"):
             raise ValueError(f"unknown kind {kind}")
         token: str | None = None
         while True:
@@ -336,6 +400,30 @@ class Kube:
         async for page in self.pages(kind, label_selector, field_selector):
             items.extend(page)
         return items
+
+    async def server_version(self) -> dict[str, Any]:
+        """``GET /version``: the API server's major, minor and gitVersion."""
+        return await self._object("server_version", "GET", "/version")
+
+    # -- ConfigMaps (statistics that outlive executions) --------------------------------------
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._object("get_configmap", "GET", _configmap_path(namespace, name))
+        except NotFound:
+            return None
+
+    async def write_configmap(self, body: dict[str, Any]) -> None:
+        """Create the ConfigMap, or replace it when its body names the resourceVersion
+        read (a stale one is ``Conflict``)."""
+        meta = body["metadata"]
+        if meta.get("resourceVersion"):
+            path = _configmap_path(meta["namespace"], meta["name"])
+            await self._request("replace_configmap", "PUT", path, body)
+        else:
+            await self._request(
+                "create_configmap", "POST", _configmap_path(meta["namespace"]), body
+            )
 
     # -- leases (leader election) ----------------------------------------------------------
 
@@ -370,6 +458,11 @@ def segment(value: str) -> str:
     if value in ("", ".", ".."):
         raise Invalid(f"{value!r} is not a valid object name")
     return quote(value, safe="")
+
+
+def _configmap_path(namespace: str, name: str | None = None) -> str:
+    path = f"/api/v1/namespaces/{segment(namespace)}/configmaps"
+    return f"{path}/{segment(name)}" if name else path
 
 
 def _lease_path(namespace: str, name: str | None = None) -> str:

@@ -149,6 +149,14 @@ class Sqs:
         attributes: dict[str, str] = result.get("Attributes", {})
         return attributes
 
+    async def set_attributes(self, url: str, attributes: dict[str, str]) -> None:
+        await self._call(
+            "set_queue_attributes",
+            self._client.set_queue_attributes,
+            QueueUrl=url,
+            Attributes=attributes,
+        )
+
     async def queue_arn(self, url: str) -> str:
         return (await self.attributes(url, ["QueueArn"]))["QueueArn"]
 

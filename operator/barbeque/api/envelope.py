@@ -2,8 +2,9 @@
 
 ``{"Type": "JobExecution", "Application": ..., "Job": ..., "Message": <any JSON>}`` is what
 the Web API and barbeque_client send; ``{"Type": "JobRetry", "RetryMessageId": ...}`` asks
-to retry an execution. ``NotBefore`` (ISO 8601) is ours: it holds a message past SQS's
-900 s delay limit as a Scheduled execution.
+to retry an execution; ``{"Type": "Notification", "TopicArn": ..., "Message": "<string>"}``
+is what SNS delivers to a subscribed queue. ``NotBefore`` (ISO 8601) is ours: it holds a
+message past SQS's 900 s delay limit as a Scheduled execution.
 
 Parsing never raises for bad input: it returns an ``InvalidMessage`` that says why in
 words, because a bad message must become a visible record, not a crash or a silent drop.
@@ -39,6 +40,14 @@ class RetryRequest:
 
 
 @dataclass(frozen=True)
+class NotificationRequest:
+    """An SNS notification: runs every definition subscribed to the topic on this queue."""
+
+    topic_arn: str
+    message: Any
+
+
+@dataclass(frozen=True)
 class InvalidMessage:
     reason: str
     detail: str
@@ -47,7 +56,7 @@ class InvalidMessage:
     raw: str = ""
 
 
-Envelope = ExecutionRequest | RetryRequest | InvalidMessage
+Envelope = ExecutionRequest | RetryRequest | NotificationRequest | InvalidMessage
 
 
 def encode_execution(
@@ -194,14 +203,42 @@ def parse(raw: str) -> Envelope:
             )
         return RetryRequest(retry_id, not_before)
     if kind == "Notification":
-        return InvalidMessage(
-            "UnsupportedType",
-            "SNS notifications are not supported yet; send a JobExecution envelope",
-            application,
-            job,
-            kept,
-        )
+        return _notification(body, kept)
     shown: str = json.dumps(kind)[:64] if kind is not None else "missing"
     return InvalidMessage(
-        "UnknownType", f"Type is {shown}; expected JobExecution or JobRetry", application, job, kept
+        "UnknownType",
+        f"Type is {shown}; expected JobExecution, JobRetry or Notification",
+        application,
+        job,
+        kept,
     )
+
+
+def _notification(body: dict[str, Any], kept: str) -> Envelope:
+    """SNS's envelope. barbeque parsed ``Message`` as JSON; a plain-text message (SNS takes
+    any string) is handed to the job as that string instead of being refused."""
+    topic_arn = _name(body.get("TopicArn"), "TopicArn")
+    if topic_arn is None:
+        return InvalidMessage(
+            "InvalidEnvelope", "TopicArn is missing or not a non-empty string", raw=kept
+        )
+    text = body.get("Message")
+    if not isinstance(text, str):
+        return InvalidMessage(
+            "InvalidEnvelope", "the SNS Message is missing or not a string", raw=kept
+        )
+    try:
+        message: Any = json.loads(text)
+    except (ValueError, RecursionError):
+        message = text
+    levels = depth(message)
+    if levels > MAX_DEPTH:
+        return InvalidMessage(
+            "InvalidEnvelope",
+            f"Message nests {levels} levels deep; at most {MAX_DEPTH} are accepted",
+            raw=kept,
+        )
+    problem = unfaithful(message)
+    if problem is not None:
+        return InvalidMessage("InvalidEnvelope", problem, raw=kept)
+    return NotificationRequest(topic_arn, message)

@@ -8,6 +8,7 @@ dashboard. The package imports nothing else of ours, so every layer can depend o
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
@@ -25,7 +26,24 @@ LABEL_QUEUE = f"{GROUP}/queue"
 LABEL_EXECUTION = f"{GROUP}/execution"
 LABEL_MESSAGE_ID = f"{GROUP}/message-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On a namespace: the cookpad/barbeque application name it holds, for names that cannot be
+# namespace names (my_app, MyApp). Messages and the Web API use that name.
+ANNOTATION_APPLICATION = f"{GROUP}/application"
 MANAGED_BY = "barbeque"
+
+
+def cel(*rules: tuple[str, str], pass_through: bool = False) -> ConfigDict:
+    """CEL rules (``x-kubernetes-validations``) the API server checks on an object: what the
+    schema alone cannot say. Each is a (rule, message) pair; the message is what a refused
+    ``kubectl apply`` prints. ``pass_through``: fields not modelled are kept as written
+    (Kubernetes' own types the operator hands on, validated when the Job is created)."""
+    extra: dict[str, Any] = {}
+    if rules:
+        extra["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    if pass_through:
+        extra["x-kubernetes-preserve-unknown-fields"] = True
+        return ConfigDict(extra="allow", json_schema_extra=extra)
+    return ConfigDict(json_schema_extra=extra)
 
 
 class Model(BaseModel):
@@ -56,6 +74,8 @@ class ObjectMeta(Model):
     generation: int | None = None
     resource_version: str | None = None
     creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    finalizers: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -74,6 +94,22 @@ class Condition(Model):
         default=None, description="The metadata.generation this condition was computed from."
     )
 
+
+# Conditions as Kubernetes keeps them: a list keyed by type, so server-side apply and
+# strategic tools merge by type and the server refuses two conditions of one type.
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        description="The latest observations of the object's state, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+READY_COLUMN = {
+    "name": "Ready",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+}
 
 IntOrString = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
@@ -98,6 +134,18 @@ class DeadLetterQueue(Model):
 class JobQueueSpec(Model):
     """Which SQS queue to drain and how."""
 
+    model_config = cel(
+        (
+            "!(has(self.queueUrl) && has(self.queueName))",
+            "set spec.queueUrl or spec.queueName, not both: a JobQueue names one SQS queue",
+        ),
+        (
+            "!(has(self.queueUrl) && self.create)",
+            "spec.create needs spec.queueName (or the default name): the operator cannot "
+            "create a queue given by URL",
+        ),
+    )
+
     queue_name: str | None = Field(
         default=None,
         description="SQS queue name; defaults to Barbeque-<metadata.name> like cookpad/barbeque.",
@@ -106,7 +154,8 @@ class JobQueueSpec(Model):
         pattern="^[A-Za-z0-9_-]+$",
     )
     queue_url: str | None = Field(
-        default=None, description="Full SQS queue URL; takes precedence over queueName."
+        default=None,
+        description="Full SQS queue URL, instead of queueName (for a queue of another account).",
     )
     create: bool = Field(
         default=False, description="Create the SQS queue (and its dead-letter queue) if missing."
@@ -151,7 +200,7 @@ class JobQueueStatus(Model):
         description="The metadata.generation the operator's poller runs with: once equal, "
         "a spec change (cap, suspend, waits) is in effect.",
     )
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobQueue(Resource):
@@ -160,11 +209,14 @@ class JobQueue(Resource):
     kind: ClassVar[str] = "JobQueue"
     plural: ClassVar[str] = "jobqueues"
     singular: ClassVar[str] = "jobqueue"
-    short_names: ClassVar[list[str]] = ["queue", "queues", "jq"]
+    # Not queue/queues: Kueue's LocalQueue has them (tests/unit/test_crds.py keeps a list of
+    # well-known projects' short names these must stay clear of).
+    short_names: ClassVar[list[str]] = ["jobq", "jq"]
     namespaced: ClassVar[bool] = False
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "SQS Queue", "type": "string", "jsonPath": ".status.queueUrl"},
         {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        READY_COLUMN,
         {"name": "Max", "type": "integer", "jsonPath": ".spec.maxConcurrentExecutions"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.runningExecutions"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -183,81 +235,125 @@ class JobQueue(Resource):
 class KeySelector(Model):
     """A key of a Secret or ConfigMap."""
 
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
-    optional: bool | None = None
+    name: str = Field(min_length=1, description="Name of the Secret or ConfigMap.")
+    key: str = Field(min_length=1, description="The key whose value is taken.")
+    optional: bool | None = Field(
+        default=None, description="Start the container even if the object or key is missing."
+    )
 
 
 class FieldSelector(Model):
     """A field of the pod, for the downward API."""
 
-    field_path: str = Field(min_length=1)
+    field_path: str = Field(
+        min_length=1, description="Path of the pod field, e.g. metadata.name or spec.nodeName."
+    )
 
 
 class EnvVarSource(Model):
     """Where an environment variable's value comes from."""
 
-    secret_key_ref: KeySelector | None = None
-    config_map_key_ref: KeySelector | None = None
-    field_ref: FieldSelector | None = None
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a ConfigMap."
+    )
+    field_ref: FieldSelector | None = Field(
+        default=None, description="A field of the pod (downward API)."
+    )
 
 
 class EnvVar(Model):
     """An environment variable of the job's container."""
 
-    name: str = Field(min_length=1, pattern="^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str | None = None
-    value_from: EnvVarSource | None = None
+    name: str = Field(
+        min_length=1,
+        pattern="^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        description="Variable name; BARBEQUE_* names are the operator's.",
+    )
+    value: str | None = Field(default=None, description="The value, as written.")
+    value_from: EnvVarSource | None = Field(
+        default=None, description="Take the value from a Secret, ConfigMap or pod field."
+    )
 
 
 class NameRef(Model):
     """A reference to a Secret or ConfigMap by name."""
 
-    name: str = Field(min_length=1)
-    optional: bool | None = None
+    name: str = Field(min_length=1, description="Name of the Secret or ConfigMap.")
+    optional: bool | None = Field(
+        default=None, description="Start the container even if the object is missing."
+    )
 
 
 class EnvFromSource(Model):
     """A Secret or ConfigMap whose keys become environment variables."""
 
-    prefix: str | None = None
-    secret_ref: NameRef | None = None
-    config_map_ref: NameRef | None = None
+    prefix: str | None = Field(default=None, description="Prepended to every key's name.")
+    secret_ref: NameRef | None = Field(default=None, description="Every key of a Secret.")
+    config_map_ref: NameRef | None = Field(default=None, description="Every key of a ConfigMap.")
 
 
 class ResourceRequirements(Model):
     """CPU and memory for the job's container."""
 
-    requests: dict[str, IntOrString] = Field(default_factory=dict)
-    limits: dict[str, IntOrString] = Field(default_factory=dict)
+    requests: dict[str, IntOrString] = Field(
+        default_factory=dict,
+        description="What the scheduler reserves, e.g. {cpu: 500m, memory: 256Mi}.",
+    )
+    limits: dict[str, IntOrString] = Field(
+        default_factory=dict, description="The most the container may use, e.g. {memory: 1Gi}."
+    )
 
 
 class Toleration(Model):
     """A Kubernetes toleration for the job's pod."""
 
-    key: str | None = None
-    operator: str | None = Field(default=None, pattern="^(Exists|Equal)$")
-    value: str | None = None
-    effect: str | None = Field(default=None, pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    toleration_seconds: int | None = None
+    key: str | None = Field(default=None, description="The taint key; empty matches every key.")
+    operator: str | None = Field(
+        default=None, pattern="^(Exists|Equal)$", description="Exists or Equal (the default)."
+    )
+    value: str | None = Field(default=None, description="The taint value, with Equal.")
+    effect: str | None = Field(
+        default=None,
+        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="The taint effect tolerated; empty means all.",
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="With NoExecute: how long the pod stays once tainted."
+    )
 
 
 class ContainerSecurity(Model):
     """Overrides of the restricted securityContext every job container gets by default."""
 
-    run_as_user: int | None = Field(default=None, ge=0)
-    run_as_group: int | None = Field(default=None, ge=0)
-    run_as_non_root: bool | None = None
-    allow_privilege_escalation: bool | None = None
-    read_only_root_filesystem: bool | None = None
+    run_as_user: int | None = Field(default=None, ge=0, description="The uid to run as.")
+    run_as_group: int | None = Field(default=None, ge=0, description="The gid to run as.")
+    run_as_non_root: bool | None = Field(
+        default=None, description="Refuse to start as root (default true)."
+    )
+    allow_privilege_escalation: bool | None = Field(
+        default=None, description="Allow setuid and the like (default false)."
+    )
+    read_only_root_filesystem: bool | None = Field(
+        default=None, description="Mount the image's filesystem read-only."
+    )
 
 
 class RetryPolicy(Model):
     """Automatic retries after a failure, as cookpad/barbeque's RetryConfig.
 
-    delay(n) = min(2^n * baseDelaySeconds, maxDelaySeconds); with jitter a uniform random
-    value in [0, delay]. There is no 900 s ceiling: long delays become Scheduled executions.
+    Only a definition that has one is retried automatically (``retry: {}`` takes
+    barbeque's defaults: 3 retries from 15 s). delay(n) = min(2^n * baseDelaySeconds,
+    maxDelaySeconds); with jitter a uniform random value in [0, delay]. There is no 900 s
+    ceiling: long delays become Scheduled executions.
     """
+
+    model_config = cel(
+        (
+            "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.baseDelaySeconds",
+            "retry.maxDelaySeconds must be at least retry.baseDelaySeconds",
+        ),
+    )
 
     limit: int = Field(default=3, ge=0, le=100, description="Retries after the first attempt.")
     base_delay_seconds: float = Field(default=15.0, ge=0, description="Delay of the first retry.")
@@ -295,8 +391,206 @@ class HistoryPolicy(Model):
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The full Job template of a JobDefinition (spec.jobTemplate), as CronJob's jobTemplate.
+#
+# Only what the operator owns or checks is modelled; the rest of a pod spec and its
+# containers passes through as written (x-kubernetes-preserve-unknown-fields on those
+# objects only) and the API server validates it when the Job is created.
+
+OPERATOR_LABELS = f"{GROUP}/"
+# The job container's fields that come from the short form (spec.image, spec.command, ...).
+SHORT_FORM_CONTAINER_FIELDS = (
+    "image",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "resources",
+    "imagePullPolicy",
+    "securityContext",
+)
+NO_BARBEQUE_ENV = (
+    "!has(self.env) || self.env.all(e, !e.name.startsWith('BARBEQUE_'))",
+    "BARBEQUE_* variables are the operator's: it sets them on the job's container",
+)
+
+
+class TemplateMetadata(Model):
+    """Labels and annotations of the Job or its pod; the operator adds its own."""
+
+    model_config = cel(
+        (
+            f"!has(self.labels) || self.labels.all(k, !k.startsWith('{OPERATOR_LABELS}'))",
+            f"labels under {OPERATOR_LABELS} are the operator's",
+        )
+    )
+
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels, e.g. kueue.x-k8s.io/queue-name."
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+
+
+class TemplateEnvVar(Model):
+    """An environment variable of a template's container (any EnvVar of Kubernetes)."""
+
+    model_config = cel(pass_through=True)
+
+    name: str = Field(
+        min_length=1, max_length=256, description="Variable name; BARBEQUE_* are the operator's."
+    )
+
+
+class TemplateContainer(Model):
+    """A container of the template, passed through as Kubernetes takes it (volumeMounts,
+    ports, probes, ...). The one named ``job`` is the operator's job container: its image,
+    command, args, env, envFrom, resources, imagePullPolicy and securityContext come from
+    the definition's spec, so the template may not set them there."""
+
+    model_config = cel(
+        (
+            "self.name != 'job' || ("
+            + " && ".join(f"!has(self.{f})" for f in SHORT_FORM_CONTAINER_FIELDS)
+            + ")",
+            "the container named job takes image, command, args, env, envFrom, resources, "
+            "imagePullPolicy and securityContext from the definition's spec, not the template",
+        ),
+        NO_BARBEQUE_ENV,
+        pass_through=True,
+    )
+
+    name: str = Field(min_length=1, description="Container name; `job` is the job's container.")
+    image: str | None = Field(default=None, description="Container image (not on `job`).")
+    command: list[str] | None = Field(default=None, description="Entrypoint (not on `job`).")
+    args: list[str] | None = Field(default=None, description="Arguments (not on `job`).")
+    env: list[TemplateEnvVar] | None = Field(
+        default=None, max_length=128, description="Environment (not on `job`); no BARBEQUE_*."
+    )
+    env_from: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Secrets and ConfigMaps as variables (not on `job`).",
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+    resources: dict[str, Any] | None = Field(
+        default=None,
+        description="Requests and limits (not on `job`).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    image_pull_policy: str | None = Field(default=None, description="Pull policy (not on `job`).")
+    security_context: dict[str, Any] | None = Field(
+        default=None,
+        description="Container security context (not on `job`).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class TemplatePodSpec(Model):
+    """A Kubernetes PodSpec, passed through (volumes, initContainers, affinity,
+    priorityClassName, runtimeClassName, ...). The operator sets restartPolicy Never:
+    a failed run is retried by the operator, as a new execution."""
+
+    model_config = cel(
+        (
+            "!has(self.restartPolicy) || self.restartPolicy == 'Never'",
+            "restartPolicy is the operator's (Never): retries are new executions",
+        ),
+        pass_through=True,
+    )
+
+    containers: list[TemplateContainer] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Containers; `job` (added if missing) is the job's, others are sidecars.",
+    )
+    init_containers: list[TemplateContainer] = Field(
+        default_factory=list, max_length=20, description="Init containers (and native sidecars)."
+    )
+    restart_policy: str | None = Field(default=None, description="Only Never (the operator's).")
+    service_account_name: str | None = Field(
+        default=None, description="The pod's ServiceAccount (or spec.serviceAccountName, not both)."
+    )
+
+
+class TemplatePod(Model):
+    """The pod template of the Job."""
+
+    metadata: TemplateMetadata | None = Field(
+        default=None, description="Pod labels and annotations (spec.podLabels/podAnnotations win)."
+    )
+    spec: TemplatePodSpec | None = Field(default=None, description="The pod spec.")
+
+
+class TemplateJobSpec(Model):
+    """The Job's spec: its pod template. backoffLimit is the operator's (0)."""
+
+    model_config = cel(
+        (
+            "!has(self.backoffLimit) || self.backoffLimit == 0",
+            "backoffLimit is the operator's (0): retries are new executions, per spec.retry",
+        )
+    )
+
+    backoff_limit: int | None = Field(default=None, description="Only 0 (the operator's).")
+    template: TemplatePod = Field(default_factory=TemplatePod, description="The pod template.")
+
+
+class JobTemplate(Model):
+    """The Job the operator creates for each execution, as CronJob's jobTemplate: metadata
+    (labels, annotations) and the pod template. The short form's fields (image, command,
+    env, ...) fill the container named job; ownerReferences, backoffLimit, restartPolicy
+    and BARBEQUE_* variables stay the operator's."""
+
+    metadata: TemplateMetadata | None = Field(
+        default=None, description="Labels and annotations of the Job itself."
+    )
+    spec: TemplateJobSpec = Field(default_factory=TemplateJobSpec, description="The Job's spec.")
+
+
+# An image reference as container runtimes parse it (the grammar of distribution/reference):
+# [registry[:port]/]repository[:tag][@digest]. The first part is a registry only when it
+# looks like a host (a dot, a port, localhost); the repository is lowercase.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_REGISTRY = (
+    rf"(?:localhost(?::[0-9]+)?|{_DOMAIN_PART}(?:\.{_DOMAIN_PART})+(?::[0-9]+)?"
+    rf"|{_DOMAIN_PART}:[0-9]+|\[[a-fA-F0-9:]+\](?::[0-9]+)?)"
+)
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"^(?:{_REGISTRY}/)?(?P<repository>{_PATH_PART}(?:/{_PATH_PART})*)"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why ``image`` is not an image reference a container runtime would pull, or None."""
+    name = image.split("@", 1)[0]
+    if len(name) > 255:
+        return f"image {image[:60]!r}... is longer than 255 characters"
+    if _IMAGE_REFERENCE.match(image) is None:
+        return (
+            f"image {image!r} is not a well-formed reference: expected "
+            "[registry[:port]/]repository[:tag][@sha256:digest], the repository in lowercase"
+        )
+    return None
+
+
+_TEMPLATE_POD = "self.?jobTemplate.?spec.?template.?spec"
+
+
 class JobDefinitionSpec(Model):
     """A registered job of an application: what to run for each message."""
+
+    model_config = cel(
+        NO_BARBEQUE_ENV,
+        (
+            f"!({_TEMPLATE_POD}.?serviceAccountName.hasValue() && has(self.serviceAccountName))",
+            "set spec.serviceAccountName or the jobTemplate's, not both",
+        ),
+    )
 
     description: str = Field(default="", description="What the job does, for people.")
     job_name: str | None = Field(
@@ -316,17 +610,34 @@ class JobDefinitionSpec(Model):
         pattern=r"^[^\s]+$",
         description="Container image, e.g. registry.example.com/app:1.2.3.",
     )
-    image_pull_policy: str | None = Field(default=None, pattern="^(Always|IfNotPresent|Never)$")
+    image_pull_policy: str | None = Field(
+        default=None,
+        pattern="^(Always|IfNotPresent|Never)$",
+        description="Always, IfNotPresent or Never; unset lets Kubernetes choose by tag.",
+    )
     command: list[str] = Field(
         default_factory=list, description="Entrypoint argv; empty keeps the image's."
     )
     args: list[str] = Field(default_factory=list, description="Arguments after command.")
-    env: list[EnvVar] = Field(default_factory=list)
-    env_from: list[EnvFromSource] = Field(default_factory=list)
-    resources: ResourceRequirements | None = None
-    service_account_name: str | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Environment of the job's container, after the operator's BARBEQUE_* ones.",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, description="Secrets and ConfigMaps whose keys become variables."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory requests and limits of the job's container."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="The pod's ServiceAccount; unset means the namespace's default."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pod must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints the pod tolerates."
+    )
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
     pod_annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra pod annotations."
@@ -348,16 +659,30 @@ class JobDefinitionSpec(Model):
         ge=0,
         description="Seconds a finished Job (and its pod) stays; logs are shipped to S3 first.",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description=(
+            "Automatic retries after a failure. Unset means none, as in cookpad/barbeque "
+            "without a retry config; `retry: {}` means 3 retries from 15 s."
+        ),
+    )
     slack: SlackNotification | None = None
     history: HistoryPolicy | None = None
+    job_template: JobTemplate | None = Field(
+        default=None,
+        description="The full Job to create: labels, annotations and the pod template "
+        "(volumes, sidecars, affinity, priorityClassName, ...). The fields above fill its "
+        "container named job.",
+    )
 
 
 class JobDefinitionStatus(Model):
     """What the operator observed about the definition."""
 
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last checked."
+    )
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobDefinition(Resource):
@@ -371,6 +696,7 @@ class JobDefinition(Resource):
     printer_columns: ClassVar[list[dict[str, Any]]] = [
         {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
         {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+        READY_COLUMN,
         {"name": "Retries", "type": "integer", "jsonPath": ".spec.retry.limit"},
         {"name": "Slack", "type": "string", "jsonPath": ".spec.slack.channel", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -406,8 +732,40 @@ FINISHED_PHASES = frozenset(p.value for p in Phase if p.finished)
 UNFINISHED_SELECTOR = ",".join(f"status.phase!={phase}" for phase in sorted(FINISHED_PHASES))
 
 
+# What an execution runs is fixed once recorded: the spec fields below may not change
+# (cancel may, one way). Optional ones may not be added or removed either. spec.message
+# is not among them: the API server shows CEL no field of untyped (any JSON) value.
+EXECUTION_RECORD = ("application", "job", "queue", "messageId", "attempt")
+EXECUTION_RECORD_OPTIONAL = (
+    "originalMessageId",
+    "rawMessage",
+    "sentTimestamp",
+    "notBefore",
+    "retryOf",
+    "invalidReason",
+)
+
+
+def _unchanged(field: str, optional: bool) -> str:
+    same = f"self.{field} == oldSelf.{field}"
+    if not optional:
+        return same
+    return f"(has(self.{field}) ? has(oldSelf.{field}) && {same} : !has(oldSelf.{field}))"
+
+
 class JobExecutionSpec(Model):
     """The message an execution runs: immutable once recorded."""
+
+    model_config = cel(
+        (
+            " && ".join(
+                [_unchanged(f, False) for f in EXECUTION_RECORD]
+                + [_unchanged(f, True) for f in EXECUTION_RECORD_OPTIONAL]
+            ),
+            "the spec of a JobExecution is immutable once recorded (only spec.cancel may be set)",
+        ),
+        ("!oldSelf.cancel || self.cancel", "spec.cancel cannot be undone"),
+    )
 
     application: str = Field(description="The application (namespace) named by the message.")
     job: str = Field(description="The job (JobDefinition name) named by the message.")
@@ -450,7 +808,7 @@ class JobExecutionSpec(Model):
 class LogLocation(Model):
     """Where the execution's message and logs are kept."""
 
-    bucket: str
+    bucket: str = Field(description="The S3 bucket.")
     prefix: str = Field(description="Key prefix: <application>/<job>/<message-id>/.")
     url: str = Field(description="s3://bucket/prefix")
     uploaded: bool = Field(default=False, description="All files are in S3.")
@@ -469,9 +827,11 @@ class JobExecutionStatus(Model):
     finished_at: datetime | None = Field(default=None, description="When it finished.")
     duration: str | None = Field(default=None, description="Wall time from start to finish.")
     retried_by: str | None = Field(default=None, description="The execution that retries this one.")
-    logs: LogLocation | None = None
+    logs: LogLocation | None = Field(
+        default=None, description="Where the message, logs and summary are kept in S3."
+    )
     notified: bool | None = Field(default=None, description="Slack was told of the outcome.")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class JobExecution(Resource):

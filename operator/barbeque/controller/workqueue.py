@@ -29,9 +29,12 @@ class WorkQueue(Generic[K]):
         base_delay: float = 0.5,
         max_delay: float = 300.0,
         name: str = "jobexecutions",
+        clock: Callable[[], float] = time.monotonic,
         lane_of: Callable[[K], Hashable] | None = None,
     ) -> None:
         self.name = name
+        # What the duration metrics measure with (a test's fake clock; delays use the loop's).
+        self._clock = clock
         # When each queued key was added, and when each key in hand was taken.
         self._added_at: dict[K, float] = {}
         self._taken_at: dict[K, float] = {}
@@ -60,7 +63,7 @@ class WorkQueue(Generic[K]):
             return
         self._dirty.add(key)
         self._adds.inc()
-        self._added_at.setdefault(key, time.monotonic())
+        self._added_at.setdefault(key, self._clock())
         self._depth.set(len(self._dirty))
         if key not in self._processing:
             self._put(key)
@@ -120,7 +123,7 @@ class WorkQueue(Generic[K]):
         key = self._take()
         self._dirty.discard(key)
         self._processing.add(key)
-        taken = time.monotonic()
+        taken = self._clock()
         self._queue_duration.observe(taken - self._added_at.pop(key, taken))
         self._taken_at[key] = taken
         self._depth.set(len(self._dirty))
@@ -130,13 +133,13 @@ class WorkQueue(Generic[K]):
         self._processing.discard(key)
         taken = self._taken_at.pop(key, None)
         if taken is not None:
-            self._work_duration.observe(time.monotonic() - taken)
+            self._work_duration.observe(self._clock() - taken)
         if key in self._dirty:
             self._put(key)
 
     def export_unfinished(self) -> None:
         """Set the gauges of work in hand (sampled: they grow while nothing happens)."""
-        current = time.monotonic()
+        current = self._clock()
         running = [current - taken for taken in self._taken_at.values()]
         metrics.WORKQUEUE_UNFINISHED_WORK.labels(self.name).set(sum(running))
         metrics.WORKQUEUE_LONGEST_RUNNING.labels(self.name).set(max(running, default=0.0))

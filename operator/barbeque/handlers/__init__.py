@@ -25,6 +25,7 @@ from barbeque import metrics
 from barbeque.api.models import GROUP, VERSION
 from barbeque.config import get_settings
 from barbeque.factory import Operator, build_operator
+from barbeque.services import compat
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         if config.s3_create_bucket:
             await operator.s3.ensure_bucket()
         await operator.start()
+    except compat.UnsupportedServer as exc:
+        await operator.kube.close()
+        # Permanent: kopf stops the operator (exit code 1) instead of retrying for ever.
+        raise kopf.PermanentError(str(exc)) from exc
     except BaseException:
         # The retry builds a new operator: this one's API server connections go now.
         await operator.kube.close()
@@ -119,3 +124,8 @@ async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
 async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.operator.events.on_queue(event.get("type"), event["object"])
+
+
+@kopf.on.event(GROUP, VERSION, "snssubscriptions", id="sns-subscriptions")
+async def subscription_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    await memo.operator.subscriber.on_event(event.get("type"), event["object"])

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from barbeque.api import revision
 from barbeque.api.models import (
     API_VERSION,
     LABEL_APPLICATION,
@@ -17,6 +18,8 @@ from barbeque.api.models import (
     MANAGED_BY,
     JobDefinition,
     JobExecution,
+    JobTemplate,
+    TemplateMetadata,
 )
 from barbeque.services.naming import label_value
 
@@ -90,9 +93,18 @@ def build_execution(
 
 
 def build_retry(
-    parent: JobExecution, name: str, message_id: str, not_before: datetime | None = None
+    parent: JobExecution,
+    name: str,
+    message_id: str,
+    sent_timestamp: int | None,
+    not_before: datetime | None = None,
 ) -> dict[str, Any]:
-    """A retry of ``parent``: the same message, the next attempt, owned by the parent."""
+    """A retry of ``parent``: the same message, the next attempt, owned by the parent.
+
+    ``sent_timestamp`` is the retry's own (its JobRetry message's SentTimestamp, or when
+    the operator decided an automatic retry): BARBEQUE_SENT_TIMESTAMP of a retry is the
+    retry message's in cookpad/barbeque too.
+    """
     return build_execution(
         name=name,
         namespace=parent.metadata.namespace or "",
@@ -101,7 +113,7 @@ def build_retry(
         queue=parent.spec.queue,
         message_id=message_id,
         message=parent.spec.message,
-        sent_timestamp=parent.spec.sent_timestamp,
+        sent_timestamp=sent_timestamp,
         not_before=not_before,
         attempt=parent.spec.attempt + 1,
         retry_of=parent.metadata.name,
@@ -161,9 +173,19 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
         execution.spec.message_id,
     )
     labels[LABEL_EXECUTION] = meta.name
+    template = spec.job_template or JobTemplate()
+    pod = template.spec.template
+    # The template's pod spec as written; what the operator owns is laid over it below.
+    pod_spec: dict[str, Any] = (
+        pod.spec.model_dump(by_alias=True, exclude_none=True) if pod.spec is not None else {}
+    )
+    written = pod_spec.pop("containers", [])
     container: dict[str, Any] = {
+        # The template's `job` container gives what the short form has no field for
+        # (volumeMounts, ports, probes, ...); admission refused the fields both could set.
+        **next((c for c in written if c["name"] == CONTAINER_NAME), {}),
         "name": CONTAINER_NAME,
-        "image": spec.image,
+        "image": revision.effective_image(definition),
         "env": job_environment(execution, definition),
         "securityContext": _container_security(definition),
     }
@@ -180,27 +202,34 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
 
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "containers": [container],
-    }
+    if not pod_spec.get("initContainers"):
+        pod_spec.pop("initContainers", None)
+    pod_spec["restartPolicy"] = "Never"
+    pod_spec["containers"] = [container, *(c for c in written if c["name"] != CONTAINER_NAME)]
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
+        pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **spec.node_selector}
     if spec.tolerations:
         pod_spec["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations
+            *pod_spec.get("tolerations", []),
+            *(t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations),
         ]
 
-    pod_labels = {**spec.pod_labels, **labels}
+    pod_written = pod.metadata or TemplateMetadata()
+    pod_labels = {**pod_written.labels, **spec.pod_labels, **labels}
     # A running execution is not something to move: cluster-autoscaler's scale-down would
     # evict it (a Job's pod counts as replicated), so it must leave the node alone unless
-    # the definition's podAnnotations say otherwise.
+    # the definition's podAnnotations (or its template's) say otherwise.
     pod_metadata: dict[str, Any] = {
         "labels": pod_labels,
-        "annotations": {SAFE_TO_EVICT: "false", **spec.pod_annotations},
+        "annotations": {
+            SAFE_TO_EVICT: "false",
+            **pod_written.annotations,
+            **spec.pod_annotations,
+        },
     }
+    job_written = template.metadata or TemplateMetadata()
 
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
@@ -216,7 +245,9 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
         "metadata": {
             "name": meta.name,
             "namespace": meta.namespace,
-            "labels": labels,
+            # Kueue's queue-name label and the like go on the Job; ours win.
+            "labels": {**job_written.labels, **labels},
+            **({"annotations": dict(job_written.annotations)} if job_written.annotations else {}),
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
@@ -229,4 +260,58 @@ def build_job(execution: JobExecution, definition: JobDefinition) -> dict[str, A
             ],
         },
         "spec": job_spec,
+    }
+
+
+# Who writes the operator's Events (``kubectl describe`` shows it as "From").
+EVENT_CONTROLLER = "barbeque.dev/operator"
+EVENT_NOTE_LIMIT = 1024  # bytes: the API server refuses a longer note
+
+
+def object_reference(
+    kind: str, name: str, namespace: str | None, uid: str | None
+) -> dict[str, Any]:
+    reference = {"apiVersion": API_VERSION, "kind": kind, "name": name}
+    if namespace:
+        reference["namespace"] = namespace
+    if uid:
+        reference["uid"] = uid
+    return reference
+
+
+def build_event(
+    regarding: dict[str, Any],
+    *,
+    reason: str,
+    note: str,
+    action: str,
+    instance: str,
+    at: datetime,
+    warning: bool = True,
+) -> dict[str, Any]:
+    """An events.k8s.io/v1 Event about one of our objects.
+
+    Events of a cluster-scoped object (a JobQueue) live in ``default``, as client-go puts
+    them; ``kubectl describe`` finds them by the object they regard, in any namespace.
+    """
+    encoded = note.encode()
+    if len(encoded) > EVENT_NOTE_LIMIT:
+        note = encoded[: EVENT_NOTE_LIMIT - 3].decode("utf-8", "ignore") + "..."
+    stamp = at.strftime("%Y%m%d%H%M%S%f")
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {
+            # Unique per occurrence, readable in `kubectl get events`.
+            "name": f"{regarding['name']}.{stamp}"[:253],
+            "namespace": regarding.get("namespace") or "default",
+        },
+        "eventTime": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "reportingController": EVENT_CONTROLLER,
+        "reportingInstance": instance[:128],
+        "action": action,
+        "reason": reason or "Unknown",
+        "note": note,
+        "type": "Warning" if warning else "Normal",
+        "regarding": regarding,
     }

@@ -12,6 +12,7 @@ from typing import Any
 from barbeque import metrics
 from barbeque.api.models import LABEL_EXECUTION
 from barbeque.controller.workqueue import WorkQueue
+from barbeque.services.definitions import DefinitionChecker
 from barbeque.services.history import HistoryCollector
 from barbeque.services.pollers import Pollers
 from barbeque.services.store import Key, Store, settled
@@ -28,12 +29,19 @@ def _meta(body: dict[str, Any]) -> tuple[str, str, str | None]:
 
 class EventRouter:
     def __init__(
-        self, *, store: Store, queue: WorkQueue[Key], pollers: Pollers, history: HistoryCollector
+        self,
+        *,
+        store: Store,
+        queue: WorkQueue[Key],
+        pollers: Pollers,
+        history: HistoryCollector,
+        definitions: DefinitionChecker,
     ) -> None:
         self.store = store
         self.queue = queue
         self.pollers = pollers
         self.history = history
+        self.definitions = definitions
 
     def on_execution(self, type_: str | None, body: dict[str, Any]) -> None:
         namespace, name, _ = _meta(body)
@@ -57,8 +65,10 @@ class EventRouter:
             self.store.delete_definition(namespace, name)
             # Its series go too, and the phase gauge stops re-exporting them.
             self.history.forget_definition(namespace, name)
+            self.definitions.on_definition(None, (namespace, name))
         else:
             self.store.put_definition(body)
+            self.definitions.on_definition(body, (namespace, name))
 
     def on_job(self, type_: str | None, body: dict[str, Any]) -> None:
         namespace, name, execution = _meta(body)
@@ -79,6 +89,13 @@ class EventRouter:
             return
         if self.store.put_pod(body) is not None:
             self.queue.add((namespace, execution))
+
+    def on_namespace(self, type_: str | None, body: dict[str, Any]) -> None:
+        """Namespaces name the application they hold (annotation barbeque.dev/application)."""
+        if type_ == DELETED:
+            self.store.delete_namespace((body.get("metadata") or {}).get("name") or "")
+        else:
+            self.store.put_namespace(body)
 
     def on_queue(self, type_: str | None, body: dict[str, Any]) -> None:
         name = body.get("metadata", {}).get("name", "")

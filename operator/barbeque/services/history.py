@@ -9,6 +9,9 @@ The operator keeps no finished execution in memory; a periodic sweep
 (``HistoryCollector``, a component of the active replica) pages through all of them as
 plain ``Record`` tuples (a few hundred bytes each, dropped after the sweep). The sweep
 also counts them for the executions-by-phase gauge and picks up uploads to S3 left to do.
+Before deleting, it adds the executions to their definition's hourly statistics
+(``services.statistics``), which the console's statistics page reads for the hours whose
+executions are gone.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from barbeque import metrics
 from barbeque.adapters.kube import KubeError, NotFound
 from barbeque.api.models import FINISHED_PHASES, JobDefinition
 from barbeque.controller.manager import cancel_all
+from barbeque.services import statistics
 from barbeque.services.store import Key, Store, parse_time
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,8 @@ class Record:
     finished_at: datetime | None
     uploaded: bool | None  # None: no upload attempted yet
     retried_by: str | None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
 
     @property
     def key(self) -> Key:
@@ -66,7 +72,16 @@ class Record:
             finished_at=parse_time(status.get("finishedAt")),
             uploaded=bool(logs.get("uploaded")) if isinstance(logs, dict) else None,
             retried_by=status.get("retriedBy"),
+            created_at=parse_time(meta.get("creationTimestamp")),
+            started_at=parse_time(status.get("startedAt")),
         )
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran, as the console shows it (None if it never started)."""
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return None
 
 
 def _chain_finished(record: Record, by_key: dict[Key, Record]) -> bool:
@@ -136,6 +151,8 @@ def needs_follow_up(body: dict[str, Any]) -> bool:
 class HistoryApi(Protocol):
     def pages(self, kind: str) -> AsyncIterator[list[dict[str, Any]]]: ...
     async def delete_execution(self, namespace: str, name: str) -> None: ...
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def write_configmap(self, body: dict[str, Any]) -> None: ...
 
 
 @dataclass(eq=False, repr=False)
@@ -182,8 +199,9 @@ class HistoryCollector:
 
     async def sweep(self) -> int:
         """Page through every execution: count finished ones, pick up uploads left to do
-        (finished while S3 was down, then the operator restarted) and delete executions
-        past their definition's history policy. Returns how many were deleted."""
+                (finished while S3 was down, then the operator restarted) and delete executions
+                past their definition's history policy, once their definition's hourly statistics
+        count them. Returns how many were deleted."""
         records: list[Record] = []
         finished: Counter[tuple[str, str, str]] = Counter()
         async for page in self.kube.pages("jobexecutions"):
@@ -207,9 +225,9 @@ class HistoryCollector:
         self._finished_counts = finished
         # Stale events arrive within seconds; a tombstone older than a sweep has served.
         self.store.prune_settled(max(60.0, self.interval_seconds))
-        expired = select_expired(
-            records, self.store.definitions, datetime.now(UTC), self.ttl_seconds, self.keep
-        )
+        now = datetime.now(UTC)
+        expired = select_expired(records, self.store.definitions, now, self.ttl_seconds, self.keep)
+        expired = await self._keep_statistics(expired, records, now)
         deleted = 0
         for namespace, name in expired:
             try:
@@ -225,6 +243,55 @@ class HistoryCollector:
             metrics.EXECUTIONS_COLLECTED.inc(deleted)
             logger.info("Deleted %d finished executions past their history policy", deleted)
         return deleted
+
+    async def _keep_statistics(
+        self, expired: list[Key], records: list[Record], now: datetime
+    ) -> list[Key]:
+        """Add the executions about to be deleted to their definition's hourly statistics
+        (services.statistics); returns those that may be deleted now. A definition whose
+        statistics cannot be written keeps its executions until a later sweep."""
+        by_key = {record.key: record for record in records}
+        groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+        for key in expired:
+            record = by_key[key]
+            definition = self.store.definition(record.namespace, record.job)
+            # No definition, no page to show them on: they go without statistics.
+            name = definition.metadata.name if definition is not None else ""
+            groups[(record.namespace, name)].append(record)
+        live: dict[str, set[str]] = defaultdict(set)
+        for record in records:
+            live[record.namespace].add(record.name)
+        deletable: list[Key] = []
+        for (namespace, name), group in groups.items():
+            if name and not await self._record(namespace, name, group, live[namespace], now):
+                continue
+            deletable.extend(record.key for record in group)
+        return deletable
+
+    async def _record(
+        self, namespace: str, name: str, group: list[Record], live: set[str], now: datetime
+    ) -> bool:
+        definition = self.store.definitions.get((namespace, name))
+        try:
+            found = await self.kube.get_configmap(namespace, statistics.configmap_name(name))
+            stats = statistics.HourlyStatistics.from_configmap(found)
+            stats.prune(now, live)
+            for record in group:
+                stats.add(
+                    record.name, record.created_at or record.finished_at or now, record.seconds
+                )
+            uid = definition.metadata.uid if definition is not None else None
+            await self.kube.write_configmap(stats.configmap(namespace, name, uid))
+        except KubeError as exc:
+            logger.warning(
+                "Keeping %d executions of %s/%s: cannot write their statistics: %s",
+                len(group),
+                namespace,
+                name,
+                exc,
+            )
+            return False
+        return True
 
     def export_phase_gauge(self) -> None:
         counts: Counter[tuple[str, str, str]] = Counter(self._finished_counts)

@@ -10,18 +10,26 @@ The pollers that feed this (``services.poller``) are one per JobQueue.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.adapters.sqs import Message
 from barbeque.api import envelope
-from barbeque.api.models import LABEL_MESSAGE_ID, JobExecution, JobQueue
+from barbeque.api.models import (
+    ANNOTATION_APPLICATION,
+    LABEL_MESSAGE_ID,
+    JobExecution,
+    JobQueue,
+    Phase,
+)
 from barbeque.services import builders, naming
 from barbeque.services.store import Key, Store
 
@@ -30,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 class KubeApi(Protocol):
     async def create_execution(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def delete_execution(self, namespace: str, name: str) -> None: ...
     async def patch_queue_status(self, name: str, status: dict[str, Any]) -> None: ...
     async def list_objects(
         self, kind: str, label_selector: str | None = None, field_selector: str | None = None
@@ -101,13 +110,14 @@ class Intake:
         parsed = envelope.parse(message.body)
         name = naming.execution_name(message.message_id)
         if isinstance(parsed, envelope.ExecutionRequest):
-            if not naming.is_namespace_name(parsed.application):
+            namespace = self.store.namespace_for(parsed.application)
+            if namespace is None:
                 return await self._record_invalid(
                     queue,
                     message,
                     envelope.InvalidMessage(
                         "UnknownApplication",
-                        f"application {parsed.application!r} is not a valid namespace name",
+                        self._unknown_application(parsed.application),
                         parsed.application,
                         parsed.job,
                         message.body[: envelope.RAW_KEEP],
@@ -115,7 +125,7 @@ class Intake:
                 )
             body = builders.build_execution(
                 name=name,
-                namespace=parsed.application,
+                namespace=namespace,
                 application=parsed.application,
                 job=parsed.job,
                 queue=queue_name,
@@ -127,7 +137,66 @@ class Intake:
             return await self._create(queue, message, body, fallback_reason="UnknownApplication")
         if isinstance(parsed, envelope.RetryRequest):
             return await self._record_retry(queue, message, parsed)
+        if isinstance(parsed, envelope.NotificationRequest):
+            return await self._record_notification(queue, message, parsed)
         return await self._record_invalid(queue, message, parsed)
+
+    def _unknown_application(self, application: str) -> str:
+        claims = self.store.claims(application)
+        if claims:
+            return (
+                f"application {application!r} is claimed by namespaces {', '.join(claims)} "
+                f"(annotation {ANNOTATION_APPLICATION}); it must be one"
+            )
+        return (
+            f"application {application!r} is not a namespace name and no namespace is "
+            f"annotated {ANNOTATION_APPLICATION}: {application}"
+        )
+
+    async def _record_notification(
+        self, queue: JobQueue, message: Message, request: envelope.NotificationRequest
+    ) -> Recorded:
+        """One execution per definition subscribed to the topic on this queue.
+
+        The message leaves SQS only when every one of them is recorded; a redelivery finds
+        those already made (409) and makes the rest.
+        """
+        queue_name = queue.metadata.name
+        subscriptions = self.store.subscribed(request.topic_arn, queue_name)
+        if not subscriptions:
+            return await self._record_invalid(
+                queue,
+                message,
+                envelope.InvalidMessage(
+                    "UnknownTopic",
+                    f"no SNSSubscription of topic {request.topic_arn!r} on queue {queue_name!r}",
+                    raw=message.body[: envelope.RAW_KEEP],
+                ),
+            )
+        results = []
+        for subscription in subscriptions:
+            namespace = subscription.metadata.namespace or ""
+            message_id = naming.fan_out_message_id(
+                message.message_id, namespace, subscription.spec.job
+            )
+            body = builders.build_execution(
+                name=naming.execution_name(message_id),
+                namespace=namespace,
+                application=self.store.application_for(namespace),
+                job=subscription.spec.job,
+                queue=queue_name,
+                message_id=message_id,
+                message=request.message,
+                sent_timestamp=message.sent_timestamp,
+            )
+            results.append(
+                await self._create(queue, message, body, fallback_reason="UnknownApplication")
+            )
+        kept = [r for r in results if not r.delete]
+        if kept:
+            return kept[0]
+        created = [r for r in results if r.outcome is Outcome.CREATED]
+        return created[0] if created else results[0]
 
     async def _create(
         self, queue: JobQueue, message: Message, body: dict[str, Any], fallback_reason: str
@@ -234,13 +303,53 @@ class Intake:
                     raw=message.body[: envelope.RAW_KEEP],
                 ),
             )
+        await self._withdraw_automatic_retry(parent, message)
         body = builders.build_retry(
-            parent, naming.execution_name(message.message_id), message.message_id
+            parent,
+            naming.execution_name(message.message_id),
+            message.message_id,
+            message.sent_timestamp,
         )
         if request.not_before is not None:
             body["spec"]["notBefore"] = request.not_before.isoformat()
         body["spec"]["queue"] = parent.spec.queue or queue.metadata.name
         return await self._create(queue, message, body, fallback_reason="UnknownApplication")
+
+    async def _withdraw_automatic_retry(self, parent: JobExecution, message: Message) -> None:
+        """A retry asked for while its attempt ran (a job retrying itself) that reaches the
+        operator only after the attempt failed finds the automatic retry made meanwhile.
+        When that one has not started, the retry asked for takes its place, so the attempt
+        is retried once, not twice; one already started is left to run."""
+        if message.sent_timestamp is None:
+            return
+        # creationTimestamp has whole seconds: one made in the second the request was sent
+        # may read up to a second earlier.
+        sent = datetime.fromtimestamp(message.sent_timestamp / 1000, UTC) - timedelta(seconds=1)
+        namespace = parent.metadata.namespace or ""
+        automatic_suffix = f"-retry-{parent.spec.attempt + 1}"
+        for other in self.store.iter_executions():
+            name = other.metadata.name
+            created = other.metadata.creation_timestamp
+            if (
+                other.metadata.namespace == namespace
+                and other.spec.retry_of == parent.metadata.name
+                and other.spec.message_id == name  # the operator's own, not from a message
+                and name.endswith(automatic_suffix)
+                and other.phase in (None, Phase.SCHEDULED)
+                and other.status.job_name is None
+                and (namespace, name) not in self.store.jobs
+                and created is not None
+                and created > sent
+            ):
+                with contextlib.suppress(NotFound):
+                    await self.kube.delete_execution(namespace, name)
+                self.store.delete_execution(namespace, name)
+                logger.info(
+                    "Retry message %s replaces the automatic retry %s of %s, not started yet",
+                    message.message_id,
+                    name,
+                    parent.metadata.name,
+                )
 
     async def _find(self, message_id: str) -> JobExecution | None:
         """The execution of a message: in memory while unfinished, else asked by label."""
@@ -269,9 +378,9 @@ class Intake:
         # the API server refused there (NaN, a number past int64) goes there too, without
         # its message. ``_create`` falls back to the operator's namespace when the
         # application's does not exist or refuses even the Error record.
-        namespace = invalid.application or self.operator_namespace
-        if invalid.reason == "UnknownApplication" or not naming.is_namespace_name(namespace):
-            namespace = self.operator_namespace
+        namespace = self.operator_namespace
+        if invalid.application and invalid.reason != "UnknownApplication":
+            namespace = self.store.namespace_for(invalid.application) or namespace
         logger.warning(
             "Message %s is unusable (%s): %s", message.message_id, invalid.reason, invalid.detail
         )

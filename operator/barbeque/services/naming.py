@@ -39,3 +39,13 @@ def label_value(value: str) -> str:
     if len(value) <= 63 and _LABEL_VALUE.match(value):
         return value
     return "h-" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def fan_out_message_id(message_id: str, namespace: str, job: str) -> str:
+    """The message id of the execution an SNS notification starts for one subscription.
+
+    One SQS message may run several definitions (every one subscribed to the topic on the
+    queue), and each execution needs an id of its own, stable across redeliveries.
+    """
+    digest = hashlib.sha256(f"{namespace}/{job}".encode()).hexdigest()[:8]
+    return f"{message_id}-{digest}"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 from barbeque import metrics
 from barbeque.api.models import JobDefinition, JobExecution, Phase
@@ -26,10 +27,10 @@ class Notification:
 
 
 def execution_url(console_url: str | None, execution: JobExecution) -> str | None:
+    """The console's page of the execution: ``/job_executions/<message id>``, as barbeque's."""
     if not console_url:
         return None
-    meta = execution.metadata
-    return f"{console_url.rstrip('/')}/executions/{meta.namespace}/{meta.name}"
+    return f"{console_url.rstrip('/')}/job_executions/{quote(execution.spec.message_id, safe='')}"
 
 
 def compose(

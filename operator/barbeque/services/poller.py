@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from barbeque import logs, metrics
 from barbeque.adapters.sqs import Message, QueueStats, SqsError
 from barbeque.api.models import JobQueue, JobQueueStatus
+from barbeque.services.conditions import READY, condition, merge_conditions
 from barbeque.services.intake import Intake, Recorded
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Store
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,20 @@ class Capacity:
             event.set()
 
 
+@dataclass(frozen=True)
+class Health:
+    """What the queue's status and its Ready condition say: resolved and receiving, or why
+    not (``reason``: ResolveFailed, ReceiveFailed; Polling or Suspended when ready)."""
+
+    ready: bool
+    reason: str
+    message: str
+
+    @property
+    def phase(self) -> str:
+        return "Ready" if self.ready else "Error"
+
+
 @dataclass(eq=False, repr=False)
 class Poller:
     """Drains one JobQueue until stopped."""
@@ -70,6 +86,7 @@ class Poller:
     kube: QueueStatusApi
     # Set whenever a slot may have freed up: an execution finished, a batch recorded.
     capacity: asyncio.Event
+    recorder: Recorder | None = None
     error_backoff_max: float = 60.0
     pipeline_depth: int = PIPELINE_DEPTH
 
@@ -78,6 +95,10 @@ class Poller:
         self.url: str | None = None
         self.stopping = asyncio.Event()
         self._last_status: dict[str, Any] | None = None
+        # The conditions last written (or found): their transition times are kept.
+        self._conditions = list(self.queue.status.conditions)
+        self.health: Health | None = None
+        self._running: int | None = None
         # Batches being recorded (each holds a pipeline place), and those still deleting.
         self._recording = 0
         self._batches: set[asyncio.Task[list[Recorded]]] = set()
@@ -117,17 +138,59 @@ class Poller:
             )
         return await self.sqs.ensure_queue(name, attributes)
 
-    async def _set_status(self, observed: JobQueueStatus) -> None:
-        if self.queue.metadata.generation is not None:
-            observed.observed_generation = self.queue.metadata.generation
+    async def _set_health(self, health: Health) -> None:
+        """Say how the queue is (status and Ready); a Warning Event when it turns bad."""
+        # Once per trouble, not per retry of it (messages may differ between retries).
+        before = self.health
+        turned_bad = not health.ready and (
+            before is None or before.ready or before.reason != health.reason
+        )
+        self.health = health
+        await self._set_status()
+        if turned_bad and self.recorder is not None:
+            meta = self.queue.metadata
+            await self.recorder.warning(
+                "JobQueue",
+                meta.name,
+                None,
+                meta.uid,
+                reason=health.reason,
+                note=health.message,
+                action="Poll",
+            )
+
+    async def _set_status(self, running: int | None = None) -> None:
+        health = self.health
+        if health is None:
+            return
+        generation = self.queue.metadata.generation
+        observed = JobQueueStatus(
+            phase=health.phase, message="" if health.ready else health.message
+        )
+        if self.url is not None:
+            observed.queue_url = self.url
+        if running is not None:
+            self._running = running
+        if self._running is not None:
+            observed.running_executions = self._running
+        if generation is not None:
+            observed.observed_generation = generation
+        ready = condition(READY, health.ready, health.reason, health.message, generation)
+        observed.conditions = merge_conditions(self._conditions, [ready])
         status = observed.model_dump(by_alias=True, mode="json", exclude_unset=True)
         if status == self._last_status:
             return
         try:
             await self.kube.patch_queue_status(self.name, status)
             self._last_status = status
+            self._conditions = observed.conditions
         except Exception as exc:
             logger.warning("Could not update the status of JobQueue %s: %s", self.name, exc)
+
+    def _polling(self) -> Health:
+        if self.queue.spec.suspend:
+            return Health(True, "Suspended", f"resolved {self.url}; suspended: not receiving")
+        return Health(True, "Polling", f"receiving from {self.url}")
 
     async def run(self) -> None:
         try:
@@ -148,14 +211,14 @@ class Poller:
                 self.url = await self.resolve()
             except SqsError as exc:
                 metrics.SQS_ERRORS.labels(queue=self.name, operation="resolve").inc()
-                await self._set_status(
-                    JobQueueStatus(phase="Error", message=f"cannot use the SQS queue: {exc}"[:1000])
+                await self._set_health(
+                    Health(False, "ResolveFailed", f"cannot use the SQS queue: {exc}"[:1000])
                 )
                 await self._pause(delay)
                 if self.stopping.is_set():
                     return
                 delay = min(delay * 2, self.error_backoff_max)
-        await self._set_status(JobQueueStatus(phase="Ready", queue_url=self.url, message=""))
+        await self._set_health(self._polling())
         logger.info("Draining JobQueue %s from %s", self.name, self.url)
 
         delay = 1.0
@@ -177,6 +240,9 @@ class Poller:
                 logger.warning(
                     "Receiving from %s failed; retrying in %.0fs: %s", self.name, delay, exc
                 )
+                await self._set_health(
+                    Health(False, "ReceiveFailed", f"cannot receive from SQS: {exc}"[:1000])
+                )
                 await self._pause(delay)
                 delay = min(delay * 2, self.error_backoff_max)
                 continue
@@ -186,6 +252,8 @@ class Poller:
                 # has exited by then.
                 return
             delay = 1.0
+            if self.health is not None and not self.health.ready:
+                await self._set_health(self._polling())
             if messages:
                 # Not interrupted by shutdown: recording and deleting is the bookkeeping
                 # that must finish (``run`` waits for it).
@@ -306,8 +374,4 @@ class Poller:
             for e in self.store.iter_executions()
         )
         metrics.WAITING_FOR_CAPACITY.labels(queue=self.name).set(waiting)
-        await self._set_status(
-            JobQueueStatus(
-                phase="Ready", queue_url=self.url, message="", running_executions=running
-            )
-        )
+        await self._set_status(running)

@@ -17,6 +17,7 @@ from typing import Any
 from barbeque.api.models import JobQueue
 from barbeque.services.intake import Intake
 from barbeque.services.poller import Capacity, Poller, QueueStatusApi, SqsApi
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import Store
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Pollers:
     kube: QueueStatusApi
     intake: Intake
     capacity: Capacity
+    recorder: Recorder | None = None
     error_backoff_max: float = 60.0
     shutdown_grace_seconds: float = 20.0
     stats_seconds: float = 15.0
@@ -102,6 +104,7 @@ class Pollers:
                 store=self.store,
                 kube=self.kube,
                 capacity=self.capacity.event(name),
+                recorder=self.recorder,
                 error_backoff_max=self.error_backoff_max,
             )
             task = asyncio.create_task(self._run(poller), name=f"poller-{name}")

@@ -31,16 +31,18 @@ from typing import Any, Protocol
 from barbeque import metrics
 from barbeque.adapters.kube import AlreadyExists, Invalid, NotFound
 from barbeque.api.models import (
-    Condition,
     JobDefinition,
     JobDefinitionSpec,
     JobExecution,
     JobExecutionStatus,
     LogLocation,
     Phase,
+    RetryPolicy,
 )
 from barbeque.services import backoff, builders
+from barbeque.services.conditions import condition, merge_conditions
 from barbeque.services.notifications import Notifier, compose
+from barbeque.services.recorder import Recorder
 from barbeque.services.store import JobState, Key, PodState, Store
 
 logger = logging.getLogger(__name__)
@@ -113,32 +115,6 @@ def log_prefix(execution: JobExecution) -> str:
     return f"{application}/{job}/{spec.message_id}/"
 
 
-def condition(
-    type_: str, status: bool, reason: str, message: str, generation: int | None
-) -> Condition:
-    written = Condition(
-        type=type_,
-        status="True" if status else "False",
-        reason=reason,
-        message=message,
-        last_transition_time=now(),
-    )
-    if generation is not None:  # fields never set are left out of the patch, not null
-        written.observed_generation = generation
-    return written
-
-
-def merge_conditions(existing: list[Condition], updates: list[Condition]) -> list[Condition]:
-    """Replace conditions by type; keep the transition time when the status did not change."""
-    merged = {c.type: c for c in existing}
-    for update in updates:
-        old = merged.get(update.type)
-        if old is not None and old.status == update.status:
-            update = update.model_copy(update={"last_transition_time": old.last_transition_time})
-        merged[update.type] = update
-    return list(merged.values())
-
-
 def child_retry_name(parent: JobExecution) -> str:
     """Automatic retries of ``x`` are ``x-retry-1``, ``x-retry-2``...: stable across crashes."""
     attempt = parent.spec.attempt + 1
@@ -164,6 +140,7 @@ class Reconciler:
     kube: KubeApi
     s3: ObjectStore
     notifier: Notifier
+    recorder: Recorder | None = None
     console_url: str | None = None
     log_limit_bytes: int = 10 * 1024 * 1024
 
@@ -329,15 +306,18 @@ class Reconciler:
         elif pod is not None and pod.waiting_reason:
             if execution.status.reason != pod.waiting_reason:
                 # Image pull errors and the like: say why it is not starting.
+                message = (pod.waiting_message or "")[:1000]
                 await self._patch(
                     execution,
                     JobExecutionStatus(
                         reason=pod.waiting_reason,
-                        message=(pod.waiting_message or "")[:1000],
+                        message=message,
                         pod_name=pod.name,
                         job_name=job.name,
                     ),
                 )
+                if pod.waiting_reason == "Unschedulable":
+                    await self._warn(execution, "Unschedulable", message, "Schedule")
             if pod.waiting_reason in START_FAILURES:
                 await self._enforce_start_deadline(execution, definition, job, pod)
 
@@ -452,13 +432,14 @@ class Reconciler:
                 *self._labels(execution, definition), outcome.phase.value
             ).observe(max(0.0, seconds))
 
+        policy = definition.spec.retry if definition is not None else None
         will_retry = (
-            definition is not None
+            policy is not None
             and outcome.phase is Phase.FAILED
-            and execution.spec.attempt < definition.spec.retry.limit
+            and execution.spec.attempt < policy.limit
         )
-        if will_retry and definition is not None and execution.status.retried_by is None:
-            status.retried_by = await self._create_retry(execution, definition)
+        if will_retry and policy is not None and self._retried_by(execution) is None:
+            status.retried_by = await self._create_retry(execution, definition, policy)
         await self._notify_and_commit(execution, definition, outcome.phase, will_retry, status)
 
     async def _finish_without_job(
@@ -517,8 +498,26 @@ class Reconciler:
         )
         await self._patch(execution, status)
         metrics.EXECUTIONS_FINISHED.labels(*self._labels(execution, definition), phase.value).inc()
+        if phase is not Phase.SUCCEEDED:
+            await self._warn(execution, status.reason or phase.value, status.message or "", "Run")
         if not logs.uploaded:
             raise Requeue(5.0)
+
+    async def _warn(self, execution: JobExecution, reason: str, note: str, action: str) -> None:
+        """A Warning Event on the execution: only trouble is recorded, never the happy path."""
+        if self.recorder is None:
+            return
+        meta = execution.metadata
+        phase = execution.phase.value if execution.phase else "Pending"
+        await self.recorder.warning(
+            "JobExecution",
+            meta.name,
+            meta.namespace,
+            meta.uid,
+            reason=reason,
+            note=note or f"{reason} ({phase})",
+            action=action,
+        )
 
     @staticmethod
     def _labels(execution: JobExecution, definition: JobDefinition | None) -> tuple[str, str]:
@@ -526,11 +525,26 @@ class Reconciler:
             execution.spec.application, execution.spec.job, known=definition is not None
         )
 
-    async def _create_retry(self, execution: JobExecution, definition: JobDefinition) -> str:
-        delay = backoff.retry_delay(definition.spec.retry, execution.spec.attempt)
+    def _retried_by(self, execution: JobExecution) -> str | None:
+        """A retry of this attempt already recorded: linked, or a manual retry sent while
+        the attempt ran (a job retrying itself) whose first step has not linked it yet.
+        One attempt gets one retry, so such an attempt gets no automatic retry."""
+        if execution.status.retried_by is not None:
+            return execution.status.retried_by
+        namespace, name = execution.metadata.namespace, execution.metadata.name
+        for other in self.store.iter_executions():
+            if other.spec.retry_of == name and other.metadata.namespace == namespace:
+                return other.metadata.name
+        return None
+
+    async def _create_retry(
+        self, execution: JobExecution, definition: JobDefinition | None, policy: RetryPolicy
+    ) -> str:
+        delay = backoff.retry_delay(policy, execution.spec.attempt)
         name = child_retry_name(execution)
         not_before = now() + timedelta(seconds=delay) if delay >= 1 else None
-        body = builders.build_retry(execution, name, name, not_before)
+        sent = int(now().timestamp() * 1000)
+        body = builders.build_retry(execution, name, name, sent, not_before)
         try:
             created = await self.kube.create_execution(body)
         except AlreadyExists:

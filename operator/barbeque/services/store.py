@@ -18,13 +18,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from barbeque.api.models import (
+    ANNOTATION_APPLICATION,
     LABEL_EXECUTION,
     JobDefinition,
     JobExecution,
     JobQueue,
     Phase,
+    image_reference_problem,
 )
+from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.store import Key, key_of, newer, parse_time
+from barbeque.services.naming import is_namespace_name
 
 __all__ = ["JobState", "Key", "PodState", "Store", "occupies_slot", "parse_time", "settled"]
 
@@ -173,6 +177,9 @@ class Store:
         self._settled_at: dict[Key, float] = {}
         self.definitions: dict[Key, JobDefinition] = {}
         self.queues: dict[str, JobQueue] = {}
+        self.subscriptions: dict[Key, SNSSubscription] = {}
+        # namespace -> the application name its annotation gives it
+        self.named_namespaces: dict[str, str] = {}
         self.jobs: dict[Key, JobState] = {}
         self.pods: dict[Key, PodState] = {}  # keyed by (namespace, execution name)
         self.by_message_id: dict[str, Key] = {}
@@ -259,14 +266,23 @@ class Store:
         self._drop_alias(key)
         try:
             definition = JobDefinition.model_validate(body)
-            self.definitions[key] = definition
-            self.bad_definitions.pop(key, None)
-            if definition.spec.job_name:
-                self.definition_aliases[(key[0], definition.spec.job_name)] = key
         except ValidationError as exc:
             # The CRD schema should prevent this; if it happens, executions say why.
-            self.definitions.pop(key, None)
-            self.bad_definitions[key] = str(exc).replace("\n", " ")[:500]
+            self._bad(key, str(exc).replace("\n", " ")[:500])
+            return
+        # The schema lets any string without spaces through; a runtime would not pull it.
+        problem = image_reference_problem(definition.spec.image)
+        if problem is not None:
+            self._bad(key, problem)
+            return
+        self.definitions[key] = definition
+        self.bad_definitions.pop(key, None)
+        if definition.spec.job_name:
+            self.definition_aliases[(key[0], definition.spec.job_name)] = key
+
+    def _bad(self, key: Key, problem: str) -> None:
+        self.definitions.pop(key, None)
+        self.bad_definitions[key] = problem
 
     def _drop_alias(self, key: Key) -> None:
         old = self.definitions.get(key)
@@ -293,6 +309,67 @@ class Store:
 
     def delete_queue(self, name: str) -> None:
         self.queues.pop(name, None)
+
+    # -- applications -------------------------------------------------------------------------
+
+    def put_namespace(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or ""
+        application = (meta.get("annotations") or {}).get(ANNOTATION_APPLICATION)
+        if application:
+            self.named_namespaces[name] = application
+        else:
+            self.named_namespaces.pop(name, None)
+
+    def delete_namespace(self, name: str) -> None:
+        self.named_namespaces.pop(name, None)
+
+    def claims(self, application: str) -> list[str]:
+        """The namespaces whose annotation names ``application``."""
+        return sorted(ns for ns, app in self.named_namespaces.items() if app == application)
+
+    def namespace_for(self, application: str) -> str | None:
+        """The namespace of an application: the one annotated with its name, else the
+        namespace of that name. None when it has neither, or two namespaces claim it."""
+        claims = self.claims(application)
+        if len(claims) == 1:
+            return claims[0]
+        if not claims and is_namespace_name(application):
+            return application
+        return None
+
+    def application_for(self, namespace: str) -> str:
+        """The application name of a namespace: its annotation's, else its own."""
+        return self.named_namespaces.get(namespace, namespace)
+
+    # -- SNS subscriptions --------------------------------------------------------------------
+
+    def put_subscription(self, body: dict[str, Any]) -> SNSSubscription:
+        """Store a subscription; returns the newest copy (an older event keeps what is kept)."""
+        key = key_of(body)
+        subscription = SNSSubscription.model_validate(body)
+        kept = self.subscriptions.get(key)
+        if kept is not None and not newer(
+            kept.metadata.resource_version, subscription.metadata.resource_version
+        ):
+            return kept
+        self.subscriptions[key] = subscription
+        return subscription
+
+    def delete_subscription(self, namespace: str, name: str) -> None:
+        self.subscriptions.pop((namespace, name), None)
+
+    def subscribed(self, topic_arn: str, queue: str) -> list[SNSSubscription]:
+        """The subscriptions a notification of ``topic_arn`` on ``queue`` runs, in a stable
+        order; those being deleted no longer count."""
+        found = [
+            s
+            for s in self.subscriptions.values()
+            if s.spec.topic_arn == topic_arn
+            and s.spec.queue == queue
+            and s.metadata.deletion_timestamp is None
+        ]
+        return sorted(found, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
 
     # -- jobs and pods ------------------------------------------------------------------------
 
