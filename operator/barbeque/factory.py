@@ -127,8 +127,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
         settings.s3_bucket,
         max_pool=settings.kube_qps_threads,
     )
-    # One lane per application (namespace): a flood in one does not delay the others.
-    queue: WorkQueue[Key] = WorkQueue(lane_of=lambda key: key[0])
+    queue: WorkQueue[Key] = WorkQueue()
     capacity = Capacity()
     store = Store(keep_finished=False, on_slot_freed=capacity.freed)
     recorder = Recorder(kube=kube, instance=settings.identity)

@@ -3,18 +3,12 @@
 A key queued many times before a worker takes it is reconciled once; a key is never
 reconciled by two workers at once; a failed key comes back after an exponential delay.
 It exports controller-runtime's ``workqueue_*`` metrics under its ``name``.
-
-Keys wait in lanes (``lane_of(key)``; the operator's lane is the key's namespace, the
-application) served round-robin, each lane in arrival order: a flooded application's
-thousand queued keys do not stand in front of a quiet one's next key
-(bench/fairness.py measured quiet p99 going from 2.1 s to 7.4 s behind one FIFO).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -30,7 +24,6 @@ class WorkQueue(Generic[K]):
         max_delay: float = 300.0,
         name: str = "jobexecutions",
         clock: Callable[[], float] = time.monotonic,
-        lane_of: Callable[[K], Hashable] | None = None,
     ) -> None:
         self.name = name
         # What the duration metrics measure with (a test's fake clock; delays use the loop's).
@@ -43,10 +36,7 @@ class WorkQueue(Generic[K]):
         self._retries = metrics.WORKQUEUE_RETRIES.labels(name)
         self._queue_duration = metrics.WORKQUEUE_QUEUE_DURATION.labels(name)
         self._work_duration = metrics.WORKQUEUE_WORK_DURATION.labels(name)
-        self._lane_of: Callable[[K], Hashable] = lane_of or (lambda _key: None)
-        self._lanes: dict[Hashable, deque[K]] = {}
-        self._turns: deque[Hashable] = deque()  # lanes with keys waiting, next first
-        self._waiting = asyncio.Semaphore(0)  # one count per key in a lane
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
@@ -66,7 +56,7 @@ class WorkQueue(Generic[K]):
         self._added_at.setdefault(key, self._clock())
         self._depth.set(len(self._dirty))
         if key not in self._processing:
-            self._put(key)
+            self._queue.put_nowait(key)
 
     def add_after(self, key: K, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds; an earlier pending timer wins."""
@@ -99,28 +89,8 @@ class WorkQueue(Generic[K]):
     def forget(self, key: K) -> None:
         self._failures.pop(key, None)
 
-    def _put(self, key: K) -> None:
-        lane = self._lane_of(key)
-        keys = self._lanes.get(lane)
-        if keys is None:
-            keys = self._lanes[lane] = deque()
-            self._turns.append(lane)
-        keys.append(key)
-        self._waiting.release()
-
-    def _take(self) -> K:
-        lane = self._turns.popleft()
-        keys = self._lanes[lane]
-        key = keys.popleft()
-        if keys:
-            self._turns.append(lane)
-        else:
-            del self._lanes[lane]
-        return key
-
     async def get(self) -> K:
-        await self._waiting.acquire()
-        key = self._take()
+        key = await self._queue.get()
         self._dirty.discard(key)
         self._processing.add(key)
         taken = self._clock()
@@ -135,7 +105,7 @@ class WorkQueue(Generic[K]):
         if taken is not None:
             self._work_duration.observe(self._clock() - taken)
         if key in self._dirty:
-            self._put(key)
+            self._queue.put_nowait(key)
 
     def export_unfinished(self) -> None:
         """Set the gauges of work in hand (sampled: they grow while nothing happens)."""
