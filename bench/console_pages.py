@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import os
 import statistics
 import sys
 import threading
@@ -29,6 +31,7 @@ from tests.support.webapi import web_app
 from barbeque.api.models import API_VERSION
 from barbeque_dashboard.cache import Cache
 from barbeque_dashboard.services import Backend
+from bench.env import memory_kb
 
 PHASES = ("Succeeded",) * 7 + ("Failed", "Running", "Pending", "Error", "Scheduled")
 JOBS = ("send-mail", "resize-image", "sync-feed", "bill")
@@ -141,7 +144,15 @@ def run(count: int = 10_000, repeat: int = 15) -> dict[str, dict[str, float]]:
         body["metadata"]["resourceVersion"] = str(10**7 + next(touched))
         cache.apply("jobexecutions", "MODIFIED", body)
 
-    results: dict[str, dict[str, float]] = {"cache load": {"ms": load_ms}}
+    gc.collect()
+    memory = memory_kb(os.getpid())
+    results: dict[str, dict[str, float]] = {
+        "cache load": {"ms": load_ms},
+        "memory": {
+            "rss_mb": memory.get("VmRSS", 0) / 1024,
+            "hwm_mb": memory.get("VmHWM", 0) / 1024,
+        },
+    }
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             client.get("/job_executions").raise_for_status()  # first render compiles templates
@@ -168,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.executions, args.repeat)
     out = sys.stdout
     load = results["cache load"]["ms"]
-    out.write(f"{args.executions} executions in the cache (loaded in {load:.0f} ms)\n")
+    memory = results["memory"]
+    out.write(
+        f"{args.executions} executions in the cache (loaded in {load:.0f} ms); this process: "
+        f"VmRSS {memory['rss_mb']:.0f} MB, VmHWM {memory['hwm_mb']:.0f} MB\n"
+    )
     out.write(f"{'page':32} {'median':>9} {'p95':>9} {'after change':>13}\n")
     for name, figures in results.items():
-        if name == "cache load":
+        if name in ("cache load", "memory"):
             continue
         out.write(
             f"{name:32} {figures['warm_median']:7.1f}ms {figures['warm_p95']:7.1f}ms "

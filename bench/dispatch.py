@@ -47,17 +47,8 @@ def run(
         jobs.wait_names(warm, 60, "the warm-up Jobs")
 
         window = Window(env).open()
-        sent: dict[str, float] = {}
-        interval = 1.0 / rate
         start = time.monotonic()
-        for i in range(messages):
-            delay = start + i * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            response = env.sqs().send_message(
-                QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {"i": i})
-            )
-            sent[execution_name(response["MessageId"])] = time.time()
+        sent = env.send_steadily(app, messages, rate)
         send_seconds = time.monotonic() - start
         jobs.wait_names(set(sent), 120 + messages / 5, "every Job")
         executions.wait_names(set(sent), 30, "every JobExecution")

@@ -46,6 +46,8 @@ from tests.support.aws import CREDENTIALS, REGION, MotoProcess
 from tests.support.operator import OperatorProcess, operator_env
 from tests.support.waiting import wait_until
 
+from barbeque.services.naming import execution_name
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "barbeque.dev", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -334,7 +336,8 @@ class Watch(threading.Thread):
     """A watch stream in a thread of its own, timestamping what it sees (``time.time()``).
 
     ``added[name]``: when the object was first seen; ``phases[name][phase]``: when
-    ``status.phase`` was first seen with that value (executions).
+    ``status.phase`` was first seen with that value (executions), or a condition of that
+    type was first seen True (a Job's ``Complete``, an execution's ``LogsUploaded``).
     """
 
     def __init__(self, cluster: Cluster, path: str) -> None:
@@ -383,8 +386,13 @@ class Watch(threading.Thread):
         name = obj.get("metadata", {}).get("name", "")
         self.events += 1
         self.added.setdefault(name, seen)
-        phase = (obj.get("status") or {}).get("phase")
-        if phase:
+        status = obj.get("status") or {}
+        reached = [
+            c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"
+        ]
+        if status.get("phase"):
+            reached.append(status["phase"])
+        for phase in reached:
             self.phases.setdefault(name, {}).setdefault(phase, seen)
 
     def stop(self) -> None:
@@ -738,6 +746,21 @@ class Environment:
                 raise RuntimeError(f"SendMessageBatch failed: {result['Failed']}")
             ordered = sorted(result["Successful"], key=lambda s: int(s["Id"]))
             sent += [(s["MessageId"], done) for s in ordered]
+        return sent
+
+    def send_steadily(self, app: App, count: int, rate: float, tag: str = "i") -> dict[str, float]:
+        """``count`` messages, one SendMessage at a time, ``rate`` a second; returns
+        {execution name: time SendMessage returned}, in the order sent."""
+        sent: dict[str, float] = {}
+        start = time.monotonic()
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            response = self.sqs().send_message(
+                QueueUrl=app.queue_url, MessageBody=message_body(app, "hello", {tag: i})
+            )
+            sent[execution_name(response["MessageId"])] = time.time()
         return sent
 
     # -- accounting -----------------------------------------------------------------------

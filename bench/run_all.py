@@ -1,12 +1,20 @@
-"""Every benchmark in one environment: dispatch, throughput, writes, memory, console.
+"""Every benchmark in one environment: dispatch, throughput, writes, memory, console,
+end to end, growth, fairness (and, behind flags, growth at 100,000 and container start
+on the real node).
 
 One local control plane, one moto server; the operator is restarted for each scenario and
-every scenario works in namespaces and queues of its own. Prints each scenario's table
-and the machine's details (load average at start and end). ``--quick`` is the smoke
-version (tiny sizes, about a minute and a half) that tests/e2e/test_bench_smoke.py runs.
+every scenario works in namespaces and queues of its own (end_to_end restarts
+kube-controller-manager with each profile's flags and then with the cluster's own).
+Prints each scenario's table and the machine's details (load average at start and end).
+``--quick`` is the smoke version (tiny sizes) that tests/e2e/test_bench_smoke.py runs.
 
-    python -m bench.run_all                 # the sizes of the goals (7.5-14 min on 2 cores)
+    python -m bench.run_all                 # the sizes of the goals (about an hour on 2 cores)
+    python -m bench.run_all --large         # growth also at 100,000 (~25 min more)
+    python -m bench.run_all --real-node     # also container start on the real node
     python -m bench.run_all --quick --json /tmp/bench.json
+
+KEDA side by side is not here: its operator could not be built on this machine (see
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -15,7 +23,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import console, dispatch, memory, throughput, writes
+from bench import (
+    console,
+    container_start,
+    dispatch,
+    end_to_end,
+    fairness,
+    growth,
+    memory,
+    throughput,
+    writes,
+)
 from bench.env import common_arguments, run_scenarios
 
 FULL = {
@@ -26,6 +44,10 @@ FULL = {
     "executions": 10_000,
     "repeat": 30,
     "receive_wait": 20,
+    "e2e_messages": 1000,
+    "growth_sizes": (1_000, 10_000),
+    "backlog": 10_000,
+    "fair_seconds": 60.0,
 }
 QUICK = {
     "dispatch_messages": 10,
@@ -36,8 +58,18 @@ QUICK = {
     "repeat": 5,
     # A stopping operator waits for its blocked long poll; short polls keep restarts quick.
     "receive_wait": 2,
+    "e2e_messages": 20,
+    "growth_sizes": (100, 300),
+    "backlog": 100,
+    "fair_seconds": 5.0,
 }
-SCENARIOS = ("dispatch", "throughput", "writes", "memory", "console")
+# growth before memory and console, whose 10,000 would leave it no smaller size to measure.
+SCENARIOS = (
+    "dispatch", "throughput", "writes", "growth", "memory", "console", "end_to_end", "fairness",
+    "container_start",
+)  # fmt: skip
+# Run only when asked: the real node is one per machine (and its owner's).
+OPT_IN = ("container_start",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,14 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-messages", type=int)
     parser.add_argument("--executions", type=int, help="retained executions (memory, console)")
     parser.add_argument("--repeat", type=int, help="requests per console page")
+    parser.add_argument("--e2e-messages", type=int, help="end_to_end messages (1000)")
+    parser.add_argument("--backlog", type=int, help="fairness: the flooded queue's backlog")
+    parser.add_argument(
+        "--large", action="store_true", help=f"growth also at {growth.LARGE} executions"
+    )
+    parser.add_argument(
+        "--real-node", action="store_true", help="also container_start on the real node"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the operator during throughput")
     common_arguments(parser)
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     for key in sizes:
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             sizes[key] = getattr(args, key)
-    chosen = args.only or list(SCENARIOS)
+    if args.large:
+        sizes["growth_sizes"] = (*sizes["growth_sizes"], growth.LARGE)
+    chosen = args.only or [
+        s for s in SCENARIOS if s not in OPT_IN or (s == "container_start" and args.real_node)
+    ]
     plan = {
         "dispatch": lambda env: dispatch.run(
             env, sizes["dispatch_messages"], sizes["dispatch_rate"], sizes["receive_wait"]
@@ -78,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "memory": lambda env: memory.run(env, sizes["executions"]),
         "console": lambda env: console.run(env, sizes["executions"], sizes["repeat"]),
+        "end_to_end": lambda env: end_to_end.run(
+            env, sizes["e2e_messages"], receive_wait=sizes["receive_wait"]
+        ),
+        "growth": lambda env: growth.run(env, sizes["growth_sizes"], sizes["repeat"]),
+        "fairness": lambda env: fairness.run(env, sizes["backlog"], seconds=sizes["fair_seconds"]),
+        "container_start": lambda env: container_start.run(env),
     }
     return run_scenarios(args, [(name, plan[name]) for name in SCENARIOS if name in chosen])
 

@@ -3,9 +3,11 @@
 ``python -m bench.traced_operator operator [--liveness URL]`` runs ``barbeque``'s own
 command line after wrapping, at run time (no source edited):
 
-- every ``Kube._call``, ``Sqs._call`` and ``S3._call``: time waiting for a thread of the
-  pool ("queued"), running the blocking SDK call ("call"), and from the call's end until
-  the coroutine resumed on the event loop ("resume");
+- every ``Sqs._call`` and ``S3._call``: time waiting for a thread of the pool ("queued"),
+  running the blocking SDK call ("call"), and from the call's end until the coroutine
+  resumed on the event loop ("resume");
+- every ``Kube._request`` (aiohttp on the event loop, no thread): wall time per call, by
+  the adapter's verb;
 - ``Poller.handle`` (record a received batch and delete it), ``Intake.record`` and
   ``Reconciler.reconcile``: wall time per call;
 - the event loop's lag: a task sleeping 50 ms measures how late it wakes.
@@ -78,6 +80,20 @@ def _wrap_call(cls: Any, service: str) -> None:
     cls._call = _call
 
 
+def _wrap_request(cls: Any, service: str) -> None:
+    """Time an awaitable adapter method whose first argument names the call (its verb)."""
+    original = cls._request
+
+    async def _request(self: Any, verb: str, *args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await original(self, verb, *args, **kwargs)
+        finally:
+            record(f"{service}.{verb}", time.perf_counter() - began)
+
+    cls._request = _request
+
+
 def _wrap_async(cls: Any, method: str, name: str) -> None:
     original = getattr(cls, method)
 
@@ -109,7 +125,7 @@ def install() -> None:
     from barbeque.controller import manager
     from barbeque.services import intake, poller, reconciler
 
-    _wrap_call(kube.Kube, "kube")
+    _wrap_request(kube.Kube, "kube")
     _wrap_call(sqs.Sqs, "sqs")
     _wrap_call(s3.S3, "s3")
     _wrap_async(poller.Poller, "handle", "poller.handle")

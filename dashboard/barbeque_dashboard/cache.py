@@ -21,7 +21,9 @@ from typing import Any
 from barbeque.api.models import JobDefinition, JobExecution, JobQueue
 from barbeque.api.subscriptions import SNSSubscription
 from barbeque.controller.listwatch import ListWatch, WatchApi
+from barbeque.controller.store import Key, newer
 from barbeque.services.store import Store
+from barbeque_dashboard.records import ExecutionRecord, ExecutionView
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ REQUIRED_KINDS = KINDS[:3]
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
-def created_at(execution: JobExecution) -> datetime:
+def created_at(execution: ExecutionView) -> datetime:
     return execution.metadata.creation_timestamp or _EPOCH
 
 
@@ -54,12 +56,14 @@ class Cache:
 
     def __init__(self, max_gone: int = 200_000) -> None:
         self.store = Store()
+        self.records: dict[Key, ExecutionRecord] = {}
+        self._by_message_id: dict[str, Key] = {}
         self._lock = threading.RLock()
         self.generation = 0
         self.synced: set[str] = set()
-        self._sorted: tuple[int, list[JobExecution]] = (-1, [])
+        self._sorted: tuple[int, list[ExecutionRecord]] = (-1, [])
         # Executions grouped by a key ("job", "retry_of"), with the generation they are of.
-        self._indexes: dict[str, tuple[int, dict[tuple[str, str], list[JobExecution]]]] = {}
+        self._indexes: dict[str, tuple[int, dict[tuple[str, str], list[ExecutionRecord]]]] = {}
         self.last_error: str | None = None
         # Finished executions deleted while we watched, by message id, oldest first.
         self.gone: OrderedDict[str, Tombstone] = OrderedDict()
@@ -76,7 +80,7 @@ class Cache:
                 if event_type == "DELETED":
                     self._delete(kind, namespace, name)
                 elif kind == "jobexecutions":
-                    self.store.put_execution(body)
+                    self._put_execution(body)
                 elif kind == "jobdefinitions":
                     self.store.put_definition(body)
                 elif kind == "jobqueues":
@@ -90,12 +94,26 @@ class Cache:
                 return
             self.generation += 1
 
+    def _put_execution(self, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        old = self.records.get(key)
+        if old is not None and not newer(old.resource_version, meta.get("resourceVersion")):
+            return
+        record = ExecutionRecord.pack(JobExecution.model_validate(body), body)
+        if old is not None and self._by_message_id.get(old.message_id) == key:
+            del self._by_message_id[old.message_id]
+        self.records[key] = record
+        self._by_message_id[record.message_id] = key
+
     def _delete(self, kind: str, namespace: str, name: str) -> None:
         if kind == "jobexecutions":
-            old = self.store.executions.get((namespace, name))
+            key = (namespace, name)
+            old = self.records.pop(key, None)
             if old is not None:
-                self._remember(old)
-            self.store.delete_execution(namespace, name)
+                self._remember(old.model())
+                if self._by_message_id.get(old.message_id) == key:
+                    del self._by_message_id[old.message_id]
         elif kind == "jobdefinitions":
             self.store.delete_definition(namespace, name)
         elif kind == "jobqueues":
@@ -128,7 +146,7 @@ class Cache:
 
     def _keys(self, kind: str) -> list[tuple[str, str]]:
         if kind == "jobexecutions":
-            return list(self.store.executions)
+            return list(self.records)
         if kind == "jobdefinitions":
             return list(self.store.definitions)
         if kind == "snssubscriptions":
@@ -166,33 +184,40 @@ class Cache:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def record(self, namespace: str, name: str) -> ExecutionRecord | None:
+        return self.records.get((namespace, name))
+
     def execution(self, namespace: str, name: str) -> JobExecution | None:
-        return self.store.executions.get((namespace, name))
+        """One execution in full (a model rebuilt from its record)."""
+        record = self.records.get((namespace, name))
+        return record.model() if record is not None else None
 
     def execution_by_message_id(self, message_id: str) -> JobExecution | None:
         with self._lock:
-            return self.store.execution_by_message_id(message_id)
+            key = self._by_message_id.get(message_id)
+            record = self.records.get(key) if key else None
+        return record.model() if record is not None else None
 
-    def executions(self) -> list[JobExecution]:
+    def executions(self) -> list[ExecutionRecord]:
         """Every execution, newest first (memoized until the next change)."""
         with self._lock:
             generation, cached = self._sorted
             if generation == self.generation:
                 return cached
             ordered = sorted(
-                self.store.executions.values(),
+                self.records.values(),
                 key=lambda e: (created_at(e), e.metadata.name),
                 reverse=True,
             )
             self._sorted = (self.generation, ordered)
             return ordered
 
-    def executions_of(self, application: str, job: str) -> list[JobExecution]:
+    def executions_of(self, application: str, job: str) -> list[ExecutionRecord]:
         """Executions of one job definition, newest first."""
         index = self._index("job", lambda e: (e.spec.application, e.spec.job))
         return index.get((application, job), [])
 
-    def retries_of(self, namespace: str, name: str) -> list[JobExecution]:
+    def retries_of(self, namespace: str, name: str) -> list[ExecutionRecord]:
         """Executions whose ``spec.retryOf`` is ``name``, newest first."""
         index = self._index(
             "retry_of",
@@ -201,14 +226,14 @@ class Cache:
         return index.get((namespace, name), [])
 
     def _index(
-        self, name: str, key_of: Callable[[JobExecution], tuple[str, str] | None]
-    ) -> dict[tuple[str, str], list[JobExecution]]:
+        self, name: str, key_of: Callable[[ExecutionRecord], tuple[str, str] | None]
+    ) -> dict[tuple[str, str], list[ExecutionRecord]]:
         """Executions grouped by ``key_of`` (None: in no group), newest first, built again
         only once the store has changed."""
         with self._lock:
             generation, index = self._indexes.get(name, (-1, {}))
             if generation != self.generation:
-                grouped: dict[tuple[str, str], list[JobExecution]] = defaultdict(list)
+                grouped: dict[tuple[str, str], list[ExecutionRecord]] = defaultdict(list)
                 for execution in self.executions():
                     key = key_of(execution)
                     if key is not None:
@@ -217,7 +242,7 @@ class Cache:
                 self._indexes[name] = (self.generation, index)
             return index
 
-    def next_retry(self, execution: JobExecution) -> JobExecution | None:
+    def next_retry(self, execution: ExecutionView) -> ExecutionRecord | None:
         """The retry that follows ``execution``: its ``retriedBy``, else its newest child.
 
         Automatic retries are linked both ways by the operator; a manual retry (a JobRetry
@@ -225,7 +250,7 @@ class Cache:
         """
         namespace = execution.metadata.namespace or ""
         if execution.status.retried_by:
-            return self.execution(namespace, execution.status.retried_by)
+            return self.record(namespace, execution.status.retried_by)
         children = self.retries_of(namespace, execution.metadata.name)
         return children[0] if children else None
 
@@ -262,7 +287,7 @@ class Cache:
     def applications(self) -> list[str]:
         with self._lock:
             names = {self.store.application_for(ns) for ns, _ in self.store.definitions}
-            names.update(e.spec.application for e in self.store.executions.values())
+            names.update(e.application for e in self.records.values())
         return sorted(n for n in names if n)
 
 

@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from barbeque.api import revision
-from barbeque.api.models import JobExecution
 from barbeque.services.statistics import Bucket, hour_of
 from barbeque_dashboard import charts
 from barbeque_dashboard import status as words
 from barbeque_dashboard.auth import COOKIE, Action, bearer
 from barbeque_dashboard.cache import created_at
+from barbeque_dashboard.records import ExecutionView
 from barbeque_dashboard.services import ApiError, Backend, not_found
 
 router = APIRouter(include_in_schema=False)
@@ -62,7 +62,7 @@ def _time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
-def elapsed(execution: JobExecution) -> float | None:
+def elapsed(execution: ExecutionView) -> float | None:
     start, end = execution.status.started_at, execution.status.finished_at
     if start and end:
         return max(0.0, (end - start).total_seconds())
@@ -396,7 +396,7 @@ async def execution(message_id: str, request: Request, backend: Readable) -> Res
     )
 
 
-def _job_name(execution: JobExecution) -> str | None:
+def _job_name(execution: ExecutionView) -> str | None:
     """The execution's Job. The operator does not write ``jobName`` when it creates the
     Job of a fresh execution (no phase yet): that Job is named after the execution."""
     if execution.status.job_name:
@@ -406,7 +406,7 @@ def _job_name(execution: JobExecution) -> str | None:
     return None
 
 
-def _job_url(request: Request, execution: JobExecution) -> str | None:
+def _job_url(request: Request, execution: ExecutionView) -> str | None:
     template: str | None = request.app.state.settings.dashboard_job_url
     name = _job_name(execution)
     if not template or not name:

@@ -25,6 +25,7 @@ from barbeque.services import statistics
 from barbeque.services.statistics import HourlyStatistics
 from barbeque_dashboard import status as words
 from barbeque_dashboard.cache import Cache, created_at
+from barbeque_dashboard.records import ExecutionRecord, ExecutionView
 
 # SQS refuses bodies above 256 KiB (262,144 bytes).
 SQS_MAX_BYTES = 256 * 1024
@@ -157,7 +158,7 @@ class Sent:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[JobExecution]
+    items: list[ExecutionView]
     page: int
     per_page: int
     total: int
@@ -175,7 +176,7 @@ class QueueView:
     error: str | None
     dead_letter_url: str | None
     dead_letter_stats: QueueStats | None
-    scheduled: list[JobExecution]
+    scheduled: list[ExecutionRecord]
     running: int
     oldest_pending: datetime | None
 
@@ -228,14 +229,14 @@ class Backend:
             if self.cache.application_for(o.metadata.namespace or "") == application
         ]
 
-    def status_word(self, execution: JobExecution) -> str:
+    def status_word(self, execution: ExecutionView) -> str:
         return words.barbeque_status(execution, self.cache.next_retry)
 
     def html_url(self, message_id: str, base_url: str) -> str:
         base = self.console_url or base_url.rstrip("/")
         return f"{base}/job_executions/{message_id}"
 
-    def retry_chain(self, execution: JobExecution) -> list[JobExecution]:
+    def retry_chain(self, execution: ExecutionView) -> list[ExecutionView]:
         """The whole chain the execution belongs to, first attempt first."""
         first = execution
         seen = {first.metadata.name}
@@ -473,7 +474,7 @@ class Backend:
             source = self.cache.executions()
         if status and status.lower() not in (*words.STATUSES, *(p.lower() for p in Phase)):
             raise invalid(f"unknown status {status!r}")
-        selected: list[JobExecution] = []
+        selected: list[ExecutionView] = []
         for execution in source:
             if application and execution.spec.application != application:
                 continue
@@ -488,12 +489,12 @@ class Backend:
         start = (page - 1) * per_page
         return Page(selected[start : start + per_page], page, per_page, len(selected))
 
-    def failures(self) -> list[JobExecution]:
+    def failures(self) -> list[ExecutionRecord]:
         """Final failures: failed or error and not retried (the end of their chain)."""
         following = self.cache.next_retry
         return [e for e in self.cache.executions() if words.is_retryable(e, following)]
 
-    def summary(self, execution: JobExecution, base_url: str) -> dict[str, Any]:
+    def summary(self, execution: ExecutionView, base_url: str) -> dict[str, Any]:
         status = execution.status
         return {
             "message_id": execution.spec.message_id,

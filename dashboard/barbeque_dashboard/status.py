@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from barbeque.api.models import JobExecution, Phase
+from barbeque.api.models import Phase
+from barbeque_dashboard.records import ExecutionView
 
 PENDING = "pending"
 RUNNING = "running"
@@ -33,7 +34,7 @@ _BY_PHASE = {
 MAX_CHAIN = 1000
 
 
-def own_status(execution: JobExecution) -> str:
+def own_status(execution: ExecutionView) -> str:
     """The status of this execution alone, ignoring its retries."""
     phase = execution.status.phase
     if execution.spec.invalid_reason and phase is None:
@@ -41,23 +42,23 @@ def own_status(execution: JobExecution) -> str:
     return _BY_PHASE.get(phase, PENDING)
 
 
-def is_finished(execution: JobExecution) -> bool:
+def is_finished(execution: ExecutionView) -> bool:
     return own_status(execution) in (SUCCESS, FAILED, ERROR)
 
 
-Following = Callable[[JobExecution], "JobExecution | None"]
+Following = Callable[[ExecutionView], "ExecutionView | None"]
 """The next execution of a retry chain (``status.retriedBy``, or the newest execution whose
 ``spec.retryOf`` names it), or None when none is known yet."""
 
 
-def is_retryable(execution: JobExecution, following: Following | None = None) -> bool:
+def is_retryable(execution: ExecutionView, following: Following | None = None) -> bool:
     """barbeque's ``retryable?``: failed or error, and not retried already."""
     if own_status(execution) not in (FAILED, ERROR) or execution.status.retried_by:
         return False
     return following is None or following(execution) is None
 
 
-def last_retry(execution: JobExecution, following: Following) -> JobExecution | None:
+def last_retry(execution: ExecutionView, following: Following) -> ExecutionView | None:
     """The last execution of the chain starting at ``execution``.
 
     None when the chain names a retry that is not recorded (yet).
@@ -75,7 +76,7 @@ def last_retry(execution: JobExecution, following: Following) -> JobExecution | 
     return None
 
 
-def barbeque_status(execution: JobExecution, following: Following) -> str:
+def barbeque_status(execution: ExecutionView, following: Following) -> str:
     """The status barbeque's API would answer for ``execution``.
 
     An execution that was retried reads ``retried`` until the last retry of its chain has
@@ -89,7 +90,7 @@ def barbeque_status(execution: JobExecution, following: Following) -> str:
     return own_status(last)
 
 
-def matches(execution: JobExecution, wanted: str, status: str) -> bool:
+def matches(execution: ExecutionView, wanted: str, status: str) -> bool:
     """Whether an execution whose barbeque status is ``status`` passes a filter word.
 
     Filters accept barbeque's words and our phase names (case-insensitive).

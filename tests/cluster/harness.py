@@ -104,6 +104,7 @@ class Cluster:
         build: bool = True,
         detach: bool = False,
         startup_timeout: float = 120.0,
+        controller_manager_flags: dict[str, str] | None = None,
     ) -> None:
         self.workdir = (
             Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="barbeque-cluster-"))
@@ -113,6 +114,9 @@ class Cluster:
         self.build = build
         self.detach = detach
         self.startup_timeout = startup_timeout
+        # Flags of kube-controller-manager replacing (by name) or added to ours, such as
+        # {"--kube-api-qps": "20"}: the benchmarks compare upstream defaults and a tuned one.
+        self.controller_manager_flags = dict(controller_manager_flags or {})
         self.progress: Progress = progress or (lambda _msg: None)
         self._build_progress = progress  # None: binaries.ensure_binaries reports on stderr
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -436,6 +440,19 @@ class Cluster:
         with contextlib.suppress(OSError):
             (self.workdir / STATE_FILE).unlink()
 
+    def restart_controller_manager(self, flags: dict[str, str] | None = None) -> None:
+        """Stop kube-controller-manager and start it again with ``flags`` (see __init__)."""
+        name = "kube-controller-manager"
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            stop_pids([(name, proc.pid, str(self.bin(name)))])
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+        self.controller_manager_flags = dict(flags or {})
+        self._spawn(name, self._controller_manager_args())
+        self._write_state()
+        self._wait_http(name, self._component_url(name), tls=True)
+
     def is_running(self) -> bool:
         """True while every process of this cluster is alive (started here or attached)."""
         if self._procs:
@@ -732,7 +749,7 @@ class Cluster:
 
     def _controller_manager_args(self) -> list[str]:
         pki = self.pki_dir
-        return [
+        args = [
             *self._control_plane_args("kube-controller-manager", "kcm-certs"),
             "--controllers=*",
             f"--root-ca-file={pki / 'ca.crt'}",
@@ -743,6 +760,11 @@ class Cluster:
             "--kube-api-burst=200",
             "--v=1",
         ]
+        if self.controller_manager_flags:
+            replaced = {flag.split("=", 1)[0] for flag in args} & set(self.controller_manager_flags)
+            args = [flag for flag in args if flag.split("=", 1)[0] not in replaced]
+            args += [f"{name}={value}" for name, value in self.controller_manager_flags.items()]
+        return args
 
     def _scheduler_args(self) -> list[str]:
         return [*self._control_plane_args("kube-scheduler", "scheduler-certs"), "--v=1"]
