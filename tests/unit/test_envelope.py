@@ -90,6 +90,16 @@ def test_an_invalid_message_keeps_the_application_it_named() -> None:
     assert result.application == "blog"
 
 
+@pytest.mark.parametrize("kind", ["JobRetry", "Notification"])
+def test_only_an_execution_names_an_application_even_when_invalid(kind: str) -> None:
+    """A bad NotBefore on a retry or a notification names no application, so a queue
+    with a dead-letter queue leaves it there (found by tests/e2e/test_reliability_fuzz)."""
+    body = {"Type": kind, "Application": "blog", "Job": "x", "NotBefore": "soon"}
+    result = envelope.parse(json.dumps(body))
+    assert isinstance(result, envelope.InvalidMessage)
+    assert (result.application, result.job) == (None, None)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children) | st.dictionaries(st.text(), children),

@@ -158,8 +158,12 @@ def parse(raw: str) -> Envelope:
 
     kind = body.get("Type")
     not_before = _not_before(body)
-    application = _name(body.get("Application"), "Application")
-    job = _name(body.get("Job"), "Job")
+    # Only a JobExecution names its application and job: a JobRetry runs where the
+    # execution it retries lives and a Notification where its subscriptions are, so an
+    # Application field on them decides nothing, not even where their error is recorded.
+    names = kind == "JobExecution"
+    application = _name(body.get("Application"), "Application") if names else None
+    job = _name(body.get("Job"), "Job") if names else None
     if isinstance(not_before, str):
         return InvalidMessage("InvalidEnvelope", not_before, application, job, kept)
 
