@@ -158,10 +158,10 @@ def parse(raw: str) -> Envelope:
 
     kind = body.get("Type")
     not_before = _not_before(body)
-    # Only a JobExecution names its application and job: a JobRetry runs where the
-    # execution it retries lives and a Notification where its subscriptions are, so an
-    # Application field on them decides nothing, not even where their error is recorded.
-    names = kind == "JobExecution"
+    # A JobRetry runs where the execution it retries lives, so an Application field on it
+    # decides nothing, not even where its error is recorded. (A body of an unknown Type that
+    # names an application is still that application's to see.)
+    names = kind != "JobRetry"
     application = _name(body.get("Application"), "Application") if names else None
     job = _name(body.get("Job"), "Job") if names else None
     if isinstance(not_before, str):
