@@ -1,6 +1,6 @@
 """docs/migrating.md says where every barbeque setting goes: each column of barbeque's
-settings tables (its schema.rb, as tests/data/barbeque/schema.sql) is named in the
-section of its table."""
+settings tables (the ones `barbeque import` reads; their schema.rb is
+tests/data/barbeque/schema.sql) is named in the section of its table."""
 
 from __future__ import annotations
 
@@ -9,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from barbeque.adapters.mysql import TABLES as SETTINGS_TABLES
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_TABLES = (
-    "apps",
-    "job_definitions",
-    "retry_configs",
-    "slack_notifications",
-    "job_queues",
-    "sns_subscriptions",
-)
 # Bookkeeping, and the link of a definition's own settings rows to it (they live on the
 # JobDefinition itself here, so they need no column).
 NOT_SETTINGS = {"id", "created_at", "updated_at", "job_definition_id@retry_configs",
