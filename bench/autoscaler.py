@@ -26,8 +26,8 @@ from tests.cluster.autoscaler import Autoscaler, GroupSize
 from tests.cluster.binaries import unavailable_reason
 
 from barbeque.services.naming import execution_name
-from bench.env import App, Environment, Result, common_arguments, log, message_body
-from bench.env import run_scenarios as _run
+from bench.cli import bench_main
+from bench.env import App, Environment, Result, log, message_body
 
 PODS_PER_NODE = 10
 
@@ -101,16 +101,11 @@ def run(env: Environment, messages: int = 200, max_nodes: int = 20, duration: fl
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.autoscaler", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--max-nodes", type=int, default=20, help="the node group's maximum")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds each job runs")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    scenario = ("autoscaler", lambda env: run(env, args.messages, args.max_nodes, args.duration))
-    return _run(args, [scenario])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("autoscaler", __doc__, arguments, run))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 from tests.cluster.harness import free_port
 
+from bench.cli import bench_main
 from bench.env import (
     BUCKET,
     CREDENTIALS,
@@ -33,7 +34,6 @@ from bench.env import (
     REGION,
     Environment,
     Result,
-    common_arguments,
     log,
     memory_kb,
     pdeathsig,
@@ -41,7 +41,6 @@ from bench.env import (
     stop_process,
     wait_until,
 )
-from bench.env import run_scenarios as _run
 from bench.memory import ensure_executions
 
 GOAL_MS = 200.0
@@ -154,14 +153,10 @@ def run(env: Environment, executions: int = 10_000, repeat: int = 30) -> Result:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=30)
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(args, [("console", lambda env: run(env, args.executions, args.repeat))])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("console", __doc__, arguments, run))

@@ -26,8 +26,8 @@ from tests.cluster import images, realnode
 
 from barbeque.api.models import LABEL_EXECUTION
 from barbeque.services.naming import execution_name
-from bench.env import Environment, Result, Watch, common_arguments, log, message_body, percentile
-from bench.env import run_scenarios as _run
+from bench.cli import bench_main
+from bench.env import Environment, Result, Watch, log, message_body, percentile
 
 SLO_P99 = 5.0
 
@@ -114,14 +114,10 @@ def run(env: Environment, executions: int = 50, rate: float = 1.0) -> Result:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.container_start", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executions", type=int, default=50)
     parser.add_argument("--rate", type=float, default=1.0, help="messages per second")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(args, [("container_start", lambda env: run(env, args.executions, args.rate))])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("container_start", __doc__, arguments, run))

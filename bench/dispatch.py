@@ -18,8 +18,8 @@ import time
 from typing import Any
 
 from barbeque.services.naming import execution_name
-from bench.env import Environment, Result, Window, common_arguments, log, message_body, percentile
-from bench.env import run_scenarios as _run
+from bench.cli import bench_main, receive_wait_argument
+from bench.env import Environment, Result, Window, log, message_body, percentile
 
 GOAL_P50, GOAL_P99 = 0.5, 2.0
 
@@ -103,17 +103,11 @@ def _bodies(app: Any, count: int, tag: str) -> list[str]:
     return [message_body(app, "hello", {tag: i}) for i in range(count)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dispatch", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="messages per second")
-    parser.add_argument("--receive-wait", type=int, default=20, help="JobQueue receiveWaitSeconds")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(
-        args, [("dispatch", lambda env: run(env, args.messages, args.rate, args.receive_wait))]
-    )
+    receive_wait_argument(parser)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("dispatch", __doc__, arguments, run))

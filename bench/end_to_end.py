@@ -26,12 +26,12 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from typing import Any
 
 from barbeque.api.models import JobDefinition, JobExecution
 from barbeque.services import builders
 from barbeque.services.naming import execution_name
+from bench.cli import bench_main, pod_ms_argument, receive_wait_argument
 from bench.env import (
     BUCKET,
     GROUP_PATH,
@@ -39,11 +39,10 @@ from bench.env import (
     Environment,
     Result,
     Window,
-    common_arguments,
+    baseline_execution,
     log,
     message_body,
 )
-from bench.env import run_scenarios as _run
 
 GOAL_RATIO = 0.8
 # kube-controller-manager flags of each profile (the test cluster's own are qps 100/200).
@@ -113,19 +112,7 @@ def run_baseline(env: Environment, messages: int, pod_ms: int, concurrency: int 
 
 
 def _baseline_job(app: App, definition: JobDefinition, i: int) -> dict[str, Any]:
-    message_id = str(uuid.uuid4())
-    execution = JobExecution.model_validate(
-        builders.build_execution(
-            name=execution_name(message_id),
-            namespace=app.namespace,
-            application=app.namespace,
-            job="hello",
-            queue=app.queue,
-            message_id=message_id,
-            message={"i": i},
-            sent_timestamp=int(time.time() * 1000),
-        )
-    )
+    execution = JobExecution.model_validate(baseline_execution(app, i))
     job = builders.build_job(execution, definition)
     # Not the operator's: no owner to wait for, no label its watches select.
     del job["metadata"]["ownerReferences"]
@@ -207,8 +194,7 @@ def run(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.end_to_end", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument(
         "--profile",
@@ -216,21 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(PROFILES),
         help="kube-controller-manager profile (repeatable; default: default and tuned)",
     )
-    parser.add_argument("--pod-ms", type=int, default=1000, help="how long each pod runs")
-    parser.add_argument("--receive-wait", type=int, default=20, help="JobQueue receiveWaitSeconds")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    profiles = tuple(args.profile or ("default", "tuned"))
-    return _run(
-        args,
-        [
-            (
-                "end_to_end",
-                lambda env: run(env, args.messages, profiles, args.pod_ms, args.receive_wait),
-            )
-        ],
-    )
+    pod_ms_argument(parser)
+    receive_wait_argument(parser)
+
+
+def scenario(
+    env: Environment, *, messages: int, profile: list[str] | None, pod_ms: int, receive_wait: int
+) -> Result:
+    """run() with ``--profile`` unset meaning both profiles."""
+    profiles = tuple(profile or ("default", "tuned"))
+    return run(env, messages=messages, profiles=profiles, pod_ms=pod_ms, receive_wait=receive_wait)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("end_to_end", __doc__, arguments, scenario))

@@ -30,8 +30,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ from tests.support.aws import CREDENTIALS, REGION, MotoProcess
 from tests.support.operator import OperatorProcess, operator_env
 from tests.support.waiting import wait_until
 
+from barbeque.services import builders
 from barbeque.services.naming import execution_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -883,6 +885,22 @@ def definition_body(namespace: str, name: str, queue: str, **spec: Any) -> dict[
     return objects.definition(namespace, name, queue, **spec)
 
 
+def baseline_execution(app: App, i: int) -> dict[str, Any]:
+    """The JobExecution of the ``i``-th ``hello`` message, as a baseline client builds it
+    (with the operator's own builder, so that the baseline creates the same objects)."""
+    message_id = str(uuid.uuid4())
+    return builders.build_execution(
+        name=execution_name(message_id),
+        namespace=app.namespace,
+        application=app.namespace,
+        job="hello",
+        queue=app.queue,
+        message_id=message_id,
+        message={"i": i},
+        sent_timestamp=int(time.time() * 1000),
+    )
+
+
 def message_body(app: App, job: str, payload: Any) -> str:
     return json.dumps(
         {"Type": "JobExecution", "Application": app.namespace, "Job": job, "Message": payload}
@@ -924,92 +942,3 @@ def py_spy(pid: int, output: Path | None, rate: int = 50) -> Iterator[None]:
             log(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
         else:
             log(f"profile written to {output}")
-
-
-# -- command lines ----------------------------------------------------------------------------
-
-
-def common_arguments(parser: Any) -> None:
-    parser.add_argument("--nodes", type=int, default=4, help="kwok nodes (default 4)")
-    parser.add_argument(
-        "--ref", help="run the operator (and dashboard) of this git ref instead of the work tree"
-    )
-    parser.add_argument("--workers", type=int, help="BARBEQUE_WORKERS of the operator")
-    parser.add_argument(
-        "--operator-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment of the operator (repeatable)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    parser.add_argument(
-        "--trace",
-        action="store_true",
-        help="run the operator under bench.traced_operator (adapter call and loop timings)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs)")
-    parser.add_argument(
-        "--wait-load",
-        type=float,
-        metavar="LOAD",
-        help="before starting, wait up to 10 min for the 1-minute load average to fall below LOAD",
-    )
-
-
-def run_scenarios(args: Any, scenarios: list[tuple[str, Callable[[Environment], Result]]]) -> int:
-    """Start an environment, run the scenarios in order, print tables and machine info."""
-    # SIGTERM unwinds like Ctrl-C, so that everything started is stopped by pid.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.wait_load:
-        log(f"waiting for the load average to fall below {args.wait_load}: {loadavg()}")
-        wait_for_quiet_machine(args.wait_load, 600)
-    info = machine_info()
-    load_start = loadavg()
-    started = time.monotonic()
-    results: list[Result] = []
-    failures: list[str] = []
-    operator_env = dict(item.split("=", 1) for item in args.operator_env)
-    with Environment(
-        nodes=args.nodes,
-        ref=args.ref,
-        keep=args.keep,
-        workers=args.workers,
-        operator_env=operator_env,
-        trace=args.trace,
-    ) as env:
-        info["operator source"] = env.source
-        for name, scenario in scenarios:
-            log(f"scenario {name}: load average {loadavg()}")
-            try:
-                result = scenario(env)
-            except Exception as exc:
-                failures.append(f"{name}: {type(exc).__name__}: {exc}")
-                log(f"scenario {name} failed: {exc}")
-                if env.operator is not None:
-                    log("operator log tail:\n" + env.operator.tail())
-                continue
-            results.append(result)
-            out(render(result))
-        if args.keep:
-            log(f"logs kept in {env.scratch}")
-    load_end = loadavg()
-    out(render_machine(info, load_start, load_end))
-    out(f"total wall time {time.monotonic() - started:.0f} s")
-    for failure in failures:
-        out(f"FAILED {failure}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": info,
-                    "load_start": load_start,
-                    "load_end": load_end,
-                    "results": [r.to_json() for r in results],
-                    "failures": failures,
-                },
-                indent=2,
-            )
-        )
-    return 1 if failures else 0

@@ -22,18 +22,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from barbeque.services.naming import execution_name
-from bench.env import (
-    App,
-    Environment,
-    Result,
-    Watch,
-    Window,
-    common_arguments,
-    log,
-    message_body,
-    percentile,
-)
-from bench.env import run_scenarios as _run
+from bench.cli import bench_main, pod_ms_argument
+from bench.env import App, Environment, Result, Watch, Window, log, message_body, percentile
 
 QUIET = 9
 GOAL_P99 = 1.0
@@ -192,34 +182,18 @@ def run(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fairness", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backlog", type=int, default=10_000, help="messages in the flooded queue")
     parser.add_argument("--rate", type=float, default=10.0, help="messages/s per quiet queue")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long quiet queues send")
-    parser.add_argument("--pod-ms", type=int, default=1000, help="how long each pod runs")
+    pod_ms_argument(parser)
     parser.add_argument(
-        "--no-flood-alone", action="store_true", help="skip the flooded queue's solo drain"
-    )
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(
-        args,
-        [
-            (
-                "fairness",
-                lambda env: run(
-                    env,
-                    args.backlog,
-                    args.rate,
-                    args.seconds,
-                    args.pod_ms,
-                    not args.no_flood_alone,
-                ),
-            )
-        ],
+        "--no-flood-alone",
+        dest="flood_alone",
+        action="store_false",
+        help="skip the flooded queue's solo drain",
     )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("fairness", __doc__, arguments, run))

@@ -29,16 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.cli import bench_main
 from bench.console import running_dashboard
-from bench.env import (
-    GROUP_PATH,
-    Environment,
-    Result,
-    common_arguments,
-    log,
-    percentile,
-)
-from bench.env import run_scenarios as _run
+from bench.env import GROUP_PATH, Environment, Result, log, percentile
 from bench.memory import ensure_executions, measure
 
 SIZES = (1_000, 10_000)
@@ -168,16 +161,16 @@ def run(env: Environment, sizes: tuple[int, ...] = SIZES, repeat: int = 30) -> R
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.growth", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--large", action="store_true", help=f"also {LARGE} (~25 min to create)")
     parser.add_argument("--repeat", type=int, default=30, help="requests per page")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    sizes = tuple(args.sizes) + ((LARGE,) if args.large else ())
-    return _run(args, [("growth", lambda env: run(env, sizes, args.repeat))])
+
+
+def scenario(env: Environment, *, sizes: list[int], large: bool, repeat: int) -> Result:
+    """run() at ``--sizes``, and at LARGE too with ``--large``."""
+    return run(env, sizes=tuple(sizes) + ((LARGE,) if large else ()), repeat=repeat)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("growth", __doc__, arguments, scenario))

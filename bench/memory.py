@@ -24,18 +24,8 @@ from typing import Any
 
 from barbeque.services import builders
 from barbeque.services.naming import execution_name
-from bench.env import (
-    BUCKET,
-    GROUP_PATH,
-    App,
-    BenchOperator,
-    Environment,
-    Result,
-    common_arguments,
-    log,
-    wait_until,
-)
-from bench.env import run_scenarios as _run
+from bench.cli import bench_main
+from bench.env import BUCKET, GROUP_PATH, App, BenchOperator, Environment, Result, log, wait_until
 
 GOAL_MB = 150.0
 
@@ -223,8 +213,7 @@ def run(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--definitions", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -233,20 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a third operator start under tracemalloc, reporting the biggest allocations",
     )
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(
-        args,
-        [
-            (
-                "memory",
-                lambda env: run(
-                    env, args.executions, args.definitions, args.concurrency, args.tracemalloc
-                ),
-            )
-        ],
-    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("memory", __doc__, arguments, run))

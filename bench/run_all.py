@@ -34,7 +34,7 @@ from bench import (
     throughput,
     writes,
 )
-from bench.env import common_arguments, run_scenarios
+from bench.cli import common_arguments, run_scenarios
 
 FULL = {
     "dispatch_messages": 200,

@@ -20,27 +20,26 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from barbeque.api.models import JobDefinition, JobExecution
 from barbeque.services import builders
 from barbeque.services.naming import execution_name
+from bench.cli import bench_main, pod_ms_argument, receive_wait_argument
 from bench.env import (
     GROUP_PATH,
     App,
     Environment,
     Result,
     Window,
-    common_arguments,
+    baseline_execution,
     log,
     message_body,
     py_spy,
     trace_table,
     wait_until,
 )
-from bench.env import run_scenarios as _run
 from bench.memory import finished_status
 
 GOAL_RATIO = 0.5
@@ -177,18 +176,7 @@ async def _baseline(
 
         async def worker() -> None:
             for i in pending:
-                message_id = str(uuid.uuid4())
-                body = builders.build_execution(
-                    name=execution_name(message_id),
-                    namespace=app.namespace,
-                    application=app.namespace,
-                    job="hello",
-                    queue=app.queue,
-                    message_id=message_id,
-                    message={"i": i},
-                    sent_timestamp=int(time.time() * 1000),
-                )
-                created = await client.post(executions_path, body)
+                created = await client.post(executions_path, baseline_execution(app, i))
                 done["executions"] = time.time()
                 execution = JobExecution.model_validate(created)
                 await client.post(jobs_path, builders.build_job(execution, definition))
@@ -250,12 +238,11 @@ def _jobs_done(env: Environment, app: App, messages: int) -> bool:
     return len(finished) >= messages
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32, help="baseline connections")
-    parser.add_argument("--pod-ms", type=int, default=1000, help="how long each pod runs")
-    parser.add_argument("--receive-wait", type=int, default=20, help="JobQueue receiveWaitSeconds")
+    pod_ms_argument(parser)
+    receive_wait_argument(parser)
     parser.add_argument(
         "--profile", type=Path, help="py-spy record the operator (speedscope JSON) here"
     )
@@ -265,26 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the baseline also PATCHes a status, as the operator did before 9a4cfd3 (a third "
         "intake write; it makes two now: the execution and the Job)",
     )
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(
-        args,
-        [
-            (
-                "throughput",
-                lambda env: run(
-                    env,
-                    args.messages,
-                    args.concurrency,
-                    args.pod_ms,
-                    args.profile,
-                    args.baseline_status,
-                    args.receive_wait,
-                ),
-            )
-        ],
-    )
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("throughput", __doc__, arguments, run))

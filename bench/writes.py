@@ -25,18 +25,17 @@ from collections import Counter
 
 from barbeque.services.builders import EVENT_CONTROLLER
 from barbeque.services.naming import execution_name
+from bench.cli import bench_main, receive_wait_argument
 from bench.env import (
     WRITE_VERBS,
     Environment,
     RequestKey,
     Result,
     Window,
-    common_arguments,
     log,
     message_body,
     resource_name,
 )
-from bench.env import run_scenarios as _run
 
 GOAL_WRITES = 6.0
 OPERATOR_GROUP = "barbeque.dev"
@@ -138,16 +137,10 @@ def run(env: Environment, messages: int = 50, quiet: float = 3.0, receive_wait: 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.writes", description=__doc__)
+def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=50)
-    parser.add_argument("--receive-wait", type=int, default=20, help="JobQueue receiveWaitSeconds")
-    common_arguments(parser)
-    args = parser.parse_args(argv)
-    return _run(
-        args, [("writes", lambda env: run(env, args.messages, receive_wait=args.receive_wait))]
-    )
+    receive_wait_argument(parser)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main("writes", __doc__, arguments, run))
