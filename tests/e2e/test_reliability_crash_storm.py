@@ -28,24 +28,9 @@ from typing import Any
 import pytest
 
 from tests.cluster.harness import DURATION_ANNOTATION, Cluster
+from tests.support import reliability
 from tests.support.aws import MotoProcess
-from tests.support.operator import (
-    OPERATOR_NAMESPACE,
-    OperatorProcess,
-    cleanup_app,
-    make_app,
-    operator_env,
-)
-from tests.support.reliability import (
-    LABEL_EXECUTION,
-    count,
-    executions_path,
-    list_all,
-    phase_of,
-    queue_counts,
-    record_figures,
-    send_batch,
-)
+from tests.support.operator import OPERATOR_NAMESPACE, cleanup_app, local_operator, make_app
 
 pytestmark = pytest.mark.e2e
 
@@ -66,15 +51,8 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
 ) -> None:
     rng = random.Random(SEED)
     app = make_app(cluster, moto.aws)
-    operator = OperatorProcess(
-        operator_env(
-            cluster.kubeconfig,
-            OPERATOR_NAMESPACE,
-            moto.url,
-            moto.url,
-            BARBEQUE_RESYNC_SECONDS="30",
-        ),
-        tmp_path / "operator.log",
+    operator = local_operator(
+        cluster, moto.url, tmp_path / "operator.log", BARBEQUE_RESYNC_SECONDS="30"
     )
     try:
         app.define("storm", podAnnotations={DURATION_ANNOTATION: "300"})
@@ -93,7 +71,7 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
             pause = SEND_SECONDS / max(1, len(batches))
             try:
                 for batch in batches:
-                    sent.extend(send_batch(sqs, app.queue_url, batch))
+                    sent.extend(reliability.send_batch(sqs, app.queue_url, batch))
                     time.sleep(pause)
             except BaseException as exc:
                 send_errors.append(exc)
@@ -103,7 +81,7 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         sender.start()
         kills: list[dict[str, Any]] = []
         while len(kills) < KILLS:
-            before = count(cluster, executions_path(app.namespace))
+            before = reliability.count(cluster, reliability.executions_path(app.namespace))
             born = time.monotonic()
             operator.start(wait=False)
             if rng.random() < STARTUP_KILLS:
@@ -114,10 +92,12 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
                 operator.wait_log("Draining JobQueue")
                 time.sleep(rng.uniform(*WORKING_LIFE))
             assert operator.alive(), f"the operator died by itself: {operator.tail()}"
-            recorded = count(cluster, executions_path(app.namespace))
+            recorded = reliability.count(cluster, reliability.executions_path(app.namespace))
             succeeded = len(
-                list_all(
-                    cluster, executions_path(app.namespace), fieldSelector="status.phase=Succeeded"
+                reliability.list_all(
+                    cluster,
+                    reliability.executions_path(app.namespace),
+                    fieldSelector="status.phase=Succeeded",
                 )
             )
             operator.kill()
@@ -145,10 +125,12 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         converged = False
         while time.monotonic() < deadline and not converged:
             assert operator.alive(), f"the operator died by itself: {operator.tail()}"
-            if queue_counts(sqs, app.queue_url) == (0, 0):
-                executions = list_all(cluster, executions_path(app.namespace))
+            if reliability.queue_counts(sqs, app.queue_url) == (0, 0):
+                executions = reliability.list_all(
+                    cluster, reliability.executions_path(app.namespace)
+                )
                 converged = len(executions) >= MESSAGES and all(
-                    phase_of(e) == "Succeeded" for e in executions
+                    reliability.phase_of(e) == "Succeeded" for e in executions
                 )
             time.sleep(0 if converged else 2)
         converged_seconds = time.monotonic() - started
@@ -157,25 +139,29 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         time.sleep(7)
         assert operator.alive(), f"the operator died by itself: {operator.tail()}"
 
-        executions = list_all(cluster, executions_path(app.namespace))
-        jobs = list_all(cluster, f"/apis/batch/v1/namespaces/{app.namespace}/jobs")
-        pods = list_all(
-            cluster, f"/api/v1/namespaces/{app.namespace}/pods", labelSelector=LABEL_EXECUTION
+        executions = reliability.list_all(cluster, reliability.executions_path(app.namespace))
+        jobs = reliability.list_all(cluster, f"/apis/batch/v1/namespaces/{app.namespace}/jobs")
+        pods = reliability.list_all(
+            cluster,
+            f"/api/v1/namespaces/{app.namespace}/pods",
+            labelSelector=reliability.LABEL_EXECUTION,
         )
         strays = [
             e
-            for e in list_all(cluster, executions_path(OPERATOR_NAMESPACE))
+            for e in reliability.list_all(cluster, reliability.executions_path(OPERATOR_NAMESPACE))
             if e["spec"].get("queue") == app.queue
         ]
         ids = Counter(e["spec"]["messageId"] for e in executions)
         sent_ids = set(sent)
-        phases = Counter(phase_of(e) or "None" for e in executions)
+        phases = Counter(reliability.phase_of(e) or "None" for e in executions)
         execution_uids = {e["metadata"]["name"]: e["metadata"]["uid"] for e in executions}
         job_owners = {
             j["metadata"]["name"]: [o["uid"] for o in j["metadata"].get("ownerReferences", [])]
             for j in jobs
         }
-        pods_per_execution = Counter(p["metadata"]["labels"][LABEL_EXECUTION] for p in pods)
+        pods_per_execution = Counter(
+            p["metadata"]["labels"][reliability.LABEL_EXECUTION] for p in pods
+        )
         log = operator.log_text()
         created_at = sorted(
             datetime.fromisoformat(
@@ -222,7 +208,7 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
             "wall_seconds": round(converged_seconds, 1),
             "kill_log": kills,
         }
-        record_figures("crash-storm", figures)
+        reliability.record_figures("crash-storm", figures)
 
         assert converged, f"not converged within {CONVERGE_SECONDS:.0f} s: {figures}"
 
@@ -236,7 +222,7 @@ def test_a_crash_storm_loses_nothing_and_doubles_nothing(
         assert all(job_owners[n] == [uid] for n, uid in execution_uids.items())
         assert len(pods) == MESSAGES
         assert set(pods_per_execution.values()) == {1}, "every execution ran exactly one pod"
-        assert queue_counts(sqs, app.queue_url) == (0, 0)
+        assert reliability.queue_counts(sqs, app.queue_url) == (0, 0)
         assert "Traceback" not in log.split("===== life")[-1], operator.tail()
         # Every kill interrupted work: messages to record or executions to finish.
         mid_flow = [k for k in kills if k["succeeded"] < MESSAGES]

@@ -49,8 +49,8 @@ from tests.support.operator import (
     App,
     OperatorProcess,
     cleanup_app,
+    local_operator,
     make_app,
-    operator_env,
 )
 from tests.support.reliability import (
     LABEL_EXECUTION,
@@ -293,10 +293,7 @@ def pipeline(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Pipeline]:
     with MotoProcess(workdir / "moto.log") as moto:
         app_a = make_app(cluster, moto.aws)
         app_b = make_app(cluster, moto.aws)
-        operator = OperatorProcess(
-            operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, moto.url, moto.url),
-            workdir / "operator.log",
-        )
+        operator = local_operator(cluster, moto.url, workdir / "operator.log")
         dlq_name = ""
         try:
             app_a.define("hello")

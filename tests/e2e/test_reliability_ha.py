@@ -34,7 +34,7 @@ from tests.support.operator import (
     App,
     OperatorProcess,
     application,
-    operator_env,
+    local_operator,
 )
 from tests.support.reliability import (
     LABEL_EXECUTION,
@@ -148,16 +148,9 @@ def electing_pair(
 ) -> tuple[OperatorProcess, OperatorProcess]:
     """Two operators with leader election, not started, and no Lease left from before."""
     delete_lease(cluster)
-    env = operator_env(
-        cluster.kubeconfig,
-        OPERATOR_NAMESPACE,
-        moto.url,
-        moto.url,
-        BARBEQUE_LEADER_ELECTION="true",
-        BARBEQUE_RESYNC_SECONDS="30",
-    )
-    return OperatorProcess(env, tmp_path / "first.log"), OperatorProcess(
-        env, tmp_path / "second.log"
+    env = {"BARBEQUE_LEADER_ELECTION": "true", "BARBEQUE_RESYNC_SECONDS": "30"}
+    return local_operator(cluster, moto.url, tmp_path / "first.log", **env), local_operator(
+        cluster, moto.url, tmp_path / "second.log", **env
     )
 
 
@@ -308,10 +301,9 @@ def own_tracebacks(log: str) -> list[str]:
 def test_sigterm_in_a_burst_exits_in_time_and_loses_nothing(
     cluster: Cluster, moto: MotoProcess, app: App, tmp_path: Path
 ) -> None:
-    env = operator_env(
-        cluster.kubeconfig, OPERATOR_NAMESPACE, moto.url, moto.url, BARBEQUE_RESYNC_SECONDS="30"
+    operator = local_operator(
+        cluster, moto.url, tmp_path / "operator.log", BARBEQUE_RESYNC_SECONDS="30"
     )
-    operator = OperatorProcess(env, tmp_path / "operator.log")
     try:
         app.define("burst", podAnnotations={DURATION_ANNOTATION: "2000"})
         operator.start()

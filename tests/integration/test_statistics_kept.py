@@ -15,11 +15,10 @@ from barbeque.services.statistics import HourlyStatistics, configmap_name
 from tests.cluster.harness import ApiError, Cluster
 from tests.support.aws import Aws
 from tests.support.operator import (
-    OPERATOR_NAMESPACE,
     App,
     OperatorProcess,
     application,
-    operator_env,
+    local_operator,
 )
 from tests.support.waiting import wait_until
 from tests.support.webapi_servers import Service, start_service
@@ -32,14 +31,9 @@ def collecting_operator(
     cluster: Cluster, aws: Aws, crds: None, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """An operator sweeping history every second."""
-    env = operator_env(
-        cluster.kubeconfig,
-        OPERATOR_NAMESPACE,
-        aws.endpoint_url,
-        aws.endpoint_url,
-        BARBEQUE_HISTORY_INTERVAL_SECONDS="1",
-    )
-    process = OperatorProcess(env, tmp_path / "operator.log").start()
+    process = local_operator(
+        cluster, aws.endpoint_url, tmp_path / "operator.log", BARBEQUE_HISTORY_INTERVAL_SECONDS="1"
+    ).start()
     try:
         yield process
     finally:

@@ -428,3 +428,11 @@ def running(operator: OperatorProcess, wait: bool = True) -> Iterator[OperatorPr
         yield operator
     finally:
         operator.stop()
+
+
+def local_operator(cluster: Cluster, aws_url: str, log: Path, **extra: str) -> OperatorProcess:
+    """An operator process, not started, as most tests run it: the cluster's admin
+    kubeconfig, ``OPERATOR_NAMESPACE``, one endpoint (moto's server) for SQS and S3, no
+    Slack; ``extra``: more of its environment."""
+    env = operator_env(cluster.kubeconfig, OPERATOR_NAMESPACE, aws_url, aws_url, **extra)
+    return OperatorProcess(env, log)
