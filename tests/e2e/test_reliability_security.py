@@ -51,7 +51,6 @@ RESTRICTED = {
 
 @dataclass
 class Deployed:
-    cluster: Cluster
     moto: MotoProcess
     slack: SlackRecorder
     operator: OperatorProcess
@@ -75,7 +74,7 @@ def deployed(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Deployed]:
             operator = OperatorProcess(env, workdir / "operator.log", verbose=True)
             operator.start()
             try:
-                yield Deployed(cluster, moto, slack, operator)
+                yield Deployed(moto, slack, operator)
             finally:
                 operator.stop()
     finally:
@@ -84,15 +83,15 @@ def deployed(cluster: Cluster, crds: None, workdir: Path) -> Iterator[Deployed]:
 
 
 @pytest.fixture
-def app(deployed: Deployed) -> Iterator[App]:
-    with application(deployed.cluster, deployed.moto.aws) as made:
+def app(cluster: Cluster, deployed: Deployed) -> Iterator[App]:
+    with application(cluster, deployed.moto.aws) as made:
         yield made
 
 
 def test_no_secret_value_reaches_logs_records_events_or_metrics(
-    deployed: Deployed, app: App
+    cluster: Cluster, deployed: Deployed, app: App
 ) -> None:
-    cluster, slack, operator = deployed.cluster, deployed.slack, deployed.operator
+    slack, operator = deployed.slack, deployed.operator
     channel = f"#{app.namespace}"
     app.define("talkative", slack={"channel": channel, "notifySuccess": True})
     slack.failures[:] = [500, 429]  # the failures are logged, with whatever they carry
@@ -133,9 +132,8 @@ def test_no_secret_value_reaches_logs_records_events_or_metrics(
 
 
 def test_job_pods_get_the_restricted_security_context_and_pass_restricted_admission(
-    deployed: Deployed, app: App
+    cluster: Cluster, deployed: Deployed, app: App
 ) -> None:
-    cluster = deployed.cluster
     # Pod Security Admission refuses any pod of this namespace short of "restricted".
     cluster.api(
         "PATCH",
@@ -162,8 +160,9 @@ def test_job_pods_get_the_restricted_security_context_and_pass_restricted_admiss
     assert tuned_context == {**RESTRICTED, "runAsUser": 1000, "readOnlyRootFilesystem": True}
 
 
-def test_a_message_cannot_run_another_applications_job(deployed: Deployed, app: App) -> None:
-    cluster = deployed.cluster
+def test_a_message_cannot_run_another_applications_job(
+    cluster: Cluster, deployed: Deployed, app: App
+) -> None:
     other = make_app(cluster, deployed.moto.aws)
     try:
         other.define("payroll")
