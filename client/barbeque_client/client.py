@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
+import inspect
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 import httpx
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 FINAL_STATUSES = frozenset({"success", "failed", "error"})
 
@@ -186,32 +189,31 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _should_retry(method: str, response: httpx.Response | None, error: Exception | None) -> bool:
-    if response is not None:
-        if response.status_code in RETRY_ANY_METHOD:
+# One try's outcome: the service's answer, or the transport error that stood in its way.
+Outcome = httpx.Response | httpx.HTTPError
+
+
+def _should_retry(method: str, outcome: Outcome) -> bool:
+    if isinstance(outcome, httpx.Response):
+        if outcome.status_code in RETRY_ANY_METHOD:
             return True
-        return response.status_code in RETRY_IDEMPOTENT and method in IDEMPOTENT_METHODS
-    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return outcome.status_code in RETRY_IDEMPOTENT and method in IDEMPOTENT_METHODS
+    if isinstance(outcome, httpx.ConnectError | httpx.ConnectTimeout):
         return True  # the request never left
-    return isinstance(error, httpx.TransportError) and method in IDEMPOTENT_METHODS
+    return isinstance(outcome, httpx.TransportError) and method in IDEMPOTENT_METHODS
 
 
 def _answer_or_delay(
-    policy: Retry,
-    attempt: int,
-    method: str,
-    response: httpx.Response | None,
-    error: httpx.HTTPError | None,
-    base_url: httpx.URL,
+    policy: Retry, attempt: int, method: str, outcome: Outcome, base_url: httpx.URL
 ) -> httpx.Response | float:
     """After one try: the response to answer with, or the seconds to wait before the next
     try; ServiceUnavailable when there is neither a response nor a try left."""
     last = attempt + 1 >= policy.attempts
-    if not last and _should_retry(method, response, error):
-        return policy.delay(attempt, response)
-    if response is None:
-        raise ServiceUnavailable(f"cannot reach {base_url}: {error}") from error
-    return response
+    if not last and _should_retry(method, outcome):
+        return policy.delay(attempt, outcome if isinstance(outcome, httpx.Response) else None)
+    if isinstance(outcome, httpx.HTTPError):
+        raise ServiceUnavailable(f"cannot reach {base_url}: {outcome}") from outcome
+    return outcome
 
 
 def _raise_for(response: httpx.Response) -> Any:
@@ -239,29 +241,6 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
-def _enqueue_call(
-    default_application: str | None,
-    default_queue: str,
-    job: str,
-    message: Any,
-    queue: str | None,
-    application: str | None,
-    delay_seconds: int | None,
-) -> _Call[str]:
-    application = application or default_application
-    if not application:
-        raise ValueError("enqueue needs an application (argument or Client(application=))")
-    body: dict[str, Any] = {
-        "application": application,
-        "job": job,
-        "queue": queue or default_queue,
-        "message": message,
-    }
-    if delay_seconds is not None:
-        body["delay_seconds"] = delay_seconds
-    return _Call("POST", "/v2/job_executions", _message_id, json=body)
-
-
 def _execution(body: dict[str, Any]) -> Execution:
     return Execution(
         message_id=body["message_id"],
@@ -270,26 +249,6 @@ def _execution(body: dict[str, Any]) -> Execution:
         html_url=body.get("html_url"),
         message=body.get("message"),
     )
-
-
-def _executions_call(
-    application: str | None,
-    job: str | None,
-    queue: str | None,
-    status: str | None,
-    page: int,
-    per_page: int,
-) -> _Call[list[ExecutionSummary]]:
-    params: dict[str, str | int] = {"page": page, "per_page": per_page}
-    for key, value in (
-        ("application", application),
-        ("job", job),
-        ("queue", queue),
-        ("status", status),
-    ):
-        if value:
-            params[key] = value
-    return _Call("GET", "/v1/job_executions", _summaries, params=params)
 
 
 def _waited(
@@ -348,6 +307,9 @@ class _Call(Generic[T]):
     params: dict[str, Any] | None = None
     json: Any = None
 
+    def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        return http.build_request(self.method, self.path, params=self.params, json=self.json)
+
 
 def _message_id(body: dict[str, Any]) -> str:
     return str(body["message_id"])
@@ -361,23 +323,121 @@ def _summaries(body: dict[str, Any]) -> list[ExecutionSummary]:
     return [ExecutionSummary.from_json(item) for item in body["job_executions"]]
 
 
-def _status_call(message_id: str) -> _Call[Execution]:
+class _Defaults(Protocol):
+    """What a call takes from its client: the defaults of ``enqueue``."""
+
+    application: str | None
+    queue: str
+
+
+# The Web API's calls, each declared once with the signature and docstring of the method
+# both clients expose: ``_blocking`` and ``_awaited`` turn them into methods that send it.
+
+
+def _enqueue(
+    client: _Defaults,
+    job: str,
+    message: Any,
+    *,
+    queue: str | None = None,
+    application: str | None = None,
+    delay_seconds: int | None = None,
+) -> _Call[str]:
+    """Send ``message`` to ``job``; returns the SQS message id that names the execution."""
+    application = application or client.application
+    if not application:
+        raise ValueError("enqueue needs an application (argument or Client(application=))")
+    body: dict[str, Any] = {
+        "application": application,
+        "job": job,
+        "queue": queue or client.queue,
+        "message": message,
+    }
+    if delay_seconds is not None:
+        body["delay_seconds"] = delay_seconds
+    return _Call("POST", "/v2/job_executions", _message_id, json=body)
+
+
+def _status(client: _Defaults, message_id: str) -> _Call[Execution]:
+    """The execution's status in barbeque's words (unknown ids are ``pending``)."""
     fields = {"fields": "__default__,html_url,message"}
     return _Call("GET", f"/v1/job_executions/{message_id}", _execution, params=fields)
 
 
-def _retry_call(message_id: str, delay_seconds: int) -> _Call[str]:
+def _retry(client: _Defaults, message_id: str, delay_seconds: int = 0) -> _Call[str]:
+    """Retry a failed execution; returns the retry's new message id."""
     body = {"delay_seconds": delay_seconds}
     return _Call("POST", f"/v1/job_executions/{message_id}/retries", _message_id, json=body)
 
 
-def _cancel_call(message_id: str) -> _Call[Execution]:
+def _cancel(client: _Defaults, message_id: str) -> _Call[Execution]:
+    """Stop a pending or running execution."""
     return _Call("POST", f"/v1/job_executions/{message_id}/cancel", _cancelled)
 
 
-def _logs_call(message_id: str, offset: int) -> _Call[LogChunk]:
+def _executions(
+    client: _Defaults,
+    *,
+    application: str | None = None,
+    job: str | None = None,
+    queue: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> _Call[list[ExecutionSummary]]:
+    """Executions, newest first, filtered."""
+    params: dict[str, str | int] = {"page": page, "per_page": per_page}
+    for key, value in (
+        ("application", application),
+        ("job", job),
+        ("queue", queue),
+        ("status", status),
+    ):
+        if value:
+            params[key] = value
+    return _Call("GET", "/v1/job_executions", _summaries, params=params)
+
+
+def _logs(client: _Defaults, message_id: str, offset: int = 0) -> _Call[LogChunk]:
+    """The execution's log from byte ``offset``: the pod's while it runs, S3's after."""
     where = {"offset": offset}
     return _Call("GET", f"/v1/job_executions/{message_id}/logs", _log_chunk, params=where)
+
+
+def _as_method(method: Callable[..., Any], owner: str, build: Callable[..., Any]) -> None:
+    """Name and sign ``method`` as ``owner``'s: ``self`` first, answering what the call reads
+    (so help() and inspect show the method, not the builder)."""
+    signature = inspect.signature(build)
+    client, *rest = signature.parameters.values()
+    answer = str(signature.return_annotation).removeprefix("_Call[").removesuffix("]")
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[client.replace(name="self", annotation=client.empty), *rest],
+        return_annotation=answer,
+    )
+    method.__name__ = build.__name__.removeprefix("_")
+    method.__qualname__ = f"{owner}.{method.__name__}"
+
+
+def _blocking(
+    build: Callable[Concatenate[_Defaults, P], _Call[T]],
+) -> Callable[Concatenate[Client, P], T]:
+    @functools.wraps(build)
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._call(build(self, *args, **kwargs))
+
+    _as_method(method, "Client", build)
+    return method
+
+
+def _awaited(
+    build: Callable[Concatenate[_Defaults, P], _Call[T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    @functools.wraps(build)
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._call(build(self, *args, **kwargs))
+
+    _as_method(method, "AsyncClient", build)
+    return method
 
 
 class Client:
@@ -431,65 +491,23 @@ class Client:
     def _call(self, call: _Call[T]) -> T:
         policy = self.retry_policy
         for attempt in range(policy.attempts):
-            response: httpx.Response | None = None
-            error: httpx.HTTPError | None = None
+            outcome: Outcome
             try:
-                response = self._http.request(
-                    call.method, call.path, params=call.params, json=call.json
-                )
+                outcome = self._http.send(call.request(self._http))
             except httpx.HTTPError as exc:
-                error = exc
-            after = _answer_or_delay(
-                policy, attempt, call.method, response, error, self._http.base_url
-            )
+                outcome = exc
+            after = _answer_or_delay(policy, attempt, call.method, outcome, self._http.base_url)
             if isinstance(after, httpx.Response):
                 return call.read(_raise_for(after))
             self._sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def enqueue(
-        self,
-        job: str,
-        message: Any,
-        *,
-        queue: str | None = None,
-        application: str | None = None,
-        delay_seconds: int | None = None,
-    ) -> str:
-        """Send ``message`` to ``job``; returns the SQS message id that names the execution."""
-        call = _enqueue_call(
-            self.application, self.queue, job, message, queue, application, delay_seconds
-        )
-        return self._call(call)
-
-    def status(self, message_id: str) -> Execution:
-        """The execution's status in barbeque's words (unknown ids are ``pending``)."""
-        return self._call(_status_call(message_id))
-
-    def retry(self, message_id: str, delay_seconds: int = 0) -> str:
-        """Retry a failed execution; returns the retry's new message id."""
-        return self._call(_retry_call(message_id, delay_seconds))
-
-    def cancel(self, message_id: str) -> Execution:
-        """Stop a pending or running execution."""
-        return self._call(_cancel_call(message_id))
-
-    def executions(
-        self,
-        *,
-        application: str | None = None,
-        job: str | None = None,
-        queue: str | None = None,
-        status: str | None = None,
-        page: int = 1,
-        per_page: int = 50,
-    ) -> list[ExecutionSummary]:
-        """Executions, newest first, filtered."""
-        return self._call(_executions_call(application, job, queue, status, page, per_page))
-
-    def logs(self, message_id: str, offset: int = 0) -> LogChunk:
-        """The execution's log from byte ``offset``: the pod's while it runs, S3's after."""
-        return self._call(_logs_call(message_id, offset))
+    enqueue = _blocking(_enqueue)
+    status = _blocking(_status)
+    retry = _blocking(_retry)
+    cancel = _blocking(_cancel)
+    executions = _blocking(_executions)
+    logs = _blocking(_logs)
 
     def follow_logs(self, message_id: str, interval: float = 1.0) -> Iterator[str]:
         """Yield the log as it grows until the execution has finished."""
@@ -567,59 +585,23 @@ class AsyncClient:
     async def _call(self, call: _Call[T]) -> T:
         policy = self.retry_policy
         for attempt in range(policy.attempts):
-            response: httpx.Response | None = None
-            error: httpx.HTTPError | None = None
+            outcome: Outcome
             try:
-                response = await self._http.request(
-                    call.method, call.path, params=call.params, json=call.json
-                )
+                outcome = await self._http.send(call.request(self._http))
             except httpx.HTTPError as exc:
-                error = exc
-            after = _answer_or_delay(
-                policy, attempt, call.method, response, error, self._http.base_url
-            )
+                outcome = exc
+            after = _answer_or_delay(policy, attempt, call.method, outcome, self._http.base_url)
             if isinstance(after, httpx.Response):
                 return call.read(_raise_for(after))
             await asyncio.sleep(after)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def enqueue(
-        self,
-        job: str,
-        message: Any,
-        *,
-        queue: str | None = None,
-        application: str | None = None,
-        delay_seconds: int | None = None,
-    ) -> str:
-        call = _enqueue_call(
-            self.application, self.queue, job, message, queue, application, delay_seconds
-        )
-        return await self._call(call)
-
-    async def status(self, message_id: str) -> Execution:
-        return await self._call(_status_call(message_id))
-
-    async def retry(self, message_id: str, delay_seconds: int = 0) -> str:
-        return await self._call(_retry_call(message_id, delay_seconds))
-
-    async def cancel(self, message_id: str) -> Execution:
-        return await self._call(_cancel_call(message_id))
-
-    async def executions(
-        self,
-        *,
-        application: str | None = None,
-        job: str | None = None,
-        queue: str | None = None,
-        status: str | None = None,
-        page: int = 1,
-        per_page: int = 50,
-    ) -> list[ExecutionSummary]:
-        return await self._call(_executions_call(application, job, queue, status, page, per_page))
-
-    async def logs(self, message_id: str, offset: int = 0) -> LogChunk:
-        return await self._call(_logs_call(message_id, offset))
+    enqueue = _awaited(_enqueue)
+    status = _awaited(_status)
+    retry = _awaited(_retry)
+    cancel = _awaited(_cancel)
+    executions = _awaited(_executions)
+    logs = _awaited(_logs)
 
     async def wait(
         self,

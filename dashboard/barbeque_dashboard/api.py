@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from barbeque.api import revision
 from barbeque.api.models import JobExecution, Phase
 from barbeque_dashboard.auth import COOKIE, Action, bearer
-from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, not_found
+from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, Namespaced, not_found
 from barbeque_dashboard.status import STATUSES
 
 STATUS_FILTER = (
@@ -52,6 +52,8 @@ JSON_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     k: v for k, v in ERRORS.items() if k in (400, 401, 403, 503)
 }
+# A read of one named object, which may not exist.
+READ_ONE_ERRORS = {**READ_ERRORS, 404: ERRORS[404]}
 
 
 class EnqueueRequest(BaseModel):
@@ -218,6 +220,12 @@ def barbeque_write(path: str, **route: Any) -> Callable[[Handler], Handler]:
     return router.post(path, **{**defaults, **route})
 
 
+def api_read(path: str, tag: str, summary: str, **route: Any) -> Callable[[Handler], Handler]:
+    """A GET of the Web API: shares the errors of every read."""
+    defaults: dict[str, Any] = {"responses": READ_ERRORS, "tags": [tag], "summary": summary}
+    return router.get(path, **{**defaults, **route})
+
+
 @barbeque_write(
     "/v2/job_executions",
     response_model=EnqueueResponse,
@@ -238,12 +246,11 @@ async def enqueue(body: EnqueueRequest, request: Request, _: Credentials) -> dic
     return {"message_id": sent.message_id, "status": "pending", "id": None}
 
 
-@router.get(
+@api_read(
     "/v1/job_executions/{message_id}",
+    "barbeque",
+    "Status of an execution (barbeque's API); unknown ids answer pending",
     response_model=StatusResponse,
-    responses=READ_ERRORS,
-    tags=["barbeque"],
-    summary="Status of an execution (barbeque's API); unknown ids answer pending",
     operation_id=SHOW,
     openapi_extra=_links(200, "/message_id", Retry=RETRY, Cancel=CANCEL),
 )
@@ -295,12 +302,11 @@ async def cancel(message_id: str, request: Request, _: Credentials) -> dict[str,
     return backend.status_body(message_id, set(), base_url(request))
 
 
-@router.get(
+@api_read(
     "/v1/job_executions",
+    "executions",
+    "List executions, newest first (ours)",
     response_model=ExecutionList,
-    responses=READ_ERRORS,
-    tags=["executions"],
-    summary="List executions, newest first (ours)",
     operation_id="list_job_executions",
     openapi_extra=_links(200, "/job_executions/0/message_id", **FOLLOW_UP),
 )
@@ -332,7 +338,7 @@ async def list_executions(
     }
 
 
-@router.get("/v1/applications", responses=READ_ERRORS, tags=["definitions"], summary="Applications")
+@api_read("/v1/applications", "definitions", "Applications")
 async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]:
     await authorize_read(request)
     cache = backend_of(request).cache
@@ -350,23 +356,40 @@ async def applications(request: Request, _: Credentials) -> list[dict[str, Any]]
     ]
 
 
-@router.get(
-    "/v1/job_definitions", responses=READ_ERRORS, tags=["definitions"], summary="Job definitions"
+def _listing_by_application(
+    path: str,
+    summary: str,
+    name: str,
+    listed: Callable[[Backend], list[Namespaced]],
+    body: Callable[[Backend, Namespaced], dict[str, Any]],
+) -> None:
+    """Route a GET of every object of one kind, or of one application's (``?application=``)."""
+
+    async def listing(
+        request: Request, _: Credentials, application: str | None = None
+    ) -> list[dict[str, Any]]:
+        await authorize_read(request)
+        backend = backend_of(request)
+        return [body(backend, o) for o in backend.of_application(listed(backend), application)]
+
+    listing.__name__ = name  # the route's name and operationId
+    api_read(path, "definitions", summary)(listing)
+
+
+_listing_by_application(
+    "/v1/job_definitions",
+    "Job definitions",
+    "job_definitions",
+    lambda backend: backend.cache.definitions(),
+    Backend.definition_body,
 )
-async def job_definitions(
-    request: Request, _: Credentials, application: str | None = None
-) -> list[dict[str, Any]]:
-    await authorize_read(request)
-    backend = backend_of(request)
-    found = backend.of_application(backend.cache.definitions(), application)
-    return [backend.definition_body(d) for d in found]
 
 
-@router.get(
+@api_read(
     "/v1/applications/{application}/job_definitions/{job}",
-    responses={**READ_ERRORS, 404: ERRORS[404]},
-    tags=["definitions"],
-    summary="One job definition",
+    "definitions",
+    "One job definition",
+    responses=READ_ONE_ERRORS,
 )
 async def job_definition(
     application: str, job: str, request: Request, _: Credentials
@@ -444,18 +467,15 @@ def _queue_body(view: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/job_queues", responses=READ_ERRORS, tags=["queues"], summary="Job queues")
+@api_read("/v1/job_queues", "queues", "Job queues")
 async def job_queues(request: Request, _: Credentials) -> list[dict[str, Any]]:
     await authorize_read(request)
     backend = backend_of(request)
     return [_queue_body(view) for view in await backend.queue_views()]
 
 
-@router.get(
-    "/v1/job_queues/{name}",
-    responses={**READ_ERRORS, 404: ERRORS[404]},
-    tags=["queues"],
-    summary="One job queue with SQS figures",
+@api_read(
+    "/v1/job_queues/{name}", "queues", "One job queue with SQS figures", responses=READ_ONE_ERRORS
 )
 async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, Any]:
     await authorize_read(request)
@@ -466,19 +486,13 @@ async def job_queue(name: str, request: Request, _: Credentials) -> dict[str, An
     return _queue_body(await backend.queue_view(queue))
 
 
-@router.get(
+_listing_by_application(
     "/v1/sns_subscriptions",
-    responses=READ_ERRORS,
-    tags=["definitions"],
-    summary="SNS subscriptions: which topic runs which job through which queue (ours)",
+    "SNS subscriptions: which topic runs which job through which queue (ours)",
+    "sns_subscriptions",
+    lambda backend: backend.cache.subscriptions(),
+    Backend.subscription_body,
 )
-async def sns_subscriptions(
-    request: Request, _: Credentials, application: str | None = None
-) -> list[dict[str, Any]]:
-    await authorize_read(request)
-    backend = backend_of(request)
-    found = backend.of_application(backend.cache.subscriptions(), application)
-    return [backend.subscription_body(s) for s in found]
 
 
 class LogResponse(BaseModel):
@@ -490,12 +504,11 @@ class LogResponse(BaseModel):
     finished: bool = Field(description="The execution is final and this is its whole log")
 
 
-@router.get(
+@api_read(
     "/v1/job_executions/{message_id}/logs",
+    "executions",
+    "An execution's log: from its pod while it runs, from S3 afterwards",
     response_model=LogResponse,
-    responses=READ_ERRORS,
-    tags=["executions"],
-    summary="An execution's log: from its pod while it runs, from S3 afterwards",
 )
 async def execution_logs(
     message_id: str,

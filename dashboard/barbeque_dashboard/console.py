@@ -475,9 +475,9 @@ async def queue(name: str, request: Request, backend: Readable) -> Response:
     if len(samples) >= 2:
         chart = charts.line_chart(
             [
-                ("visible", [float(x.visible) for x in samples]),
-                ("in flight", [float(x.in_flight) for x in samples]),
-                ("delayed", [float(x.delayed) for x in samples]),
+                ("visible", [float(x.stats.visible) for x in samples]),
+                ("in flight", [float(x.stats.in_flight) for x in samples]),
+                ("delayed", [float(x.stats.delayed) for x in samples]),
                 ("running", [float(x.running) for x in samples]),
             ],
             [x.at.strftime("%H:%M") for x in samples],

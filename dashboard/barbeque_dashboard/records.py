@@ -86,50 +86,40 @@ _ZDICT = orjson.dumps(
 
 
 class MetaView(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def namespace(self) -> str | None: ...
-    @property
-    def creation_timestamp(self) -> datetime | None: ...
+    __slots__ = ()
+
+    name: str
+    namespace: str | None
+    creation_timestamp: datetime | None
 
 
 class SpecView(Protocol):
-    @property
-    def application(self) -> str: ...
-    @property
-    def job(self) -> str: ...
-    @property
-    def queue(self) -> str: ...
-    @property
-    def message_id(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def retry_of(self) -> str | None: ...
-    @property
-    def not_before(self) -> datetime | None: ...
-    @property
-    def invalid_reason(self) -> str | None: ...
+    __slots__ = ()
+
+    application: str
+    job: str
+    queue: str
+    message_id: str
+    attempt: int
+    retry_of: str | None
+    not_before: datetime | None
+    invalid_reason: str | None
 
 
 class StatusView(Protocol):
+    __slots__ = ()
+
+    # Read-only: the model's phase is a Phase (a str), the record's a plain str.
     @property
     def phase(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def message(self) -> str | None: ...
-    @property
-    def job_name(self) -> str | None: ...
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def started_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def retried_by(self) -> str | None: ...
+
+    reason: str | None
+    message: str | None
+    job_name: str | None
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    retried_by: str | None
 
 
 class ExecutionView(Protocol):
@@ -155,7 +145,7 @@ def _interned(value: str | None) -> str | None:
     return sys.intern(value) if value is not None else None
 
 
-class ExecutionRecord:
+class ExecutionRecord(MetaView, SpecView, StatusView):
     """One execution in the console's cache: listed fields, and the body compressed."""
 
     __slots__ = (
@@ -182,27 +172,10 @@ class ExecutionRecord:
         "started_at",
     )
 
-    name: str
-    namespace: str | None
-    creation_timestamp: datetime | None
+    # The views declare the fields of the three parts (``message`` is status.message: the
+    # payload stays in the packed body); these are the record's own.
     resource_version: str | None
-    application: str
-    job: str
-    queue: str
-    message_id: str
-    attempt: int
-    retry_of: str | None
-    not_before: datetime | None
-    invalid_reason: str | None
     phase: str | None
-    reason: str | None
-    # status.message: the record has no spec.message (the payload is in the packed body).
-    message: str | None
-    job_name: str | None
-    exit_code: int | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    retried_by: str | None
     _body: bytes
 
     @classmethod

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from barbeque.adapters.sqs import SqsError
+from barbeque.adapters.sqs import QueueStats, SqsError
 from barbeque_dashboard import status as words
 from barbeque_dashboard.services import Backend
 
@@ -23,10 +23,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sample:
+    """A queue at one moment: its SQS figures and how many of its executions run."""
+
     at: datetime
-    visible: int
-    in_flight: int
-    delayed: int
+    stats: QueueStats
     running: int
 
 
@@ -55,9 +55,7 @@ class QueueSampler:
                 logger.debug("Cannot sample queue %s: %s", name, exc)
                 continue
             series = self.history.setdefault(name, deque(maxlen=self.keep))
-            series.append(
-                Sample(now, stats.visible, stats.in_flight, stats.delayed, running.get(name, 0))
-            )
+            series.append(Sample(now, stats, running.get(name, 0)))
         for gone in set(self.history) - {q.metadata.name for q in self.backend.cache.queues()}:
             del self.history[gone]
 

@@ -15,6 +15,7 @@ metrics and ``barbeque_build_info``.
 
 from __future__ import annotations
 
+import functools
 import platform
 from collections.abc import Iterable
 
@@ -64,224 +65,185 @@ def _build_info(registry: CollectorRegistry, component: str) -> Gauge:
     return info
 
 
+# The operator's metrics, in REGISTRY unless they say otherwise.
+_counter = functools.partial(Counter, registry=REGISTRY)
+_gauge = functools.partial(Gauge, registry=REGISTRY)
+_histogram = functools.partial(Histogram, registry=REGISTRY)
+
+
 BUILD_INFO = _build_info(REGISTRY, "operator")
 CONSOLE_BUILD_INFO = _build_info(CONSOLE_REGISTRY, "console")
 
-LEADER = Gauge(
+LEADER = _gauge(
     "barbeque_leader",
     "1 while this replica is the active operator (holds the Lease, or runs without "
     "leader election), else 0.",
-    registry=REGISTRY,
 )
 
-MESSAGES_RECEIVED = Counter(
-    "barbeque_messages_received",
-    "SQS messages received by the operator.",
-    BY_QUEUE,
-    registry=REGISTRY,
+MESSAGES_RECEIVED = _counter(
+    "barbeque_messages_received", "SQS messages received by the operator.", BY_QUEUE
 )
-MESSAGES_DUPLICATE = Counter(
+MESSAGES_DUPLICATE = _counter(
     "barbeque_messages_duplicate",
     "SQS messages whose execution already existed (redelivery); deleted, nothing created.",
     BY_QUEUE,
-    registry=REGISTRY,
 )
-MESSAGES_INVALID = Counter(
+MESSAGES_INVALID = _counter(
     "barbeque_messages_invalid",
     "Executions ended Error without running, by reason (InvalidMessage: the body, the "
     "envelope or the application; UnknownJob; InvalidDefinition; JobRejected; JobDeleted).",
     ["queue", "reason"],
-    registry=REGISTRY,
 )
-MESSAGES_DEFERRED = Counter(
+MESSAGES_DEFERRED = _counter(
     "barbeque_messages_deferred",
     "Messages left in SQS (not deleted) for a later receive or dead-letter redrive, by reason.",
     ["queue", "reason"],
-    registry=REGISTRY,
 )
-EXECUTIONS_CREATED = Counter(
-    "barbeque_executions_created",
-    "JobExecutions recorded.",
-    (*BY_DEFINITION, "queue"),
-    registry=REGISTRY,
+EXECUTIONS_CREATED = _counter(
+    "barbeque_executions_created", "JobExecutions recorded.", (*BY_DEFINITION, "queue")
 )
-EXECUTIONS_FINISHED = Counter(
-    "barbeque_executions_finished",
-    "JobExecutions that reached a final phase.",
-    BY_PHASE,
-    registry=REGISTRY,
+EXECUTIONS_FINISHED = _counter(
+    "barbeque_executions_finished", "JobExecutions that reached a final phase.", BY_PHASE
 )
-EXECUTIONS_RETRIED = Counter(
-    "barbeque_executions_retried",
-    "Automatic retries scheduled after a failure.",
-    BY_DEFINITION,
-    registry=REGISTRY,
+EXECUTIONS_RETRIED = _counter(
+    "barbeque_executions_retried", "Automatic retries scheduled after a failure.", BY_DEFINITION
 )
-EXECUTIONS_COLLECTED = Counter(
+EXECUTIONS_COLLECTED = _counter(
     "barbeque_executions_collected",
     "Finished JobExecutions deleted by the history policy (their record stays in S3).",
-    registry=REGISTRY,
 )
-EXECUTIONS_BY_PHASE = Gauge(
-    "barbeque_executions",
-    "JobExecutions present in the cluster, by phase.",
-    BY_PHASE,
-    registry=REGISTRY,
+EXECUTIONS_BY_PHASE = _gauge(
+    "barbeque_executions", "JobExecutions present in the cluster, by phase.", BY_PHASE
 )
-RUNNING_EXECUTIONS = Gauge(
+
+# What a queue holds and runs now.
+RUNNING_EXECUTIONS = _gauge(
     "barbeque_running_executions",
     "Unfinished, unscheduled executions per queue (what maxConcurrentExecutions caps).",
     BY_QUEUE,
-    registry=REGISTRY,
 )
-EXECUTION_DURATION = Histogram(
-    "barbeque_execution_duration_seconds",
-    "Wall time of executions from pod start to finish.",
-    BY_PHASE,
-    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
-    registry=REGISTRY,
+WAITING_FOR_CAPACITY = _gauge(
+    "barbeque_executions_waiting_for_capacity",
+    "Unfinished executions per queue whose pod no node can take yet (reason Unschedulable).",
+    BY_QUEUE,
 )
-START_LATENCY = Histogram(
+QUEUE_MESSAGES = _gauge(
+    "barbeque_queue_messages",
+    "Approximate SQS queue depth, by state (visible, in_flight, delayed).",
+    ["queue", "state"],
+)
+
+# How long the steps of an execution take.
+START_LATENCY = _histogram(
     "barbeque_enqueue_to_start_seconds",
     "From the message's SQS SentTimestamp (or notBefore) to the Job being created.",
     BY_QUEUE,
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
-    registry=REGISTRY,
 )
-WAITING_FOR_CAPACITY = Gauge(
-    "barbeque_executions_waiting_for_capacity",
-    "Unfinished executions per queue whose pod no node can take yet (reason Unschedulable).",
-    BY_QUEUE,
-    registry=REGISTRY,
-)
-JOB_TO_RUNNING = Histogram(
+JOB_TO_RUNNING = _histogram(
     "barbeque_job_to_pod_running_seconds",
     "From the Job's start (the Job controller taking it) to its pod running: waiting for a "
     "node (capacity) and starting the container.",
     BY_QUEUE,
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
-    registry=REGISTRY,
 )
-QUEUE_MESSAGES = Gauge(
-    "barbeque_queue_messages",
-    "Approximate SQS queue depth, by state (visible, in_flight, delayed).",
-    ["queue", "state"],
-    registry=REGISTRY,
+EXECUTION_DURATION = _histogram(
+    "barbeque_execution_duration_seconds",
+    "Wall time of executions from pod start to finish.",
+    BY_PHASE,
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
 )
-SQS_ERRORS = Counter(
-    "barbeque_sqs_errors",
-    "Failed SQS calls.",
-    ["queue", "operation"],
-    registry=REGISTRY,
-)
-EVENTS_RECORDED = Counter(
+
+SQS_ERRORS = _counter("barbeque_sqs_errors", "Failed SQS calls.", ["queue", "operation"])
+EVENTS_RECORDED = _counter(
     "barbeque_events_recorded",
     "Warning Events the operator wrote on its objects, by kind and reason.",
     ["kind", "reason"],
-    registry=REGISTRY,
 )
-EVENT_FAILURES = Counter(
-    "barbeque_event_failures",
-    "Events the operator could not write (best effort: not retried).",
-    registry=REGISTRY,
+EVENT_FAILURES = _counter(
+    "barbeque_event_failures", "Events the operator could not write (best effort: not retried)."
 )
-S3_FAILURES = Counter(
+S3_FAILURES = _counter(
     "barbeque_s3_failures",
     "Failed uploads of messages and logs to S3 (retried until they succeed).",
-    registry=REGISTRY,
 )
-SLACK_FAILURES = Counter(
+SLACK_FAILURES = _counter(
     "barbeque_slack_failures",
     "Slack calls that failed, by whether the notification was then given up.",
     ["final"],
-    registry=REGISTRY,
 )
-SLACK_NOTIFICATIONS = Counter(
+SLACK_NOTIFICATIONS = _counter(
     "barbeque_slack_notifications",
     "Slack notifications posted, by kind (success, failure, error).",
     ["kind"],
-    registry=REGISTRY,
 )
-RECONCILE_ERRORS = Counter(
+RECONCILE_ERRORS = _counter(
     "barbeque_reconcile_errors",
     "Reconciliations that failed and were requeued with backoff, by error type.",
     ["error"],
-    registry=REGISTRY,
 )
-KUBE_REQUESTS = Counter(
+KUBE_REQUESTS = _counter(
     "barbeque_kube_requests",
     'Kubernetes API requests of the operator, by call and HTTP status code ("error" when '
     "no answer came: refused, reset, timed out).",
     ["call", "code"],
-    registry=REGISTRY,
 )
-KUBE_REQUEST_SECONDS = Histogram(
+KUBE_REQUEST_SECONDS = _histogram(
     "barbeque_kube_request_duration_seconds",
     "Time from sending a Kubernetes API request to reading its whole answer, by call.",
     ["call"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-    registry=REGISTRY,
 )
-WATCH_RESTARTS = Counter(
+WATCH_RESTARTS = _counter(
     "barbeque_watch_restarts",
     "Times a watch of the operator listed again (expired: its resourceVersion was too old) "
     "or retried after an error, by resource.",
     ["resource", "reason"],
-    registry=REGISTRY,
 )
 
 # controller-runtime's work-queue metrics, same names, labels and meaning (``name`` is the
 # queue: ``jobexecutions``).
-WORKQUEUE_DEPTH = Gauge(
-    "workqueue_depth", "Current depth of workqueue.", BY_WORKQUEUE, registry=REGISTRY
+WORKQUEUE_DEPTH = _gauge("workqueue_depth", "Current depth of workqueue.", BY_WORKQUEUE)
+WORKQUEUE_ADDS = _counter(
+    "workqueue_adds", "Total number of adds handled by workqueue.", BY_WORKQUEUE
 )
-WORKQUEUE_ADDS = Counter(
-    "workqueue_adds", "Total number of adds handled by workqueue.", BY_WORKQUEUE, registry=REGISTRY
-)
-WORKQUEUE_RETRIES = Counter(
-    "workqueue_retries",
-    "Total number of retries handled by workqueue.",
-    BY_WORKQUEUE,
-    registry=REGISTRY,
+WORKQUEUE_RETRIES = _counter(
+    "workqueue_retries", "Total number of retries handled by workqueue.", BY_WORKQUEUE
 )
 _WORKQUEUE_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000)
-WORKQUEUE_QUEUE_DURATION = Histogram(
+WORKQUEUE_QUEUE_DURATION = _histogram(
     "workqueue_queue_duration_seconds",
     "How long in seconds an item stays in workqueue before being requested.",
     BY_WORKQUEUE,
     buckets=_WORKQUEUE_BUCKETS,
-    registry=REGISTRY,
 )
-WORKQUEUE_WORK_DURATION = Histogram(
+WORKQUEUE_WORK_DURATION = _histogram(
     "workqueue_work_duration_seconds",
     "How long in seconds processing an item from workqueue takes.",
     BY_WORKQUEUE,
     buckets=_WORKQUEUE_BUCKETS,
-    registry=REGISTRY,
 )
-WORKQUEUE_UNFINISHED_WORK = Gauge(
+WORKQUEUE_UNFINISHED_WORK = _gauge(
     "workqueue_unfinished_work_seconds",
     "How many seconds of work has been done that is in progress and hasn't been observed "
     "by work_duration. Large values indicate stuck threads.",
     BY_WORKQUEUE,
-    registry=REGISTRY,
 )
-WORKQUEUE_LONGEST_RUNNING = Gauge(
+WORKQUEUE_LONGEST_RUNNING = _gauge(
     "workqueue_longest_running_processor_seconds",
     "How many seconds has the longest running processor for workqueue been running.",
     BY_WORKQUEUE,
-    registry=REGISTRY,
 )
 
 # The console and Web API. ``route`` is the route's template (``/v1/job_executions/{message_id}``),
 # never the requested path; requests no route matched are ``route="other"``.
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = _counter(
     "barbeque_http_requests",
     "HTTP requests answered by the console and Web API, by route template, method and status.",
     ["route", "method", "code"],
     registry=CONSOLE_REGISTRY,
 )
-HTTP_REQUEST_SECONDS = Histogram(
+HTTP_REQUEST_SECONDS = _histogram(
     "barbeque_http_request_duration_seconds",
     "Time to answer an HTTP request of the console and Web API (until the response starts "
     "streaming for log follows), by route template and method.",

@@ -197,7 +197,9 @@ async def test_the_sampler_records_each_queues_counters(world: Console) -> None:
     sampler = QueueSampler(world.app.state.backend, interval=60)
     await sampler.sample_once()
     await sampler.sample_once()
-    assert [(s.visible, s.in_flight, s.running) for s in sampler.samples("default")] == [
+    assert [
+        (s.stats.visible, s.stats.in_flight, s.running) for s in sampler.samples("default")
+    ] == [
         (0, 0, 0),
         (0, 0, 0),
     ]
@@ -207,13 +209,14 @@ async def test_the_sampler_records_each_queues_counters(world: Console) -> None:
 def test_queue_page_charts_the_sampled_counters(client: TestClient, world: Console) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from barbeque.adapters.sqs import QueueStats
     from barbeque_dashboard.sampler import QueueSampler, Sample
 
     assert "Not enough samples yet" in client.get("/job_queues/default").text
     sampler = QueueSampler(world.app.state.backend, interval=60)
     start = datetime.now(UTC) - timedelta(minutes=10)
     sampler.history["default"] = deque(
-        Sample(start + timedelta(minutes=i), i, 1, 0, 2) for i in range(10)
+        Sample(start + timedelta(minutes=i), QueueStats(i, 1, 0), 2) for i in range(10)
     )
     world.app.state.sampler = sampler
     page = client.get("/job_queues/default").text

@@ -7,6 +7,7 @@ barbeque's ``db/schema.rb``; rows come back as plain dicts, ordered by id.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -72,11 +73,7 @@ def read_tables(dsn: Dsn, timeout: float = 10.0) -> dict[str, list[dict[str, Any
         ) from exc
     try:
         connection = pymysql.connect(
-            host=dsn.host,
-            port=dsn.port,
-            user=dsn.user,
-            password=dsn.password,
-            database=dsn.database,
+            **dataclasses.asdict(dsn),  # its fields are named as connect's arguments
             charset="utf8mb4",
             connect_timeout=timeout,
             read_timeout=timeout * 6,

@@ -119,11 +119,20 @@ Conditions = Annotated[
     ),
 ]
 
-READY_COLUMN = {
-    "name": "Ready",
-    "type": "string",
-    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-}
+
+def column(
+    name: str, json_path: str, type_: str = "string", *, wide: bool = False
+) -> dict[str, Any]:
+    """A ``kubectl get`` column of a kind; a ``wide`` one shows with ``-o wide`` only."""
+    found: dict[str, Any] = {"name": name, "type": type_, "jsonPath": json_path}
+    if wide:
+        found["priority"] = 1
+    return found
+
+
+READY_COLUMN = column("Ready", '.status.conditions[?(@.type=="Ready")].status')
+STATUS_COLUMN = column("Status", ".status.phase")
+AGE_COLUMN = column("Age", ".metadata.creationTimestamp", "date")
 
 IntOrString = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
@@ -226,12 +235,12 @@ class JobQueue(Resource):
     short_names: ClassVar[list[str]] = ["jobq", "jq"]
     namespaced: ClassVar[bool] = False
     printer_columns: ClassVar[list[dict[str, Any]]] = [
-        {"name": "SQS Queue", "type": "string", "jsonPath": ".status.queueUrl"},
-        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        column("SQS Queue", ".status.queueUrl"),
+        STATUS_COLUMN,
         READY_COLUMN,
-        {"name": "Max", "type": "integer", "jsonPath": ".spec.maxConcurrentExecutions"},
-        {"name": "Running", "type": "integer", "jsonPath": ".status.runningExecutions"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        column("Max", ".spec.maxConcurrentExecutions", "integer"),
+        column("Running", ".status.runningExecutions", "integer"),
+        AGE_COLUMN,
     ]
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")
@@ -704,12 +713,12 @@ class JobDefinition(Resource):
     short_names: ClassVar[list[str]] = ["definition", "definitions", "jd"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [
-        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
-        {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+        column("Queue", ".spec.queue"),
+        column("Image", ".spec.image"),
         READY_COLUMN,
-        {"name": "Retries", "type": "integer", "jsonPath": ".spec.retry.limit"},
-        {"name": "Slack", "type": "string", "jsonPath": ".spec.slack.channel", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        column("Retries", ".spec.retry.limit", "integer"),
+        column("Slack", ".spec.slack.channel", wide=True),
+        AGE_COLUMN,
     ]
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")
@@ -851,16 +860,16 @@ class JobExecution(Resource):
     short_names: ClassVar[list[str]] = ["execution", "executions", "jx"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [
-        {"name": "Job", "type": "string", "jsonPath": ".spec.job"},
-        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Attempt", "type": "integer", "jsonPath": ".spec.attempt"},
-        {"name": "Exit", "type": "integer", "jsonPath": ".status.exitCode"},
-        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue", "priority": 1},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
-        {"name": "Retried-By", "type": "string", "jsonPath": ".status.retriedBy", "priority": 1},
-        {"name": "Logs", "type": "string", "jsonPath": ".status.logs.url", "priority": 1},
+        column("Job", ".spec.job"),
+        STATUS_COLUMN,
+        column("Attempt", ".spec.attempt", "integer"),
+        column("Exit", ".status.exitCode", "integer"),
+        column("Duration", ".status.duration"),
+        AGE_COLUMN,
+        column("Queue", ".spec.queue", wide=True),
+        column("Reason", ".status.reason", wide=True),
+        column("Retried-By", ".status.retriedBy", wide=True),
+        column("Logs", ".status.logs.url", wide=True),
     ]
     # Field selectors the API server serves (`kubectl get executions --field-selector
     # status.phase=Failed`); the operator watches only `UNFINISHED_SELECTOR`, so finished

@@ -14,7 +14,16 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from barbeque.api.models import API_VERSION, Condition, Model, ObjectMeta, Resource
+from barbeque.api.models import (
+    AGE_COLUMN,
+    API_VERSION,
+    STATUS_COLUMN,
+    Condition,
+    Model,
+    ObjectMeta,
+    Resource,
+    column,
+)
 
 TOPIC_ARN_PATTERN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 FINALIZER = "barbeque.dev/sns-unsubscribe"
@@ -61,12 +70,12 @@ class SNSSubscription(Resource):
     short_names: ClassVar[list[str]] = ["snssub", "snssubs"]
     namespaced: ClassVar[bool] = True
     printer_columns: ClassVar[list[dict[str, Any]]] = [
-        {"name": "Topic", "type": "string", "jsonPath": ".spec.topicArn"},
-        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
-        {"name": "Job", "type": "string", "jsonPath": ".spec.job"},
-        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+        column("Topic", ".spec.topicArn"),
+        column("Queue", ".spec.queue"),
+        column("Job", ".spec.job"),
+        STATUS_COLUMN,
+        AGE_COLUMN,
+        column("Message", ".status.message", wide=True),
     ]
 
     api_version: str = Field(default=API_VERSION, alias="apiVersion")

@@ -7,6 +7,7 @@ operator's own (``controller.listwatch``). Only the active replica's workers tak
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from barbeque import metrics
@@ -27,21 +28,14 @@ def _meta(body: dict[str, Any]) -> tuple[str, str, str | None]:
     return meta.get("namespace", ""), meta.get("name", ""), execution
 
 
+@dataclass(eq=False, repr=False)
 class EventRouter:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        queue: WorkQueue[Key],
-        pollers: Pollers,
-        history: HistoryCollector,
-        definitions: DefinitionChecker,
-    ) -> None:
-        self.store = store
-        self.queue = queue
-        self.pollers = pollers
-        self.history = history
-        self.definitions = definitions
+    _: KW_ONLY
+    store: Store
+    queue: WorkQueue[Key]
+    pollers: Pollers
+    history: HistoryCollector
+    definitions: DefinitionChecker
 
     def on_execution(self, type_: str | None, body: dict[str, Any]) -> None:
         namespace, name, _ = _meta(body)

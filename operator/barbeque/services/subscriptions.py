@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from barbeque.adapters.kube import NotFound
@@ -67,27 +68,19 @@ def queue_policy(queue_arn: str, topic_arns: list[str]) -> str:
     )
 
 
+@dataclass(eq=False, repr=False)
 class Subscriber:
     """Reconciles one SNSSubscription at a time (per key, the latest event wins)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        kube: KubeApi,
-        sqs: SqsApi,
-        sns: SnsApi,
-        retry_seconds: float = RETRY_SECONDS,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        self.store = store
-        self.kube = kube
-        self.sqs = sqs
-        self.sns = sns
-        self.retry_seconds = retry_seconds
-        self._sleep = sleep
-        self._retries: dict[Key, asyncio.Task[None]] = {}
-        self.active = False
+    _: KW_ONLY
+    store: Store
+    kube: KubeApi
+    sqs: SqsApi
+    sns: SnsApi
+    retry_seconds: float = RETRY_SECONDS
+    sleep: Callable[[float], Any] = asyncio.sleep
+    active: bool = field(default=False, init=False)
+    _retries: dict[Key, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     async def on_event(self, type_: str | None, body: dict[str, Any]) -> None:
         """Every replica keeps the store current (intake routes by it); the active one
@@ -143,7 +136,7 @@ class Subscriber:
             return
 
         async def again() -> None:
-            await self._sleep(self.retry_seconds)
+            await self.sleep(self.retry_seconds)
             self._retries.pop(key, None)
             latest = self.store.subscriptions.get(key)
             if latest is not None and self.active:
