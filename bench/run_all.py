@@ -63,10 +63,13 @@ QUICK = {
     "backlog": 100,
     "fair_seconds": 5.0,
 }
-# growth before memory and console, whose 10,000 would leave it no smaller size to measure.
+# growth before memory and console, whose 10,000 would leave it no smaller size to measure;
+# container_start before end_to_end and fairness, whose backlogs the Job controller is still
+# working off when they end (after them, the operator primed 28,917 unfinished executions
+# for 100 s and the real node's warm-up execution timed out behind them).
 SCENARIOS = (
-    "dispatch", "throughput", "writes", "growth", "memory", "console", "end_to_end", "fairness",
-    "container_start",
+    "dispatch", "throughput", "writes", "growth", "memory", "console", "container_start",
+    "end_to_end", "fairness",
 )  # fmt: skip
 # Run only when asked: the real node is one per machine (and its owner's).
 OPT_IN = ("container_start",)
