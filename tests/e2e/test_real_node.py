@@ -15,6 +15,7 @@ and the Slack recorder on loopback (chart values ``hostNetwork``, ``listenAddres
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
@@ -28,7 +29,14 @@ import pytest
 
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster, free_port
-from tests.cluster.realnode import NODE_NAME, RealNode, chart_settings, placement
+from tests.cluster.realnode import (
+    NODE_LABEL,
+    NODE_NAME,
+    NODE_TAINT,
+    RealNode,
+    chart_settings,
+    placement,
+)
 from tests.support.aws import CREDENTIALS, Aws
 from tests.support.operator import BUCKET, App, application
 from tests.support.slack import SlackRecorder
@@ -220,6 +228,31 @@ def test_the_operator_and_console_pods_run_the_image_non_root_read_only_and_read
         metrics = response.read().decode()
     # Calls made under the chart's ServiceAccount: the operator has listed and watched.
     assert "barbeque_kube_requests_total" in metrics
+
+
+def test_the_real_node_is_labelled_tainted_and_every_address_is_loopback(
+    cluster: Cluster, installed: Installed
+) -> None:
+    node = json.loads(cluster.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+    assert node["metadata"]["labels"].get(NODE_LABEL[0]) == NODE_LABEL[1]
+    # Only pods that ask land here: the taint keeps the fast tiers' pods on kwok nodes.
+    assert NODE_TAINT in node["spec"]["taints"]
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    assert addresses["InternalIP"] == NODE_NAME, addresses
+    assert all(_loopback(address) for t, address in addresses.items() if t != "Hostname")
+    others = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert [n["metadata"]["name"] for n in others if NODE_LABEL[0] in n["metadata"]["labels"]] == [
+        NODE_NAME
+    ]
+    # hostNetwork pods share the node's loopback address: nothing is reachable beyond it.
+    for component, pod in installed.pods.items():
+        assert pod["spec"]["hostNetwork"] is True, component
+        ips = [pod["status"]["hostIP"], *(p["ip"] for p in pod["status"].get("podIPs", []))]
+        assert all(_loopback(ip) for ip in ips), (component, ips)
+
+
+def _loopback(address: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network("127.0.0.0/8")
 
 
 def _uid(pid: int) -> int:
