@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from barbeque.api import revision
 from barbeque.api.models import JobExecution, Phase
 from barbeque_dashboard.auth import COOKIE, Action, bearer
-from barbeque_dashboard.services import MAX_DELAY, ApiError, Backend, Namespaced, not_found
+from barbeque_dashboard.services import (
+    MAX_DELAY,
+    ApiError,
+    Backend,
+    ExecutionFilter,
+    Namespaced,
+    not_found,
+)
 from barbeque_dashboard.status import STATUSES
 
 STATUS_FILTER = (
@@ -322,14 +329,8 @@ async def list_executions(
 ) -> dict[str, Any]:
     await authorize_read(request)
     backend = backend_of(request)
-    found = backend.filter_executions(
-        application=application,
-        job=job,
-        queue=queue,
-        status=status,
-        page=page,
-        per_page=per_page,
-    )
+    where = ExecutionFilter(application=application, job=job, queue=queue, status=status)
+    found = backend.filter_executions(where, page=page, per_page=per_page)
     return {
         "job_executions": [backend.summary(e, base_url(request)) for e in found.items],
         "page": found.page,

@@ -26,7 +26,7 @@ from barbeque_dashboard import status as words
 from barbeque_dashboard.auth import COOKIE, Action, bearer
 from barbeque_dashboard.cache import created_at
 from barbeque_dashboard.records import ExecutionView
-from barbeque_dashboard.services import ApiError, Backend, not_found
+from barbeque_dashboard.services import ApiError, Backend, ExecutionFilter, not_found
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -175,8 +175,7 @@ def _listing(request: Request, backend: Backend, **where: str | None) -> dict[st
     parameter: what the executions table of a page renders."""
     status = request.query_params.get("status") or None
     page = backend.filter_executions(
-        **where,
-        status=status,
+        ExecutionFilter(**where, status=status),
         page=_page_number(request),
         per_page=request.app.state.settings.dashboard_page_size,
     )

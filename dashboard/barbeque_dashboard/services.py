@@ -157,6 +157,17 @@ class Sent:
 
 
 @dataclass(frozen=True)
+class ExecutionFilter:
+    """Which executions a listing shows, as the console's and the Web API's query parameters
+    name them: an execution is shown when it matches every criterion given (None: any)."""
+
+    application: str | None = None
+    job: str | None = None
+    queue: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[ExecutionView]
     page: int
@@ -459,28 +470,22 @@ class Backend:
     # -- listing ------------------------------------------------------------------------------
 
     def filter_executions(
-        self,
-        *,
-        application: str | None = None,
-        job: str | None = None,
-        queue: str | None = None,
-        status: str | None = None,
-        page: int = 1,
-        per_page: int = 15,
+        self, where: ExecutionFilter, *, page: int = 1, per_page: int = 15
     ) -> Page:
-        if application and job:
-            source = self.cache.executions_of(application, job)
+        if where.application and where.job:
+            source = self.cache.executions_of(where.application, where.job)
         else:
             source = self.cache.executions()
+        status = where.status
         if status and status.lower() not in (*words.STATUSES, *(p.lower() for p in Phase)):
             raise invalid(f"unknown status {status!r}")
         selected: list[ExecutionView] = []
         for execution in source:
-            if application and execution.spec.application != application:
+            if where.application and execution.spec.application != where.application:
                 continue
-            if job and execution.spec.job != job:
+            if where.job and execution.spec.job != where.job:
                 continue
-            if queue and execution.spec.queue != queue:
+            if where.queue and execution.spec.queue != where.queue:
                 continue
             if status and not words.matches(execution, status, self.status_word(execution)):
                 continue
