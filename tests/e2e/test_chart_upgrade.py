@@ -44,6 +44,8 @@ RELEASE, NAMESPACE = "bbq", "barbeque-system"
 KEEP_RUNNING_MS = "25000"  # each pod's Running time under kwok
 EXECUTIONS = 6
 CRD_NAMES = ("jobqueues", "jobdefinitions", "jobexecutions")
+# Kinds that came after 0.1.0: the upgrade creates their CRDs.
+NEW_CRD_NAMES = ("snssubscriptions",)
 # Both charts run without pods: the operator is the local process below.
 NO_PODS = ("--set", "operator.replicas=0", "--set", "dashboard.enabled=false")
 
@@ -173,6 +175,10 @@ def test_the_upgrade_updated_every_crd_to_the_working_trees(upgrade: Upgrade) ->
         assert stored["metadata"]["uid"] == upgrade.crds_before[plural]["metadata"]["uid"], (
             f"{plural}: updated in place, never deleted and created again"
         )
+    for plural in NEW_CRD_NAMES:
+        stored, expected = crd(upgrade.cluster, plural), working_tree_crd(plural)
+        assert stored["spec"]["versions"] == expected["spec"]["versions"], plural
+        assert stored["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", plural
     definitions = crd(upgrade.cluster, "jobdefinitions")
     assert (
         definitions["metadata"]["generation"]
@@ -208,7 +214,10 @@ def test_turning_crds_install_off_and_uninstalling_keep_the_crds_and_executions(
     chart = str(ROOT / "charts" / "barbeque")
 
     def crd_uids() -> dict[str, str]:
-        return {plural: crd(cluster, plural)["metadata"]["uid"] for plural in CRD_NAMES}
+        return {
+            plural: crd(cluster, plural)["metadata"]["uid"]
+            for plural in (*CRD_NAMES, *NEW_CRD_NAMES)
+        }
 
     uids = crd_uids()
     for install in ("false", "true"):

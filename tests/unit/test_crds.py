@@ -40,7 +40,7 @@ def _walk(node: Any, path: str = "") -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("model", [JobQueue, JobDefinition, JobExecution])
+@pytest.mark.parametrize("model", crdgen.RESOURCES)
 def test_schemas_are_structural(model: Any) -> None:
     schema = crdgen.structural_schema(model)
     assert _walk(schema) == []
@@ -107,10 +107,10 @@ WELL_KNOWN_SHORT_NAMES = {
 
 
 def test_short_names_do_not_collide_with_well_known_projects() -> None:
-    ours = {name for model in (JobQueue, JobDefinition, JobExecution) for name in model.short_names}
+    ours = {name for model in crdgen.RESOURCES for name in model.short_names}
     for project, names in WELL_KNOWN_SHORT_NAMES.items():
         assert ours.isdisjoint(names), f"{project} uses {sorted(ours & names)}"
-    for model in (JobQueue, JobDefinition, JobExecution):
+    for model in crdgen.RESOURCES:
         assert crdgen.build_crd(model)["spec"]["names"]["categories"] == ["barbeque"]
 
 
@@ -126,7 +126,7 @@ def _fields(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, A
     return found
 
 
-@pytest.mark.parametrize("model", [JobQueue, JobDefinition, JobExecution])
+@pytest.mark.parametrize("model", crdgen.RESOURCES)
 def test_every_field_has_a_description(model: Any) -> None:
     schema = crdgen.structural_schema(model)
     # The API server describes metadata itself and refuses a schema that says more.
@@ -140,7 +140,7 @@ def test_the_description_check_finds_a_field_without_one() -> None:
     assert [p for p, prop in _fields(schema) if not prop.get("description")] == [".spec.a"]
 
 
-@pytest.mark.parametrize("model", [JobQueue, JobDefinition, JobExecution])
+@pytest.mark.parametrize("model", crdgen.RESOURCES)
 def test_conditions_are_a_list_map_keyed_by_type(model: Any) -> None:
     conditions = crdgen.structural_schema(model)["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

@@ -18,7 +18,7 @@ from barbeque.api.models import (
     AGE_COLUMN,
     API_VERSION,
     STATUS_COLUMN,
-    Condition,
+    Conditions,
     Model,
     ObjectMeta,
     Resource,
@@ -59,7 +59,7 @@ class SNSSubscriptionStatus(Model):
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation the status describes."
     )
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
 
 
 class SNSSubscription(Resource):
