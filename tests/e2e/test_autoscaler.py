@@ -189,6 +189,7 @@ def test_a_node_running_an_execution_stays_until_the_execution_has_finished(
     names = [app.executions()[0]["metadata"]["name"]]
     wide = cluster.kubectl("get", "jobexecutions", "-n", app.namespace, "-o", "wide").stdout
     assert "Unschedulable" in wide, wide
+    assert re.search(r"\d+/\d+ nodes are available", wide), wide  # the scheduler's message
     _console_and_web_api_say_why(app, status["message"])
     # The operator runs in this process: its gauge, as /metrics would show it.
     wait_until(

@@ -868,6 +868,7 @@ class JobExecution(Resource):
         AGE_COLUMN,
         column("Queue", ".spec.queue", wide=True),
         column("Reason", ".status.reason", wide=True),
+        column("Message", ".status.message", wide=True),
         column("Retried-By", ".status.retriedBy", wide=True),
         column("Logs", ".status.logs.url", wide=True),
     ]
