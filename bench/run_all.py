@@ -1,6 +1,6 @@
 """Every benchmark in one environment: dispatch, throughput, writes, memory, console,
-end to end, growth, fairness (and, behind flags, growth at 100,000 and container start
-on the real node).
+end to end, growth, fairness (and, behind flags, growth at 100,000, container start
+on the real node, and KEDA side by side).
 
 One local control plane, one moto server; the operator is restarted for each scenario and
 every scenario works in namespaces and queues of its own (end_to_end restarts
@@ -11,10 +11,8 @@ Prints each scenario's table and the machine's details (load average at start an
     python -m bench.run_all                 # the sizes of the goals (about an hour on 2 cores)
     python -m bench.run_all --large         # growth also at 100,000 (~25 min more)
     python -m bench.run_all --real-node     # also container start on the real node
+    python -m bench.run_all --keda          # also KEDA (first: python -m bench.keda --build)
     python -m bench.run_all --quick --json /tmp/bench.json
-
-KEDA side by side is not here: its operator could not be built on this machine (see
-docs/performance.md).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from bench import (
     end_to_end,
     fairness,
     growth,
+    keda,
     memory,
     throughput,
     writes,
@@ -48,6 +47,7 @@ FULL = {
     "growth_sizes": (1_000, 10_000),
     "backlog": 10_000,
     "fair_seconds": 60.0,
+    "keda_messages": 200,
 }
 QUICK = {
     "dispatch_messages": 10,
@@ -62,6 +62,7 @@ QUICK = {
     "growth_sizes": (100, 300),
     "backlog": 100,
     "fair_seconds": 5.0,
+    "keda_messages": 20,
 }
 # growth before memory and console, whose 10,000 would leave it no smaller size to measure;
 # container_start before end_to_end and fairness, whose backlogs the Job controller is still
@@ -69,10 +70,11 @@ QUICK = {
 # for 100 s and the real node's warm-up execution timed out behind them).
 SCENARIOS = (
     "dispatch", "throughput", "writes", "growth", "memory", "console", "container_start",
-    "end_to_end", "fairness",
+    "end_to_end", "fairness", "keda",
 )  # fmt: skip
-# Run only when asked: the real node is one per machine (and its owner's).
-OPT_IN = ("container_start",)
+# Run only when asked: the real node is one per machine (and its owner's); KEDA's operator
+# is a build of its own (bench/keda.py).
+OPT_IN = {"container_start": "real_node", "keda": "keda"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real-node", action="store_true", help="also container_start on the real node"
     )
+    parser.add_argument(
+        "--keda", action="store_true", help="also KEDA ScaledJob side by side (bench/keda.py)"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the operator during throughput")
     common_arguments(parser)
     args = parser.parse_args(argv)
@@ -107,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
     if args.large:
         sizes["growth_sizes"] = (*sizes["growth_sizes"], growth.LARGE)
-    chosen = args.only or [
-        s for s in SCENARIOS if s not in OPT_IN or (s == "container_start" and args.real_node)
-    ]
+    chosen = args.only or [s for s in SCENARIOS if s not in OPT_IN or getattr(args, OPT_IN[s])]
     plan = {
         "dispatch": lambda env: dispatch.run(
             env, sizes["dispatch_messages"], sizes["dispatch_rate"], sizes["receive_wait"]
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         "growth": lambda env: growth.run(env, sizes["growth_sizes"], sizes["repeat"]),
         "fairness": lambda env: fairness.run(env, sizes["backlog"], seconds=sizes["fair_seconds"]),
         "container_start": lambda env: container_start.run(env),
+        "keda": lambda env: keda.run(
+            env, sizes["keda_messages"], receive_wait=sizes["receive_wait"]
+        ),
     }
     return run_scenarios(args, [(name, plan[name]) for name in SCENARIOS if name in chosen])
 

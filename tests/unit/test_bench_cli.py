@@ -25,7 +25,7 @@ SCRIPTS = sorted(
 
 
 def test_every_scenario_script_uses_bench_main() -> None:
-    assert len(SCRIPTS) == 10, SCRIPTS
+    assert len(SCRIPTS) == 11, SCRIPTS
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
