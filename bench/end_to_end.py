@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from barbeque.api.models import JobDefinition, JobExecution
@@ -42,6 +43,7 @@ from bench.env import (
     baseline_execution,
     log,
     message_body,
+    py_spy,
 )
 
 GOAL_RATIO = 0.8
@@ -66,20 +68,22 @@ def _spec(pod_ms: int) -> dict[str, Any]:
 
 
 def run_operator(
-    env: Environment, messages: int, pod_ms: int, receive_wait: int
-) -> dict[str, float]:
-    """Seconds from the first receive to the last execution Succeeded with logs in S3."""
-    env.start_operator()
+    env: Environment, messages: int, pod_ms: int, receive_wait: int, spy: Path | None = None
+) -> tuple[dict[str, float], Window]:
+    """Seconds from the first receive to the last execution Succeeded with logs in S3, and
+    the window (CPU of every process over it); ``spy``: py-spy the operator into it."""
+    operator = env.start_operator()
     app = env.new_app("e2e", definition_spec=_spec(pod_ms), create_queue=False)
     sent = env.send_batch(app, [message_body(app, "hello", {"i": i}) for i in range(messages)])
     names = {execution_name(m) for m, _ in sent}
     executions = env.watch_executions(app.namespace)
     try:
-        window = Window(env).open()
-        env.create_jobqueue(app, receiveWaitSeconds=receive_wait)
-        executions.wait_phase(names, {"Succeeded"}, 300 + messages, "every execution Succeeded")
-        executions.wait_phase(names, {"LogsUploaded"}, 60, "every execution's logs in S3")
-        window.close()
+        with py_spy(operator.pid, spy):
+            window = Window(env).open()
+            env.create_jobqueue(app, receiveWaitSeconds=receive_wait)
+            executions.wait_phase(names, {"Succeeded"}, 300 + messages, "every execution Succeeded")
+            executions.wait_phase(names, {"LogsUploaded"}, 60, "every execution's logs in S3")
+            window.close()
     finally:
         executions.stop()
         env.delete_jobqueue(app)
@@ -91,7 +95,7 @@ def run_operator(
         max(executions.phases[n]["Succeeded"], executions.phases[n]["LogsUploaded"]) for n in names
     )
     objects = _count_objects(env, f"{app.namespace}/")
-    return {"seconds": done - t0, "s3_objects": objects}
+    return {"seconds": done - t0, "s3_objects": objects}, window
 
 
 def run_baseline(env: Environment, messages: int, pod_ms: int, concurrency: int = 32) -> float:
@@ -149,6 +153,7 @@ def run(
     profiles: tuple[str, ...] = ("default", "tuned"),
     pod_ms: int = 1000,
     receive_wait: int = 20,
+    spy: Path | None = None,
 ) -> Result:
     result = Result(
         "end_to_end",
@@ -160,7 +165,12 @@ def run(
         flags = PROFILES[profile]
         log(f"end_to_end: kube-controller-manager {profile}: {flags}")
         env.k8s.restart_controller_manager(flags)
-        ours = run_operator(env, messages, pod_ms, receive_wait)
+        spied = spy.with_name(f"{spy.stem}-{profile}{spy.suffix}") if spy else None
+        ours, window = run_operator(env, messages, pod_ms, receive_wait, spied)
+        result.tables[f"{profile}: CPU over the operator's window"] = window.cpu
+        result.tables[f"{profile}: API requests over the operator's window"] = window.request_rows(
+            per=messages
+        )
         base = run_baseline(env, messages, pod_ms)
         rate, base_rate = messages / ours["seconds"], messages / base
         ratio = rate / base_rate
@@ -204,14 +214,28 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     pod_ms_argument(parser)
     receive_wait_argument(parser)
+    parser.add_argument(
+        "--spy",
+        type=Path,
+        metavar="PATH",
+        help="py-spy the operator over each profile's window (speedscope JSON, PATH-<profile>)",
+    )
 
 
 def scenario(
-    env: Environment, *, messages: int, profile: list[str] | None, pod_ms: int, receive_wait: int
+    env: Environment,
+    *,
+    messages: int,
+    profile: list[str] | None,
+    pod_ms: int,
+    receive_wait: int,
+    spy: Path | None,
 ) -> Result:
     """run() with ``--profile`` unset meaning both profiles."""
     profiles = tuple(profile or ("default", "tuned"))
-    return run(env, messages=messages, profiles=profiles, pod_ms=pod_ms, receive_wait=receive_wait)
+    return run(
+        env, messages=messages, profiles=profiles, pod_ms=pod_ms, receive_wait=receive_wait, spy=spy
+    )
 
 
 if __name__ == "__main__":
