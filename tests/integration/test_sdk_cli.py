@@ -284,3 +284,36 @@ def test_kubectl_barbeque_enqueues_into_the_current_contexts_namespace(
     [message] = service.receive(webapp.queue_url)
     assert message["MessageId"] == enqueued.stdout.strip()
     assert json.loads(message["Body"])["Application"] == webapp.name
+
+
+def test_the_client_installs_alone_and_enqueues_without_the_server_packages(
+    service: Service, webapp: App, tmp_path: Path
+) -> None:
+    # `pip install ./client` into an empty virtualenv: httpx and pyyaml come from PyPI
+    # (or pip's cache), kopf, kubernetes and boto3 must not come at all.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    root = Path(__file__).resolve().parents[2]
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         str(root / "client")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    probe = "import importlib.util as u; print([m for m in MODULES if u.find_spec(m)])"
+    found = subprocess.run(
+        [str(python), "-c", f"MODULES = ['kopf', 'kubernetes', 'boto3', 'barbeque']; {probe}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert found.stdout.strip() == "[]", found.stdout
+    env = {**os.environ, "BARBEQUE_URL": service.url, "BARBEQUE_TOKEN": TOKEN}
+    enqueued = subprocess.run(
+        [str(venv / "bin" / "barbeque-client"), "enqueue", webapp.job, '{"from": "light"}',
+         "--application", webapp.name, "--queue", webapp.queue],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert enqueued.returncode == 0, enqueued.stderr
+    [message] = service.receive(webapp.queue_url)
+    assert message["MessageId"] == enqueued.stdout.strip()
+    assert json.loads(message["Body"])["Message"] == {"from": "light"}
