@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.processes import free_port, spawn, tail
+from tests.support import samples as objects
 from tests.support.aws import CREDENTIALS, REGION
 from tests.support.waiting import wait_until
 
@@ -98,8 +99,8 @@ class KedaOperator:
         self.dir.mkdir(parents=True, exist_ok=True)
         certs = self._certificates()
         self.env.k8s.kubectl("apply", "--server-side", "-f", str(CRDS))
-        self.env.k8s.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd",
-                             "scaledjobs.keda.sh")  # fmt: skip
+        # Not `kubectl wait`: it fails while a CRD just applied has no conditions yet.
+        wait_until("KEDA's CRDs Established", self._established, 60)
         self.env.k8s.create_namespace(NAMESPACE)
         variables = {
             **os.environ,
@@ -127,6 +128,12 @@ class KedaOperator:
         log(f"keda: operator pid {self.process.pid}, log {self.log}")
         return self
 
+    def _established(self) -> bool:
+        crd = self.env.k8s.api(
+            "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/scaledjobs.keda.sh"
+        )
+        return _condition(crd, "Established")
+
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process)
@@ -148,43 +155,17 @@ class KedaOperator:
 def scaled_job(
     namespace: str, queue_url: str, moto_url: str, polling: int, strategy: str, pod_ms: int
 ) -> dict[str, Any]:
-    """A ScaledJob as KEDA's docs write one for SQS: a Job per visible message."""
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledJob",
-        "metadata": {"name": "consumer", "namespace": namespace},
-        "spec": {
-            "pollingInterval": polling,
-            "scalingStrategy": {"strategy": strategy},
-            "maxReplicaCount": 1000,
-            "successfulJobsHistoryLimit": 10_000,
-            "failedJobsHistoryLimit": 10_000,
-            "jobTargetRef": {
-                "backoffLimit": 0,
-                "template": {
-                    "metadata": {"annotations": {"barbeque.dev/kwok-duration-ms": str(pod_ms)}},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {"name": "consumer", "image": "busybox:1.36", "command": ["true"]}
-                        ],
-                    },
-                },
-            },
-            "triggers": [
-                {
-                    "type": "aws-sqs-queue",
-                    "metadata": {
-                        "queueURL": queue_url,
-                        "queueLength": "1",
-                        "awsRegion": REGION,
-                        "awsEndpoint": moto_url,
-                        "identityOwner": "operator",
-                    },
-                }
-            ],
-        },
+    """tests/data/keda/scaledjob.yaml for this run."""
+    body = objects.load("keda/scaledjob.yaml")
+    body["metadata"]["namespace"] = namespace
+    spec = body["spec"]
+    spec.update(pollingInterval=polling, scalingStrategy={"strategy": strategy})
+    spec["jobTargetRef"]["template"]["metadata"]["annotations"] = {
+        "barbeque.dev/kwok-duration-ms": str(pod_ms)
     }
+    [trigger] = spec["triggers"]
+    trigger["metadata"].update(queueURL=queue_url, awsRegion=REGION, awsEndpoint=moto_url)
+    return body
 
 
 class Consumer(threading.Thread):
@@ -292,8 +273,12 @@ def _ready(env: Environment, app: App) -> bool:
     found = env.k8s.api(
         "GET", f"/apis/keda.sh/v1alpha1/namespaces/{app.namespace}/scaledjobs/consumer"
     )
-    conditions = (found.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return _condition(found, "Ready")
+
+
+def _condition(obj: dict[str, Any], kind: str) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
 
 
 def run_barbeque(
