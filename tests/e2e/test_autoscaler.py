@@ -115,6 +115,15 @@ def test_an_empty_node_group_grows_for_waiting_executions_and_shrinks_back_to_ze
     # Each node takes 10 pods: the executions at once need more than one node, and never
     # more than the group's maximum.
     assert 2 <= size.peak <= MAX_NODES, figures
+    # The wait for the group's first node shows in the histogram's high buckets.
+    labels = {"queue": app.queue}
+    count = metrics.REGISTRY.get_sample_value("barbeque_job_to_pod_running_seconds_count", labels)
+    quick = metrics.REGISTRY.get_sample_value(
+        "barbeque_job_to_pod_running_seconds_bucket", {**labels, "le": "2.0"}
+    )
+    assert count, figures
+    assert quick is not None
+    assert quick < count, (quick, count, figures)
 
 
 def _waiting_for_capacity(app: App) -> float | None:
