@@ -11,23 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import samples
 from tests.support.operator import GROUP, VERSION, App
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def subscription(app: App, name: str, topic_arn: str, job: str) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SNSSubscription",
-        "metadata": {"name": name, "namespace": app.namespace},
-        "spec": {"topicArn": topic_arn, "queue": app.queue, "job": job},
-    }
-    created: dict[str, Any] = app.custom.create_namespaced_custom_object(
-        GROUP, VERSION, app.namespace, "snssubscriptions", body
-    )
-    return created
 
 
 def get_subscription(app: App, name: str) -> dict[str, Any] | None:
@@ -52,8 +40,8 @@ def test_a_publish_runs_every_subscribed_definition_and_deleting_unsubscribes(
     ]["QueueArn"]
     app.define("notify")
     app.define("archive")
-    subscription(app, "orders-notify", topic, "notify")
-    subscription(app, "orders-archive", topic, "archive")
+    app.subscribe("orders-notify", topic, "notify")
+    app.subscribe("orders-archive", topic, "archive")
 
     first = wait_until("orders-notify Subscribed", lambda: subscribed(app, "orders-notify"), 30)
     wait_until("orders-archive Subscribed", lambda: subscribed(app, "orders-archive"), 30)
@@ -106,7 +94,7 @@ def test_a_publish_runs_every_subscribed_definition_and_deleting_unsubscribes(
 
 
 def test_a_subscription_naming_a_missing_queue_says_so_and_still_deletes(app: App) -> None:
-    body = subscription(app, "lost", "arn:aws:sns:us-east-1:123456789012:nowhere", "notify")
+    body = app.subscribe("lost", "arn:aws:sns:us-east-1:123456789012:nowhere", "notify")
     assert body["spec"]["queue"] == app.queue
     app.custom.patch_namespaced_custom_object(
         GROUP, VERSION, app.namespace, "snssubscriptions", "lost", {"spec": {"queue": "no-such"}}
@@ -122,3 +110,34 @@ def test_a_subscription_naming_a_missing_queue_says_so_and_still_deletes(app: Ap
         GROUP, VERSION, app.namespace, "snssubscriptions", "lost"
     )
     wait_until("lost gone", lambda: get_subscription(app, "lost") is None, 30)
+
+
+def test_a_subscription_applied_before_its_queue_subscribes_as_soon_as_the_queue_comes(
+    app: App,
+) -> None:
+    # `kubectl apply` of a JobQueue and its subscriptions together: the subscription may
+    # be seen first. It waits in Error, and the queue's arrival (not the 30 s retry)
+    # subscribes it.
+    topic = app.aws.sns().create_topic(Name=f"late-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    late = f"late-{app.queue}"
+    app.subscribe("early", topic, "notify")
+    app.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, app.namespace, "snssubscriptions", "early", {"spec": {"queue": late}}
+    )
+
+    def waiting() -> dict[str, Any] | None:
+        status = (get_subscription(app, "early") or {}).get("status") or {}
+        return status if f"no JobQueue named {late!r}" in (status.get("message") or "") else None
+
+    wait_until("the subscription waiting for its queue", waiting, 30)
+    app.custom.create_cluster_custom_object(
+        GROUP, VERSION, "jobqueues", samples.queue(late, queueUrl=app.queue_url)
+    )
+    try:
+        wait_until("subscribed once the queue came", lambda: subscribed(app, "early"), 10)
+    finally:
+        app.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, app.namespace, "snssubscriptions", "early"
+        )
+        wait_until("early gone", lambda: get_subscription(app, "early") is None, 30)
+        app.custom.delete_cluster_custom_object(GROUP, VERSION, "jobqueues", late)

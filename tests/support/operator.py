@@ -130,6 +130,19 @@ class App:
         )
         return result
 
+    def subscribe(self, name: str, topic_arn: str, job: str) -> dict[str, Any]:
+        """An SNSSubscription of this application's queue to ``topic_arn`` for ``job``."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SNSSubscription",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"topicArn": topic_arn, "queue": self.queue, "job": job},
+        }
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "snssubscriptions", body
+        )
+        return result
+
     def enqueue(self, job: str, message: Any, **envelope: Any) -> str:
         body = {
             "Type": "JobExecution",

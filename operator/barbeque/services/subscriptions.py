@@ -130,13 +130,26 @@ class Subscriber:
                 )
             self._retry_later(key)
 
-    def _retry_later(self, key: Key) -> None:
-        """SNS, SQS or the API server failed: try again, from the store's latest copy."""
-        if key in self._retries and not self._retries[key].done():
+    def on_queue(self, name: str) -> None:
+        """A JobQueue came or changed: the subscriptions that wait for it (a queue and its
+        subscriptions applied together) go now rather than at their next retry."""
+        if not self.active:
             return
+        for key, subscription in list(self.store.subscriptions.items()):
+            if subscription.spec.queue == name and subscription.status.phase != "Subscribed":
+                self._retry_later(key, delay=0.0)
+
+    def _retry_later(self, key: Key, delay: float | None = None) -> None:
+        """SNS, SQS or the API server failed: try again, from the store's latest copy,
+        after ``retry_seconds``; a ``delay`` given replaces a retry already waiting."""
+        pending = self._retries.get(key)
+        if pending is not None and not pending.done():
+            if delay is None:
+                return
+            pending.cancel()
 
         async def again() -> None:
-            await self.sleep(self.retry_seconds)
+            await self.sleep(self.retry_seconds if delay is None else delay)
             self._retries.pop(key, None)
             latest = self.store.subscriptions.get(key)
             if latest is not None and self.active:
