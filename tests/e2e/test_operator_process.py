@@ -24,7 +24,15 @@ from kubernetes import client
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import BUCKET, App, OperatorProcess, application, operator_env
+from tests.support.operator import (
+    BUCKET,
+    GROUP,
+    VERSION,
+    App,
+    OperatorProcess,
+    application,
+    operator_env,
+)
 from tests.support.reliability import install_chart
 from tests.support.slack import SlackRecorder
 from tests.support.waiting import wait_until
@@ -126,6 +134,33 @@ def test_a_failing_pod_ends_failed_and_is_retried(e2e_app: App, slack: SlackReco
     retry = e2e_app.wait_phase(f"{root}-retry-1", ("Failed",))
     assert retry["spec"]["attempt"] == 1
     slack.wait_for(lambda m: m.get("channel") == "#e2e-failures")
+
+
+def test_a_publish_to_a_topic_runs_each_subscribed_definition(e2e_app: App) -> None:
+    # The operator process under the chart's RBAC subscribes the queue (SNS and the queue
+    # policy, moto over HTTP) and fans the topic's message out to both definitions.
+    app = e2e_app
+    topic = app.aws.sns().create_topic(Name=f"orders-{app.queue}")["TopicArn"]
+    for job in ("notify", "archive"):
+        app.define(job)
+        app.subscribe(f"orders-{job}", topic, job)
+
+    def subscribed() -> bool:
+        items = app.custom.list_namespaced_custom_object(
+            GROUP, VERSION, app.namespace, "snssubscriptions"
+        )["items"]
+        return [(i.get("status") or {}).get("phase") for i in items] == ["Subscribed"] * 2
+
+    wait_until("both subscriptions Subscribed", subscribed, 60)
+    app.aws.sns().publish(TopicArn=topic, Message=json.dumps({"order": 7}))
+
+    def both_succeeded() -> list[dict[str, Any]] | None:
+        done = [e for e in app.executions() if (e.get("status") or {}).get("phase") == "Succeeded"]
+        return done if len(done) == 2 else None
+
+    executions = wait_until("an execution per subscribed definition", both_succeeded, 90)
+    assert sorted(e["spec"]["job"] for e in executions) == ["archive", "notify"]
+    assert all(e["spec"]["message"] == {"order": 7} for e in executions)
 
 
 def test_a_duplicate_delivery_makes_one_job(e2e_app: App) -> None:

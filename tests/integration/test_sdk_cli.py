@@ -284,6 +284,20 @@ def test_kubectl_barbeque_enqueues_into_the_current_contexts_namespace(
     [message] = service.receive(webapp.queue_url)
     assert message["MessageId"] == enqueued.stdout.strip()
     assert json.loads(message["Body"])["Application"] == webapp.name
+    # The other commands go through the same plugin: a status, and a listing of the
+    # context's application.
+    record(service, webapp, "via-kubectl", phase="Failed")
+    status = subprocess.run(
+        [kubectl, "barbeque", "status", "via-kubectl"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (status.returncode, status.stdout.strip()) == (0, "failed"), status.stderr
+    listed = subprocess.run(
+        [kubectl, "barbeque", "executions", "-o", "json"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "via-kubectl" in [row["message_id"] for row in json.loads(listed.stdout)]
 
 
 def test_the_client_installs_alone_and_enqueues_without_the_server_packages(
