@@ -154,11 +154,7 @@ def test_a_publish_to_a_topic_runs_each_subscribed_definition(e2e_app: App) -> N
     wait_until("both subscriptions Subscribed", subscribed, 60)
     app.aws.sns().publish(TopicArn=topic, Message=json.dumps({"order": 7}))
 
-    def both_succeeded() -> list[dict[str, Any]] | None:
-        done = [e for e in app.executions() if (e.get("status") or {}).get("phase") == "Succeeded"]
-        return done if len(done) == 2 else None
-
-    executions = wait_until("an execution per subscribed definition", both_succeeded, 90)
+    executions = app.wait_succeeded(2, 90)
     assert sorted(e["spec"]["job"] for e in executions) == ["archive", "notify"]
     assert all(e["spec"]["message"] == {"order": 7} for e in executions)
 

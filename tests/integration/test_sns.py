@@ -63,11 +63,7 @@ def test_a_publish_runs_every_subscribed_definition_and_deleting_unsubscribes(
 
     sns.publish(TopicArn=topic, Message=json.dumps({"order": 7}))
 
-    def two_succeeded() -> list[dict[str, Any]] | None:
-        done = [e for e in app.executions() if (e.get("status") or {}).get("phase") == "Succeeded"]
-        return done if len(done) == 2 else None
-
-    executions = wait_until("two executions to succeed", two_succeeded, 60)
+    executions = app.wait_succeeded(2, 90)
     assert sorted(e["spec"]["job"] for e in executions) == ["archive", "notify"]
     assert all(e["spec"]["message"] == {"order": 7} for e in executions)
     for job in app.jobs():

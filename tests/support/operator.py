@@ -194,6 +194,18 @@ class App:
 
         return wait_until(f"execution {name} to reach {phases}", reached, timeout)
 
+    def wait_succeeded(self, count: int, timeout: float) -> list[dict[str, Any]]:
+        """The application's executions once exactly ``count`` of them have Succeeded."""
+
+        def done() -> list[dict[str, Any]] | None:
+            found = [
+                e for e in self.executions() if (e.get("status") or {}).get("phase") == "Succeeded"
+            ]
+            return found if len(found) == count else None
+
+        found: list[dict[str, Any]] = wait_until(f"{count} executions Succeeded", done, timeout)
+        return found
+
     def queue_depth(self) -> int:
         attributes = self.aws.sqs().get_queue_attributes(
             QueueUrl=self.queue_url,
