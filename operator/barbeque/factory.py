@@ -174,12 +174,7 @@ def build_operator(settings: Settings, kubeconfig: str | None = None) -> Operato
     )
     definitions = DefinitionChecker(store=store, kube=kube, recorder=recorder)
     events = EventRouter(
-        store=store,
-        queue=queue,
-        pollers=pollers,
-        history=history,
-        definitions=definitions,
-        subscriber=subscriber,
+        store=store, queue=queue, pollers=pollers, history=history, definitions=definitions
     )
     # Ours only, by label: other workloads' Jobs and pods never reach the operator.
     job_watch = ListWatch(

@@ -21,18 +21,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from barbeque.api.models import GROUP, VERSION
 from barbeque.services.naming import execution_name
 from tests.cluster.harness import Cluster
 from tests.support.aws import Aws, free_port
-from tests.support.operator import (
-    BUCKET,
-    GROUP,
-    VERSION,
-    App,
-    OperatorProcess,
-    application,
-    operator_env,
-)
+from tests.support.operator import BUCKET, App, OperatorProcess, application, operator_env
 from tests.support.reliability import install_chart
 from tests.support.slack import SlackRecorder
 from tests.support.waiting import wait_until

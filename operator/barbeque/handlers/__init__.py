@@ -124,6 +124,9 @@ async def definition_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "jobqueues", id="queues")
 async def queue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.operator.events.on_queue(event.get("type"), event["object"])
+    if event.get("type") != "DELETED":
+        # Now in the store: subscriptions that waited for this queue can subscribe.
+        memo.operator.subscriber.on_queue(event["object"]["metadata"]["name"])
 
 
 @kopf.on.event(GROUP, VERSION, "snssubscriptions", id="sns-subscriptions")

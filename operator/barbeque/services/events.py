@@ -17,7 +17,6 @@ from barbeque.services.definitions import DefinitionChecker
 from barbeque.services.history import HistoryCollector
 from barbeque.services.pollers import Pollers
 from barbeque.services.store import Key, Store, settled
-from barbeque.services.subscriptions import Subscriber
 
 DELETED = "DELETED"
 
@@ -37,7 +36,6 @@ class EventRouter:
     pollers: Pollers
     history: HistoryCollector
     definitions: DefinitionChecker
-    subscriber: Subscriber
 
     def on_execution(self, type_: str | None, body: dict[str, Any]) -> None:
         namespace, name, _ = _meta(body)
@@ -101,4 +99,3 @@ class EventRouter:
             metrics.forget_queue(name)
             return
         self.pollers.on_queue(self.store.put_queue(body), name)
-        self.subscriber.on_queue(name)
