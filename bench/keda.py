@@ -212,6 +212,24 @@ class Consumer(threading.Thread):
         self.pool.shutdown(wait=True)
 
 
+@dataclass
+class Side:
+    """One side's figures over the measured messages."""
+
+    latencies: list[float]
+    started: list[float]
+    jobs: int
+    empty: int
+    left: int
+
+    def row(self, label: str, messages: int) -> list[str]:
+        figures = [percentile(v, q) for v in (self.latencies, self.started) for q in (50, 99)]
+        return [
+            label, *(f"{f:.2f} s" for f in figures), f"{self.jobs / messages:.2f}",
+            str(self.empty), str(messages - len(self.latencies)), str(self.left),
+        ]  # fmt: skip
+
+
 def queue_left(env: Environment, app: App) -> int:
     attributes = env.sqs().get_queue_attributes(
         QueueUrl=app.queue_url,
@@ -228,17 +246,17 @@ def run_keda(
     strategy: str,
     container_start: float,
     pod_ms: int,
-) -> tuple[list[float], list[float], int, int, int]:
-    """Enqueue -> Job and -> received by a container, Jobs created, Jobs that found no
-    message, messages left behind."""
-    keda = KedaOperator(env).start()
+) -> Side:
+    """KEDA's side, its operator already running: work starts when a container has
+    received the message."""
     app = env.new_app("keda", definitions=(), create_queue=False)
     jobs = env.watch_jobs(app.namespace)
     consumer = Consumer(env, app, jobs, container_start)
+    scaled_jobs = f"/apis/keda.sh/v1alpha1/namespaces/{app.namespace}/scaledjobs"
     try:
         env.k8s.api(
             "POST",
-            f"/apis/keda.sh/v1alpha1/namespaces/{app.namespace}/scaledjobs",
+            scaled_jobs,
             scaled_job(app.namespace, app.queue_url, env.moto_url, polling, strategy, pod_ms),
         )
         consumer.start()
@@ -259,14 +277,15 @@ def run_keda(
     finally:
         consumer.stop()
         jobs.stop()
-        keda.stop()
+        # The operator serves the next strategy: this ScaledJob stops polling its queue.
+        env.k8s.api("DELETE", f"{scaled_jobs}/consumer")
     if not sent.keys() <= consumer.handled.keys():
         log(f"keda: {len(sent) - len(consumer.handled)} messages never reached a Job")
     # A Job KEDA made before the message came (a surplus one) handles it at once: 0 s.
     handled = {n: consumer.handled[n] for n in sent if n in consumer.handled}
     latencies = [max(0.0, seen - sent[n]) for n, (_, seen, _) in handled.items()]
     received = [at - sent[n] for n, (_, _, at) in handled.items()]
-    return latencies, received, len(jobs.added) - before, len(consumer.empty), left
+    return Side(latencies, received, len(jobs.added) - before, len(consumer.empty), left)
 
 
 def _ready(env: Environment, app: App) -> bool:
@@ -288,8 +307,8 @@ def run_barbeque(
     receive_wait: int,
     container_start: float,
     pod_ms: int,
-) -> tuple[list[float], list[float], int, int, int]:
-    """As :func:`run_keda`; the container has its message from the start (in the
+) -> Side:
+    """The operator's side: the container has its message from the start (in its
     environment), so work starts ``container_start`` after the Job."""
     env.start_operator()
     app = env.new_app(
@@ -313,25 +332,7 @@ def run_barbeque(
         env.stop_operator()
     latencies = [jobs.added[name] - at for name, at in sent.items()]
     started = [latency + container_start for latency in latencies]
-    return latencies, started, len(jobs.added) - before, 0, left
-
-
-@dataclass
-class Side:
-    """One side's figures over the measured messages."""
-
-    latencies: list[float]
-    started: list[float]
-    jobs: int
-    empty: int
-    left: int
-
-    def row(self, label: str, messages: int) -> list[str]:
-        figures = [percentile(v, q) for v in (self.latencies, self.started) for q in (50, 99)]
-        return [
-            label, *(f"{f:.2f} s" for f in figures), f"{self.jobs / messages:.2f}",
-            str(self.empty), str(messages - len(self.latencies)), str(self.left),
-        ]  # fmt: skip
+    return Side(latencies, started, len(jobs.added) - before, 0, left)
 
 
 def run(
@@ -358,11 +359,15 @@ def run(
             "pod_ms": pod_ms,
         },
     )
-    kedas = {
-        name: Side(*run_keda(env, messages, rate, polling, name, container_start, pod_ms))
-        for name in strategies
-    }
-    ours = Side(*run_barbeque(env, messages, rate, receive_wait, container_start, pod_ms))
+    keda = KedaOperator(env).start()
+    try:
+        kedas = {
+            name: run_keda(env, messages, rate, polling, name, container_start, pod_ms)
+            for name in strategies
+        }
+    finally:
+        keda.stop()
+    ours = run_barbeque(env, messages, rate, receive_wait, container_start, pod_ms)
     rows = [ours.row("barbeque", messages)]
     rows += [side.row(f"KEDA, {name} strategy", messages) for name, side in kedas.items()]
     for row in rows:
